@@ -1,0 +1,137 @@
+"""The store's tables: SQLAlchemy 2 typed models.
+
+The job table is the source of truth (DESIGN rule 1): a row is committed before
+its Celery message is sent, claimed by a worker with a compare-and-set update,
+and kept alive by heartbeats. Timestamps are naive UTC everywhere so SQLite and
+PostgreSQL compare them the same way.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED_STATES = ("succeeded", "failed", "cancelled")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class Base(DeclarativeBase):
+    # Stable constraint names so Alembic migrations work on SQLite and PostgreSQL alike.
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    root: Mapped[str] = mapped_column(Text)  # absolute folder the image paths are relative to
+    format: Mapped[str] = mapped_column(String(40))
+    label_column: Mapped[str | None] = mapped_column(String(100))
+    seed: Mapped[int]
+    split: Mapped[list[Any]]  # [train, val, test] fractions
+    classes: Mapped[list[Any]]  # sorted labels of the usable images; class index = position
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    images: Mapped[list[Image]] = relationship(back_populates="dataset", cascade="all, delete-orphan")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("dataset_id", "path"), Index("ix_images_dataset_split", "dataset_id", "split"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the dataset root, posix
+    label: Mapped[str | None] = mapped_column(String(200))
+    split: Mapped[str | None] = mapped_column(String(8))  # train | val | test; NULL when skipped
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16), default="ok")  # ok | skipped
+    error: Mapped[str | None] = mapped_column(Text)  # why a skipped file could not be used
+    attrs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="images")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(32))  # train | ...
+    queue: Mapped[str] = mapped_column(String(32), default="gpu")
+    params: Mapped[dict[str, Any]]
+    params_hash: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(default=0)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    # A fresh token per claim: writes from a worker that lost its claim are refused.
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[float] = mapped_column(default=0.0)  # 0..1
+    message: Mapped[str | None] = mapped_column(Text)  # last progress note, e.g. "epoch 3/10"
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    arch: Mapped[str] = mapped_column(String(40))
+    config: Mapped[dict[str, Any]]
+    best_epoch: Mapped[int | None]
+    best_val_top1: Mapped[float | None]
+    best_val_top2: Mapped[float | None]
+    best_val_macro_f1: Mapped[float | None]
+    test_top1: Mapped[float | None]
+    test_top2: Mapped[float | None]
+    test_macro_f1: Mapped[float | None]
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)  # relative to the artifacts root
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EpochMetric(Base):
+    __tablename__ = "epoch_metrics"
+    __table_args__ = (UniqueConstraint("run_id", "epoch", "phase"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int]  # 1-based, counted across all phases of a staged run
+    phase: Mapped[str] = mapped_column(String(16))  # train | val
+    stage: Mapped[str] = mapped_column(String(16), default="main")  # main | head | finetune
+    loss: Mapped[float]
+    top1: Mapped[float]
+    top2: Mapped[float]
+    macro_f1: Mapped[float]
+    lr: Mapped[float]
+    seconds: Mapped[float] = mapped_column(default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

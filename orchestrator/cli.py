@@ -1,0 +1,51 @@
+"""The `atelier` command line: the root group and error handling.
+
+Each command group lives in its own module under orchestrator/commands/. A
+domain error (``ConfigError``) or an unreachable store becomes one line on
+stderr and exit status 1; click's own usage errors exit 2. No tracebacks for
+user errors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from orchestrator.commands import broker, dataset, db, demo, flower, query, results, status, train, worker
+from orchestrator.lab import Lab
+from orchestrator.settings import Settings
+from worker.ml.errors import ConfigError
+
+
+class AtelierGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as err:
+            raise click.ClickException(str(err)) from None
+        except OperationalError as err:
+            raise click.ClickException(f"the store is not reachable: {err.orig}") from None
+
+
+@click.group(cls=AtelierGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Log what happens underneath.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """atelier: artist-attribution experiments on paintings, run on Celery GPU workers."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from None
+    ctx.obj = Lab(settings)
+
+
+for module in (db, dataset, train, worker, status, results, query, broker, flower, demo):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="atelier")

@@ -1,0 +1,158 @@
+"""`atelier dataset`: register image collections and look at them."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from sqlalchemy import func, select
+
+from db.models import Dataset, Image
+from orchestrator.commands.common import console, pass_lab, print_json, table
+from worker.ml.errors import ConfigError
+from worker.ml.ingest import FORMATS, Ingested, ingest, parse_split, stratified_split
+from worker.ml.synth import write_synthetic
+
+
+@click.group("dataset")
+def dataset_group() -> None:
+    """Register and inspect datasets."""
+
+
+def register(lab, name: str, ingested: Ingested, fmt: str, seed: int, split: tuple[float, float, float], label: str | None) -> Dataset:
+    """Write the dataset and all its image rows in one transaction: all or nothing."""
+    labels = [im.label for im in ingested.images]
+    if len(set(labels)) < 2:
+        raise ConfigError(f"{ingested.root} has images of {len(set(labels))} label(s); a classifier needs at least 2")
+    splits = stratified_split(labels, split, seed)
+    with lab.sessions.begin() as s:
+        if s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+            raise ConfigError(f"dataset {name!r} already exists")
+        ds = Dataset(
+            name=name, root=str(ingested.root.resolve()), format=fmt, label_column=label, seed=seed,
+            split=list(split), classes=sorted(set(labels)),
+        )
+        s.add(ds)
+        s.flush()
+        s.add_all(
+            Image(dataset_id=ds.id, path=im.path, label=im.label, split=sp, sha256=im.sha256, width=im.width,
+                  height=im.height, status="ok", attrs=im.attrs)
+            for im, sp in zip(ingested.images, splits)
+        )
+        s.add_all(Image(dataset_id=ds.id, path=sk.path, status="skipped", error=sk.reason, attrs={}) for sk in ingested.skipped)
+    return ds
+
+
+def _ingest_with_progress(path: Path, **kwargs) -> Ingested:
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("indexing images", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return ingest(path, progress=progress, **kwargs)
+
+
+def _summary(ds: Dataset, ingested: Ingested) -> str:
+    return (f"dataset {ds.name!r}: {len(ingested.images)} images, {len(ds.classes)} labels"
+            + (f", {len(ingested.skipped)} skipped" if ingested.skipped else ""))
+
+
+def _split_option(f):
+    return click.option("--split", "split_text", default="0.7,0.15,0.15", show_default=True,
+                        help="train,val,test fractions of a stratified split.")(f)
+
+
+@dataset_group.command("add")
+@click.argument("name")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="imagefolder", show_default=True)
+@click.option("--label", default=None, help="Column or attribute to use as the label instead of the artist.")
+@click.option("--top", type=int, default=None, help="Keep the N labels with most images.")
+@click.option("--min-images", type=int, default=None, help="Drop labels with fewer images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_split_option
+@pass_lab
+def add_cmd(lab, name, path, fmt, label, top, min_images, seed, split_text) -> None:
+    """Register the images under PATH (one folder per artist for imagefolder)."""
+    split = parse_split(split_text)
+    ingested = _ingest_with_progress(path, fmt=fmt, label=label, top=top, min_images=min_images)
+    ds = register(lab, name, ingested, fmt, seed, split, label)
+    click.echo(_summary(ds, ingested))
+    for sk in ingested.skipped:
+        click.echo(f"  skipped {sk.path}: {sk.reason}", err=True)
+
+
+@dataset_group.command("synth")
+@click.argument("name")
+@click.option("--artists", type=click.IntRange(2, 1000), default=6, show_default=True)
+@click.option("--per-artist", type=click.IntRange(1, 100_000), default=40, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--size", type=click.IntRange(16, 4096), default=96, show_default=True, help="Long side in pixels.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder to write (default: under artifacts).")
+@_split_option
+@pass_lab
+def synth_cmd(lab, name, artists, per_artist, seed, size, out, split_text) -> None:
+    """Paint a synthetic dataset (each artist its own palette and strokes) and register it."""
+    split = parse_split(split_text)
+    with lab.sessions() as s:
+        if s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
+            raise ConfigError(f"dataset {name!r} already exists")
+    out = out or lab.settings.artifacts / "datasets" / name
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty; choose another --out")
+    write_synthetic(out, artists, per_artist, seed=seed, size=size)
+    ingested = _ingest_with_progress(out)
+    ds = register(lab, name, ingested, "synthetic", seed, split, None)
+    click.echo(f"{_summary(ds, ingested)} written to {out}")
+
+
+@dataset_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_lab
+def list_cmd(lab, as_json) -> None:
+    """Datasets with their image and label counts."""
+    with lab.sessions() as s:
+        counts = dict(s.execute(select(Image.dataset_id, func.count()).where(Image.status == "ok").group_by(Image.dataset_id)).all())
+        skipped = dict(s.execute(select(Image.dataset_id, func.count()).where(Image.status == "skipped").group_by(Image.dataset_id)).all())
+        rows = [(d.name, d.format, len(d.classes), counts.get(d.id, 0), skipped.get(d.id, 0), d.root)
+                for d in s.scalars(select(Dataset).order_by(Dataset.name))]
+    if as_json:
+        print_json([dict(zip(("name", "format", "labels", "images", "skipped", "root"), r)) for r in rows])
+        return
+    console.print(table(None, ("name", "format", "labels", "images", "skipped", "root"), rows))
+
+
+def get_dataset(session, name: str) -> Dataset:
+    ds = session.scalar(select(Dataset).where(Dataset.name == name))
+    if ds is None:
+        known = ", ".join(session.scalars(select(Dataset.name).order_by(Dataset.name))) or "none yet"
+        raise ConfigError(f"unknown dataset {name!r} (known: {known})")
+    return ds
+
+
+@dataset_group.command("show")
+@click.argument("name")
+@pass_lab
+def show_cmd(lab, name) -> None:
+    """Images per label and split, and the files that were skipped."""
+    with lab.sessions() as s:
+        ds = get_dataset(s, name)
+        rows = s.execute(select(Image.label, Image.split, func.count()).where(Image.dataset_id == ds.id, Image.status == "ok")
+                         .group_by(Image.label, Image.split)).all()
+        skipped = s.execute(select(Image.path, Image.error).where(Image.dataset_id == ds.id, Image.status == "skipped")
+                            .order_by(Image.path)).all()
+    per: dict[str, Counter] = {}
+    for label, split, n in rows:
+        per.setdefault(label, Counter())[split] += n
+    console.print(f"[bold]{ds.name}[/] ({ds.format}) at {ds.root}, split {ds.split}, seed {ds.seed}")
+    console.print(table(None, ("label", "train", "val", "test", "total"),
+                        [(lbl, c["train"], c["val"], c["test"], sum(c.values())) for lbl, c in sorted(per.items())]))
+    if skipped:
+        console.print(table(f"{len(skipped)} skipped files", ("path", "reason"), skipped))
+
+
+COMMANDS = [dataset_group]

@@ -1,0 +1,34 @@
+"""`atelier db`: the store's schema."""
+
+from __future__ import annotations
+
+import click
+
+from db.engine import make_engine
+from db.migrate import current_revision, head_revision, upgrade
+from orchestrator.commands.common import pass_lab
+from orchestrator.settings import redact
+
+
+@click.group("db")
+def db_group() -> None:
+    """Manage the SQL store."""
+
+
+@db_group.command("upgrade")
+@pass_lab
+def upgrade_cmd(lab) -> None:
+    """Apply pending migrations (other commands do this on first use)."""
+    engine = make_engine(lab.settings.database_url)
+    ran = upgrade(engine)
+    click.echo(f"{redact(lab.settings.database_url)}: {'upgraded to' if ran else 'already at'} revision {head_revision()}")
+
+
+@db_group.command("current")
+@pass_lab
+def current_cmd(lab) -> None:
+    """Print the store's schema revision."""
+    click.echo(current_revision(make_engine(lab.settings.database_url)) or "empty")
+
+
+COMMANDS = [db_group]

@@ -1,0 +1,29 @@
+"""`atelier flower`: Flower on the configured broker, behind basic auth."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.commands.common import pass_lab
+from worker.ml.errors import ConfigError
+
+
+@click.command("flower")
+@click.option("--port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@pass_lab
+def flower_cmd(lab, port, address) -> None:
+    """Monitor the workers (user and password from ATELIER_FLOWER_USER / ATELIER_FLOWER_PASSWORD)."""
+    if not lab.settings.flower_password:
+        raise ConfigError("set ATELIER_FLOWER_PASSWORD: Flower never runs without authentication")
+    lab.celery()  # checks the broker (and starts the embedded one)
+    from worker.celery_app import app, configure
+    import worker.tasks  # noqa: F401  so Flower knows the task names
+
+    celery = configure(lab.settings, app)
+
+    celery.start(["flower", f"--port={port}", f"--address={address}",
+                  f"--basic-auth={lab.settings.flower_user}:{lab.settings.flower_password}"])
+
+
+COMMANDS = [flower_cmd]

@@ -1,0 +1,60 @@
+"""`atelier status` and `atelier resume`: where jobs stand, and recovering lost ones."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from db import jobs
+from db.models import Job
+from orchestrator import enqueue
+from orchestrator.commands.common import console, duration, pass_lab, print_json, table
+from worker.ml.errors import ConfigError
+
+
+def find_job(session, ref: str) -> Job:
+    """A job by id or unambiguous id prefix."""
+    matches = session.scalars(select(Job).where(Job.id.startswith(ref)).limit(2)).all()
+    if not matches:
+        raise ConfigError(f"no job {ref!r}")
+    if len(matches) > 1:
+        raise ConfigError(f"job prefix {ref!r} is ambiguous; give more characters")
+    return matches[0]
+
+
+@click.command("status")
+@click.argument("job", required=False)
+@click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_lab
+def status_cmd(lab, job, limit, as_json) -> None:
+    """Jobs with state, progress, worker, duration and error (or one JOB in full)."""
+    with lab.sessions() as s:
+        rows = [find_job(s, job)] if job else s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()
+    if as_json:
+        print_json([{c: getattr(j, c) for c in ("id", "kind", "status", "progress", "message", "attempts", "worker",
+                                                 "created_at", "started_at", "finished_at", "error")} for j in rows])
+        return
+    console.print(table(None, ("job", "kind", "status", "progress", "worker", "tries", "duration", "note / error"), [
+        (j.id if job else j.id[:8], j.kind, j.status, f"{j.progress:.0%}", j.worker, j.attempts,
+         duration(j.started_at, j.finished_at), j.error or j.message)
+        for j in rows
+    ]))
+
+
+@click.command("resume")
+@pass_lab
+def resume_cmd(lab) -> None:
+    """Re-enqueue every queued job and every running job whose worker is gone.
+
+    Safe to run any time: a job already in the broker runs once, because a
+    worker must claim its row first.
+    """
+    with lab.sessions.begin() as s:
+        requeued = jobs.expire_leases(s, lab.settings.lease_seconds)
+        queued = s.scalars(select(Job).where(Job.status == "queued")).all()
+    sent = enqueue.send(lab.celery(), queued)
+    click.echo(f"re-enqueued {sent} job(s) ({len(requeued)} recovered from lost workers)")
+
+
+COMMANDS = [status_cmd, resume_cmd]

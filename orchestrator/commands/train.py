@@ -1,0 +1,86 @@
+"""`atelier train`: one training run as one job."""
+
+from __future__ import annotations
+
+import click
+
+from db import jobs
+from db.models import Run
+from orchestrator import enqueue
+from orchestrator.commands.common import pass_lab, print_json
+from orchestrator.commands.dataset import get_dataset
+from orchestrator.commands.wait import wait_for_jobs
+from worker.ml.augment import PRESETS
+from worker.ml.errors import ConfigError
+from worker.ml.models import ARCHS, HEADS, default_image_size
+from worker.ml.train import METRICS, MODES, TrainConfig
+
+
+def parse_dense(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--dense takes comma-separated widths like 384,128, got {text!r}") from None
+    if any(s <= 0 for s in sizes):
+        raise ConfigError(f"--dense widths must be positive, got {text!r}")
+    return sizes
+
+
+def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
+    """Validate, commit a job and its run row, then enqueue; returns (job id, run id)."""
+    with lab.sessions() as s:
+        ds = get_dataset(s, dataset_name)
+        dataset_id, classes = ds.id, list(ds.classes)
+    arch = cfg_fields["arch"]
+    cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
+    cfg.model_config().validate()
+    celery = lab.celery()  # the broker must be reachable before anything is committed
+    with lab.sessions.begin() as s:
+        job = jobs.create_job(s, "train", {"dataset": dataset_name, "dataset_id": dataset_id, "arch": arch,
+                                           "config": cfg.to_json()}, max_attempts=lab.settings.max_attempts)
+        run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json())
+        s.add(run)
+        s.flush()
+        job.params = {**job.params, "run_id": run.id}
+    enqueue.send(celery, [job])
+    return job.id, run.id
+
+
+@click.command("train")
+@click.option("--dataset", "dataset_name", required=True, help="A registered dataset.")
+@click.option("--arch", required=True, type=click.Choice(ARCHS), help="Backbone.")
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--image-size", type=click.IntRange(16), default=None, help="Input side in pixels [default: the arch's].")
+@click.option("--mode", type=click.Choice(MODES), default="fine-tune", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="gap", show_default=True)
+@click.option("--dense", default=None, help="Dense blocks after pooling, e.g. 384,128.")
+@click.option("--dropout", type=float, default=0.5, show_default=True)
+@click.option("--optimizer", type=click.Choice(("sgd", "adam", "rmsprop")), default="adam", show_default=True)
+@click.option("--augment", type=click.Choice(PRESETS), default="crop-flip", show_default=True)
+@click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
+@click.option("--weights", default=None, help="'imagenet' (from the local torch cache) or a weight file path.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 1 if it failed.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"job": ID, "run": ID}.')
+@pass_lab
+def train_cmd(lab, dataset_name, arch, epochs, batch_size, lr, image_size, mode, head, dense, dropout, optimizer,
+              augment, metric, weights, seed, wait, as_json) -> None:
+    """Train a classifier on a dataset: commits a job, enqueues it, prints its id."""
+    job_id, run_id = submit_train(lab, dataset_name, dict(
+        arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, mode=mode, head=head,
+        dense=parse_dense(dense), dropout=dropout, weights=weights, optimizer=optimizer, augment=augment,
+        metric=metric, seed=seed,
+    ))
+    if as_json:
+        print_json({"job": job_id, "run": run_id})
+    else:
+        click.echo(f"job {job_id} (run {run_id}) queued")
+    if wait:
+        wait_for_jobs(lab, [job_id])
+
+
+COMMANDS = [train_cmd]

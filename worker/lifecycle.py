@@ -1,0 +1,138 @@
+"""Running one job: claim it, keep its lease alive, record how it ended.
+
+This is the only place that knows the protocol of DESIGN rule 1; tasks call
+``execute`` and runners receive a ``JobContext``. No Celery here.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db import jobs
+from db.engine import make_engine, make_sessionmaker
+from db.models import Job
+from orchestrator.settings import Settings
+from worker.ml.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class JobStopped(Exception):
+    """The job must stop now: it was cancelled, or another worker owns it."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status  # "cancelled" | "lost"
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    claim: jobs.Claim
+    job_id: str
+    kind: str
+    params: dict[str, Any]
+    lost: threading.Event
+
+    @property
+    def artifacts(self) -> Path:
+        return self.settings.artifacts
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A transaction that commits only while this worker still holds the claim."""
+        with self.sessions.begin() as session:
+            if not jobs.touch(session, self.claim):
+                raise JobStopped(_why_stopped(session, self.job_id))
+            yield session
+
+    def progress(self, fraction: float, message: str) -> None:
+        """Report progress; raises JobStopped if the job was cancelled or taken over."""
+        if self.lost.is_set():
+            raise JobStopped("lost")
+        with self.sessions.begin() as session:
+            if not jobs.touch(session, self.claim, progress=fraction, message=message):
+                raise JobStopped(_why_stopped(session, self.job_id))
+
+
+def _why_stopped(session: Session, job_id: str) -> str:
+    status = session.scalar(select(Job.status).where(Job.id == job_id))
+    return "cancelled" if status == "cancelled" else "lost"
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ctx: JobContext):
+        super().__init__(name=f"heartbeat-{ctx.job_id[:8]}", daemon=True)
+        self.ctx, self.stop = ctx, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.ctx.settings.heartbeat_seconds):
+            try:
+                with self.ctx.sessions.begin() as session:
+                    alive = jobs.touch(session, self.ctx.claim)
+            except Exception:  # a database hiccup: try again at the next beat
+                log.exception("heartbeat failed for job %s", self.ctx.job_id)
+                continue
+            if not alive:
+                self.ctx.lost.set()
+                return
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None], worker: str | None = None) -> str:
+    """Claim and run one job; returns how it ended. Unexpected errors are recorded, then re-raised."""
+    engine = make_engine(settings.database_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions.begin() as session:
+            claim = jobs.claim(session, job_id, worker or worker_name(), settings.lease_seconds)
+            job = session.get(Job, job_id) if claim else None
+        if claim is None or job is None:
+            log.info("job %s not claimable (finished, running elsewhere or unknown): skipped", job_id)
+            return "skipped"
+        ctx = JobContext(settings, sessions, claim, job_id, job.kind, dict(job.params), threading.Event())
+        beat = _Heartbeat(ctx)
+        beat.start()
+        try:
+            return _run(ctx, runner)
+        finally:
+            beat.stop.set()
+    finally:
+        engine.dispose()
+
+
+def _run(ctx: JobContext, runner: Callable[[JobContext], None]) -> str:
+    try:
+        runner(ctx)
+    except JobStopped as stop:
+        # Nothing to write: `atelier cancel` already ended the row, or another worker owns it.
+        log.warning("job %s stopped: %s", ctx.job_id, stop.status)
+        return stop.status
+    except ConfigError as err:
+        # Bad input fails the same way on every attempt: fail now, no retry.
+        _end(ctx, "failed", str(err))
+        return "failed"
+    except Exception as err:
+        _end(ctx, "failed", f"{type(err).__name__}: {err}")
+        raise  # so Celery and Flower see the failure too
+    _end(ctx, "succeeded")
+    return "succeeded"
+
+
+def _end(ctx: JobContext, status: str, error: str | None = None) -> None:
+    with ctx.sessions.begin() as session:
+        if not jobs.finish(session, ctx.claim, status, error):
+            log.warning("job %s: result of a lost claim refused", ctx.job_id)

@@ -1,0 +1,259 @@
+"""Training and evaluation of a classifier on an in-memory uint8 image cache.
+
+Pure PyTorch: no Celery, no ORM. The caller hands in decoded images
+(``uint8 (N, 3, S, S)``), labels and a ``TrainConfig``, and receives a callback
+per epoch to persist metrics and checkpoints. Batches are sliced from the cache
+(on the GPU when it fits) and augmented on the device, so no DataLoader and no
+per-image decoding sits between the GPU and its work.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from worker.ml.augment import make_augment
+from worker.ml.errors import ConfigError
+from worker.ml.metrics import Scores, score
+from worker.ml.models import (
+    AUX_LOSS_WEIGHT,
+    ModelConfig,
+    build_model,
+    build_optimizer,
+    set_mode,
+    trainable_parameters,
+)
+
+METRICS = ("macro_f1", "top1", "top2")
+MODES = ("feature-extract", "fine-tune", "staged")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str  # backbone name, see worker.ml.models.ARCHS
+    num_classes: int
+    epochs: int = 10  # epochs of the main phase
+    batch_size: int = 32
+    lr: float = 1e-4
+    image_size: int = 224  # network input side in pixels
+    mode: str = "fine-tune"  # feature-extract | fine-tune | staged
+    head: str = "gap"  # linear | gap | spp
+    dense: tuple[int, ...] = ()  # widths of the dense blocks after pooling
+    dropout: float = 0.5
+    weights: str | None = None  # None (random init) | "imagenet" | path to a local file
+    optimizer: str = "adam"  # sgd | adam | rmsprop
+    weight_decay: float = 0.0
+    augment: str = "crop-flip"  # preset from worker.ml.augment.PRESETS
+    metric: str = "macro_f1"  # validation metric for best checkpoint, plateau and early stop
+    plateau_patience: int = 4  # epochs without improvement before the LR is cut
+    plateau_factor: float = 0.1
+    early_stop_patience: int = 10  # epochs without improvement before training stops
+    head_epochs: int = 0  # staged: epochs training the head on a frozen backbone
+    finetune_epochs: int = 0  # staged: epochs fine-tuning everything at lr * finetune_lr_scale
+    finetune_lr_scale: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if self.mode not in MODES:
+            raise ConfigError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.metric not in METRICS:
+            raise ConfigError(f"unknown --metric {self.metric!r}; choose from {', '.join(METRICS)}")
+        if self.num_classes < 2:
+            raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {self.num_classes}")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            arch=self.arch, num_classes=self.num_classes, head=self.head, dense=tuple(self.dense),
+            dropout=self.dropout, image_size=self.image_size, weights=self.weights,
+        )
+
+    def phases(self) -> list[tuple[str, str, int, float]]:
+        """(stage, mode, epochs, lr) in order; one phase unless staged."""
+        if self.mode != "staged":
+            return [("main", self.mode, self.epochs, self.lr)]
+        phases = [("main", "fine-tune", self.epochs, self.lr)]
+        if self.head_epochs:
+            phases.append(("head", "feature-extract", self.head_epochs, self.lr))
+        if self.finetune_epochs:
+            phases.append(("finetune", "fine-tune", self.finetune_epochs, self.lr * self.finetune_lr_scale))
+        return phases
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(p[2] for p in self.phases())
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["dense"] = list(self.dense)
+        return d
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 (N, 3, S, S), CPU or device
+    labels: torch.Tensor  # int64 (N,)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    epoch: int  # 1-based across phases
+    stage: str
+    lr: float
+    train_loss: float
+    train: Scores
+    val_loss: float
+    val: Scores
+    seconds: float
+    improved: bool  # the validation metric is the best so far
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_val: Scores
+    epochs_run: int
+    stopped_early: bool
+    history: list[EpochResult] = field(default_factory=list)
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def place_cache(images: torch.Tensor, device: torch.device, budget: float = 0.5) -> torch.Tensor:
+    """Move the uint8 cache onto the GPU when it takes under ``budget`` of free memory."""
+    if device.type != "cuda":
+        return images
+    free, _total = torch.cuda.mem_get_info(device)
+    nbytes = images.numel() * images.element_size()
+    return images.to(device, non_blocking=True) if nbytes < budget * free else images.pin_memory()
+
+
+def _forward_loss(model, x, y):
+    out = model(x)
+    if isinstance(out, tuple):  # Inception V3 in training mode: (logits, aux_logits)
+        logits, aux = out
+        return logits, F.cross_entropy(logits, y) + AUX_LOSS_WEIGHT * F.cross_entropy(aux, y)
+    return out, F.cross_entropy(out, y)
+
+
+def _autocast(device: torch.device):
+    # bf16 needs no loss scaling; CPU autocast is slower than fp32 on small nets, so GPU only.
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def train_one_epoch(model, optimizer, split: Split, augment, cfg: TrainConfig, device, generator) -> tuple[float, Scores]:
+    model.train()
+    order = torch.randperm(len(split), generator=generator)
+    total_loss, all_logits, all_labels = 0.0, [], []
+    for start in range(0, len(split), cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        if len(idx) < 2 and len(split) >= 2:
+            continue  # BatchNorm cannot train on a batch of one
+        x = augment(split.images[idx.to(split.images.device)].to(device, non_blocking=True), generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = split.labels[idx].to(device, non_blocking=True)
+        with _autocast(device):
+            logits, loss = _forward_loss(model, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.detach() * len(idx)
+        all_logits.append(logits.detach().float())
+        all_labels.append(y)
+    seen = sum(len(t) for t in all_labels)
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    return float(total_loss) / max(seen, 1), score(logits, labels)
+
+
+@torch.no_grad()
+def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | None = None) -> torch.Tensor:
+    """Logits (N, K) in fp32 on the CPU, in the order of ``split``."""
+    model.eval()
+    augment = make_augment("none", cfg.image_size, train=False)
+    out = []
+    bs = batch_size or max(cfg.batch_size, 64)
+    for start in range(0, len(split), bs):
+        x = augment(split.images[start : start + bs].to(device, non_blocking=True), None)
+        with _autocast(device):
+            out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+    return torch.cat(out)
+
+
+def evaluate(model, split: Split, cfg: TrainConfig, device) -> tuple[float, Scores, torch.Tensor]:
+    logits = predict(model, split, cfg, device)
+    labels = split.labels.cpu()
+    return F.cross_entropy(logits, labels).item(), score(logits, labels), logits
+
+
+def fit(
+    cfg: TrainConfig,
+    train: Split,
+    val: Split,
+    on_epoch: Callable[[EpochResult, torch.nn.Module], None] | None = None,
+    *,
+    device: torch.device | None = None,
+    model: torch.nn.Module | None = None,
+) -> tuple[torch.nn.Module, FitResult]:
+    """Train through every phase of ``cfg``; ``on_epoch`` persists each epoch.
+
+    The callback may raise to stop training (cancellation, a lost claim).
+    """
+    device = device or pick_device()
+    torch.manual_seed(cfg.seed)
+    model = (model or build_model(cfg.model_config())).to(device).to(memory_format=torch.channels_last)
+    train = Split(place_cache(train.images, device), train.labels)
+    augment = make_augment(cfg.augment, cfg.image_size, train=True)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    best, best_epoch, epoch, since_best, stopped = None, 0, 0, 0, False
+    history: list[EpochResult] = []
+    for stage, mode, n_epochs, lr in cfg.phases():
+        set_mode(model, mode)
+        optimizer = build_optimizer(cfg.optimizer, trainable_parameters(model), lr, weight_decay=cfg.weight_decay)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+        )
+        since_best = 0  # each phase gets its own patience
+        for _ in range(n_epochs):
+            epoch += 1
+            t0 = time.perf_counter()
+            current_lr = optimizer.param_groups[0]["lr"]
+            train_loss, train_scores = train_one_epoch(model, optimizer, train, augment, cfg, device, generator)
+            val_loss, val_scores, _ = evaluate(model, val, cfg, device)
+            value = getattr(val_scores, cfg.metric)
+            improved = best is None or value > getattr(best, cfg.metric)
+            if improved:
+                best, best_epoch, since_best = val_scores, epoch, 0
+            else:
+                since_best += 1
+            plateau.step(value)
+            result = EpochResult(
+                epoch=epoch, stage=stage, lr=current_lr, train_loss=train_loss, train=train_scores,
+                val_loss=val_loss, val=val_scores, seconds=time.perf_counter() - t0, improved=improved,
+            )
+            history.append(result)
+            if on_epoch:
+                on_epoch(result, model)
+            if since_best >= cfg.early_stop_patience:
+                stopped = True  # ends this phase; a staged run goes on to the next
+                break
+    assert best is not None
+    return model, FitResult(best_epoch=best_epoch, best_val=best, epochs_run=epoch, stopped_early=stopped, history=history)
