@@ -98,6 +98,39 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float] = mapped_column(default=0.0)  # 0..1
     message: Mapped[str | None] = mapped_column(Text)  # last progress note, e.g. "epoch 3/10"
+    # The sweep or style batch this job belongs to (status, cancel and retry act on the group).
+    group_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # A job that needs another's output (a grid cell needs its features job) is sent
+    # only once that job succeeded; the worker that finishes it sends the dependants.
+    depends_on: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+
+
+class Sweep(Base):
+    """A hyperparameter grid: one row, one job per cell (see SweepCell)."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    arch: Mapped[str] = mapped_column(String(40))
+    spec: Mapped[dict[str, Any]]  # the axes and fixed options as submitted
+    spec_hash: Mapped[str] = mapped_column(String(64), index=True)
+    finetune_top: Mapped[int] = mapped_column(default=0)  # fine-tune the K best cells when all are done
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SweepCell(Base):
+    __tablename__ = "sweep_cells"
+    __table_args__ = (UniqueConstraint("sweep_id", "cell_index", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"), index=True)
+    cell_index: Mapped[int]
+    stage: Mapped[str] = mapped_column(String(16), default="grid")  # grid | finetune
+    cell: Mapped[dict[str, Any]]  # the axis values of this cell
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    reused: Mapped[bool] = mapped_column(default=False)  # a finished run of an identical earlier cell
 
 
 class Run(Base):
@@ -115,8 +148,28 @@ class Run(Base):
     test_top1: Mapped[float | None]
     test_top2: Mapped[float | None]
     test_macro_f1: Mapped[float | None]
-    checkpoint_path: Mapped[str | None] = mapped_column(Text)  # relative to the artifacts root
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)  # best weights, relative to the artifacts root
+    # Full training state after the last completed epoch: a retried job resumes from it.
+    state_path: Mapped[str | None] = mapped_column(Text)
+    last_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
+    test_per_class_f1: Mapped[list[Any] | None]
+    test_confusion: Mapped[list[Any] | None]  # rows: true class, columns: predicted class
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Prediction(Base):
+    """A classifier's answer for one test image (the style-transfer analysis builds on these)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("run_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(200))
+    predicted: Mapped[str] = mapped_column(String(200))
+    correct: Mapped[bool]
+    top3: Mapped[list[Any]]  # [[label, probability], ...] best first
 
 
 class EpochMetric(Base):

@@ -6,19 +6,20 @@ Glue between the store and the pure training code in ``worker.ml.train``.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sqlalchemy import select
 
-from db.models import Dataset, EpochMetric, Image, Run
+from db.models import Dataset, EpochMetric, Image, Prediction, Run
 from db.upsert import upsert
 from worker.lifecycle import JobContext
 from worker.ml.cache import cached_images
-from worker.ml.train import EpochResult, Split, TrainConfig, evaluate, fit, pick_device
+from worker.ml.checkpoint import SavedState, save_model, save_state
+from worker.ml.metrics import confusion, per_class_f1
+from worker.ml.train import EpochResult, Split, TrainConfig, Trainer, evaluate, fit, pick_device
 
 
 @dataclass
@@ -58,36 +59,34 @@ def splits_of(data: DatasetImages, images: torch.Tensor) -> dict[str, Split]:
     return out
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
 def run_train(ctx: JobContext) -> None:
     run_id = ctx.params["run_id"]
     cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
     with ctx.sessions.begin() as session:
         data = load_dataset_images(session, ctx.params["dataset_id"])
+        run = session.get(Run, run_id)
+        resume_from = run.state_path if run.last_epoch else None
     ctx.progress(0.0, f"caching {len(data.ids)} images at {cfg.image_size}px")
     keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
-    images = cached_images(cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths, keys, cfg.image_size)
+    images = cached_images(cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths,
+                           keys, cfg.image_size)
     splits = splits_of(data, images)
 
-    # One file per attempt: a worker that lost its claim cannot overwrite its successor's.
-    rel_ckpt = Path("runs") / str(run_id) / f"attempt-{ctx.claim.attempt}" / "best.safetensors"
+    # One folder per attempt: a worker that lost its claim cannot overwrite its successor's files.
+    folder = Path("runs") / str(run_id) / f"attempt-{ctx.claim.attempt}"
+    best_path, state_path = folder / "best.safetensors", folder / "last.safetensors"
     meta = {"config": json.dumps(cfg.to_json()), "classes": json.dumps(data.classes, ensure_ascii=False)}
 
-    def on_epoch(result: EpochResult, model: torch.nn.Module) -> None:
+    def on_epoch(result: EpochResult, trainer: Trainer) -> None:
         if result.improved:
-            save_checkpoint(model, ctx.artifacts / rel_ckpt, {**meta, "epoch": str(result.epoch)})
+            save_model(trainer.model, ctx.artifacts / best_path, {**meta, "epoch": str(result.epoch)})
+        save_state(trainer, ctx.artifacts / state_path, meta)
         with ctx.write() as session:
             upsert(session, EpochMetric, epoch_rows(run_id, result), keys=("run_id", "epoch", "phase"))
+            run = session.get(Run, run_id)
+            run.last_epoch, run.state_path = result.epoch, state_path.as_posix()
             if result.improved:
-                run = session.get(Run, run_id)
-                run.best_epoch, run.checkpoint_path = result.epoch, rel_ckpt.as_posix()
+                run.best_epoch, run.checkpoint_path = result.epoch, best_path.as_posix()
                 run.best_val_top1, run.best_val_top2 = result.val.top1, result.val.top2
                 run.best_val_macro_f1 = result.val.macro_f1
         ctx.progress(
@@ -95,17 +94,39 @@ def run_train(ctx: JobContext) -> None:
             f"epoch {result.epoch}/{cfg.total_epochs} val top1 {result.val.top1:.3f} F1 {result.val.macro_f1:.3f}",
         )
 
+    resume = SavedState.load(ctx.artifacts / resume_from) if resume_from else None
+    if resume:
+        ctx.progress(resume.progress.epoch / cfg.total_epochs, f"resuming after epoch {resume.progress.epoch}")
     device = pick_device()
-    model, _ = fit(cfg, splits["train"], splits["val"], on_epoch, device=device)
+    model, _ = fit(cfg, splits["train"], splits["val"], on_epoch, device=device, resume=resume)
+    with ctx.sessions() as session:
+        best = session.get(Run, run_id).checkpoint_path
+    record_test_results(ctx, run_id, model, cfg, data, splits["test"], ctx.artifacts / best, device)
 
-    # Test metrics come from the best checkpoint, not from the last epoch.
-    model.load_state_dict(load_file(str(ctx.artifacts / rel_ckpt)))
+
+def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, data: DatasetImages, test: Split,
+                        best: Path, device) -> None:
+    """Evaluate the best checkpoint (not the last epoch) on the test split and store every prediction."""
+    if len(test) == 0:
+        return
+    model.load_state_dict(load_file(str(best)))
     model.to(device)
-    _, test_scores, _ = evaluate(model, splits["test"], cfg, device) if len(splits["test"]) else (None, None, None)
+    _loss, scores, logits = evaluate(model, test, cfg, device)
+    probs = logits.softmax(dim=1)
+    top_p, top_i = probs.topk(min(3, probs.shape[1]), dim=1)
+    test_ids = [i for i, s in zip(data.ids, data.splits) if s == "test"]
+    rows = []
+    for image_id, label, p, idx in zip(test_ids, test.labels.tolist(), top_p.tolist(), top_i.tolist()):
+        rows.append({
+            "run_id": run_id, "image_id": image_id, "label": data.classes[label], "predicted": data.classes[idx[0]],
+            "correct": idx[0] == label, "top3": [[data.classes[i], round(q, 6)] for i, q in zip(idx, p)],
+        })
     with ctx.write() as session:
+        upsert(session, Prediction, rows, keys=("run_id", "image_id"))
         run = session.get(Run, run_id)
-        if test_scores is not None:
-            run.test_top1, run.test_top2, run.test_macro_f1 = test_scores.top1, test_scores.top2, test_scores.macro_f1
+        run.test_top1, run.test_top2, run.test_macro_f1 = scores.top1, scores.top2, scores.macro_f1
+        run.test_per_class_f1 = per_class_f1(logits, test.labels)
+        run.test_confusion = confusion(logits, test.labels)
 
 
 def epoch_rows(run_id: int, r: EpochResult) -> list[dict]:

@@ -63,17 +63,30 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
 @click.option("--augment", type=click.Choice(PRESETS), default="crop-flip", show_default=True)
 @click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
 @click.option("--weights", default=None, help="'imagenet' (from the local torch cache) or a weight file path.")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
+@click.option("--plateau-patience", type=click.IntRange(1), default=4, show_default=True,
+              help="Epochs without improvement of --metric before the LR is cut.")
+@click.option("--plateau-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
+@click.option("--early-stop-patience", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--head-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="staged: epochs training the head on the frozen backbone.")
+@click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
+              help="staged: epochs fine-tuning everything at lr x --finetune-lr-scale.")
+@click.option("--finetune-lr-scale", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 1 if it failed.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"job": ID, "run": ID}.')
 @pass_lab
 def train_cmd(lab, dataset_name, arch, epochs, batch_size, lr, image_size, mode, head, dense, dropout, optimizer,
-              augment, metric, weights, seed, wait, as_json) -> None:
+              augment, metric, weights, weight_decay, plateau_patience, plateau_factor, early_stop_patience,
+              head_epochs, finetune_epochs, finetune_lr_scale, seed, wait, as_json) -> None:
     """Train a classifier on a dataset: commits a job, enqueues it, prints its id."""
     job_id, run_id = submit_train(lab, dataset_name, dict(
         arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, mode=mode, head=head,
         dense=parse_dense(dense), dropout=dropout, weights=weights, optimizer=optimizer, augment=augment,
-        metric=metric, seed=seed,
+        metric=metric, weight_decay=weight_decay, plateau_patience=plateau_patience, plateau_factor=plateau_factor,
+        early_stop_patience=early_stop_patience, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
+        finetune_lr_scale=finetune_lr_scale, seed=seed,
     ))
     if as_json:
         print_json({"job": job_id, "run": run_id})

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from worker.ml.augment import make_augment
+from worker.ml.checkpoint import SavedState
 from worker.ml.errors import ConfigError
 from worker.ml.metrics import Scores, score
 from worker.ml.models import (
@@ -69,6 +70,8 @@ class TrainConfig:
             raise ConfigError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.metric not in METRICS:
             raise ConfigError(f"unknown --metric {self.metric!r}; choose from {', '.join(METRICS)}")
+        if self.mode == "staged" and not (self.head_epochs or self.finetune_epochs):
+            raise ConfigError("--mode staged needs --head-epochs and/or --finetune-epochs")
         if self.num_classes < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {self.num_classes}")
 
@@ -124,7 +127,7 @@ class EpochResult:
 @dataclass
 class FitResult:
     best_epoch: int
-    best_val: Scores
+    best_val: Scores | None  # None when a resumed run did not improve after resuming
     epochs_run: int
     stopped_early: bool
     history: list[EpochResult] = field(default_factory=list)
@@ -203,57 +206,117 @@ def evaluate(model, split: Split, cfg: TrainConfig, device) -> tuple[float, Scor
     return F.cross_entropy(logits, labels).item(), score(logits, labels), logits
 
 
+@dataclass
+class Progress:
+    """Where training stands after an epoch: what a resumed job restarts from."""
+
+    epoch: int  # last completed epoch (1-based across phases)
+    best_epoch: int
+    best_value: float  # best validation metric so far
+    since_best: int  # epochs of the current phase without improvement
+    stopped_phase: int | None = None  # index of the phase early stopping ended, if any
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Trainer:
+    """Everything a checkpoint must capture to continue exactly where training was."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau
+    generator: torch.Generator
+    progress: Progress
+
+
+def _phase_of(cfg: TrainConfig, epoch: int) -> int:
+    """Index of the phase that runs ``epoch`` (1-based)."""
+    end = 0
+    for i, (_, _, n, _) in enumerate(cfg.phases()):
+        end += n
+        if epoch <= end:
+            return i
+    return len(cfg.phases())
+
+
+def _start_phase(cfg: TrainConfig, model, index: int):
+    _stage, mode, _n, lr = cfg.phases()[index]
+    set_mode(model, mode)
+    optimizer = build_optimizer(cfg.optimizer, trainable_parameters(model), lr, weight_decay=cfg.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    )
+    return optimizer, plateau
+
+
 def fit(
     cfg: TrainConfig,
     train: Split,
     val: Split,
-    on_epoch: Callable[[EpochResult, torch.nn.Module], None] | None = None,
+    on_epoch: Callable[[EpochResult, Trainer], None] | None = None,
     *,
     device: torch.device | None = None,
-    model: torch.nn.Module | None = None,
+    resume: "SavedState | None" = None,
 ) -> tuple[torch.nn.Module, FitResult]:
     """Train through every phase of ``cfg``; ``on_epoch`` persists each epoch.
 
-    The callback may raise to stop training (cancellation, a lost claim).
+    With ``resume`` (a state saved by the caller after some epoch) training
+    continues after that epoch with the same model, optimizer, scheduler and
+    random stream, so a retried job ends as an uninterrupted one would. The
+    callback may raise to stop training (cancellation, a lost claim).
     """
     device = device or pick_device()
     torch.manual_seed(cfg.seed)
-    model = (model or build_model(cfg.model_config())).to(device).to(memory_format=torch.channels_last)
+    model = build_model(cfg.model_config()).to(device).to(memory_format=torch.channels_last)
     train = Split(place_cache(train.images, device), train.labels)
     augment = make_augment(cfg.augment, cfg.image_size, train=True)
-    generator = torch.Generator().manual_seed(cfg.seed)
+    phases = cfg.phases()
 
-    best, best_epoch, epoch, since_best, stopped = None, 0, 0, 0, False
+    progress = resume.progress if resume else Progress(epoch=0, best_epoch=0, best_value=-math.inf, since_best=0)
+    current = _phase_of(cfg, max(progress.epoch, 1))  # the phase whose optimizer is live
+    optimizer, plateau = _start_phase(cfg, model, current)
+    t = Trainer(model, optimizer, plateau, torch.Generator().manual_seed(cfg.seed), progress)
+    if resume:
+        resume.load_into(t)
     history: list[EpochResult] = []
-    for stage, mode, n_epochs, lr in cfg.phases():
-        set_mode(model, mode)
-        optimizer = build_optimizer(cfg.optimizer, trainable_parameters(model), lr, weight_decay=cfg.weight_decay)
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
+    best_scores: Scores | None = None
+    stopped_early = False
+    while t.progress.epoch < cfg.total_epochs:
+        epoch = t.progress.epoch + 1
+        index = _phase_of(cfg, epoch)
+        if t.progress.stopped_phase == index:  # early stopping ended this phase: skip to the next
+            t.progress.epoch = sum(p[2] for p in phases[: index + 1])
+            t.progress.stopped_phase, stopped_early = None, True
+            continue
+        if index != current:
+            t.optimizer, t.plateau = _start_phase(cfg, model, index)
+            t.progress.since_best, current = 0, index  # each phase gets its own patience
+        stage = phases[index][0]
+        t0 = time.perf_counter()
+        current_lr = t.optimizer.param_groups[0]["lr"]
+        train_loss, train_scores = train_one_epoch(model, t.optimizer, train, augment, cfg, device, t.generator)
+        val_loss, val_scores, _ = evaluate(model, val, cfg, device)
+        value = getattr(val_scores, cfg.metric)
+        improved = value > t.progress.best_value
+        if improved:
+            t.progress.best_epoch, t.progress.best_value, t.progress.since_best = epoch, value, 0
+            best_scores = val_scores
+        else:
+            t.progress.since_best += 1
+        t.plateau.step(value)
+        t.progress.epoch = epoch
+        if t.progress.since_best >= cfg.early_stop_patience:
+            t.progress.stopped_phase = index  # a staged run goes on with its next phase
+        result = EpochResult(
+            epoch=epoch, stage=stage, lr=current_lr, train_loss=train_loss, train=train_scores,
+            val_loss=val_loss, val=val_scores, seconds=time.perf_counter() - t0, improved=improved,
         )
-        since_best = 0  # each phase gets its own patience
-        for _ in range(n_epochs):
-            epoch += 1
-            t0 = time.perf_counter()
-            current_lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_scores = train_one_epoch(model, optimizer, train, augment, cfg, device, generator)
-            val_loss, val_scores, _ = evaluate(model, val, cfg, device)
-            value = getattr(val_scores, cfg.metric)
-            improved = best is None or value > getattr(best, cfg.metric)
-            if improved:
-                best, best_epoch, since_best = val_scores, epoch, 0
-            else:
-                since_best += 1
-            plateau.step(value)
-            result = EpochResult(
-                epoch=epoch, stage=stage, lr=current_lr, train_loss=train_loss, train=train_scores,
-                val_loss=val_loss, val=val_scores, seconds=time.perf_counter() - t0, improved=improved,
-            )
-            history.append(result)
-            if on_epoch:
-                on_epoch(result, model)
-            if since_best >= cfg.early_stop_patience:
-                stopped = True  # ends this phase; a staged run goes on to the next
-                break
-    assert best is not None
-    return model, FitResult(best_epoch=best_epoch, best_val=best, epochs_run=epoch, stopped_early=stopped, history=history)
+        history.append(result)
+        if on_epoch:
+            on_epoch(result, t)
+    return model, FitResult(
+        best_epoch=t.progress.best_epoch, best_val=best_scores, epochs_run=t.progress.epoch,
+        stopped_early=stopped_early or t.progress.stopped_phase is not None, history=history,
+    )

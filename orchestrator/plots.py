@@ -1,0 +1,48 @@
+"""PNG figures for results: training curves and confusion matrices (matplotlib, no display)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on workers or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curves(epochs: list[dict], path: Path, title: str) -> Path:
+    """``epochs``: rows with epoch, phase (train|val), loss, top1, macro_f1."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, metric in zip(axes, ("loss", "top1", "macro_f1")):
+        for phase, style in (("train", "--"), ("val", "-")):
+            rows = [r for r in epochs if r["phase"] == phase]
+            ax.plot([r["epoch"] for r in rows], [r[metric] for r in rows], style, marker="o", ms=3, label=phase)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    m = np.asarray(matrix)
+    size = max(4.0, 0.55 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for (i, j), v in np.ndenumerate(m):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > m.max() / 2 else "black", fontsize=8)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,91 @@
+"""Training state on disk without pickle: tensors in safetensors, the rest as JSON metadata.
+
+A ``last`` state is written after every epoch so a retried job resumes from its
+last completed epoch instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    from worker.ml.train import Progress, Trainer
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write then rename: a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def save_model(model: torch.nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    atomic_save(dict(model.state_dict()), path, metadata)
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors, scalars = {}, {}
+    for pid, entry in state["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save_state(trainer: "Trainer", path: Path, metadata: dict[str, str]) -> None:
+    opt_tensors, opt_json = _split_optimizer(trainer.optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
+    tensors.update(opt_tensors)
+    tensors["rng"] = trainer.generator.get_state()
+    meta = {
+        **metadata,
+        "optimizer": json.dumps(opt_json),
+        "plateau": json.dumps(trainer.plateau.state_dict()),
+        "progress": json.dumps(trainer.progress.to_json()),
+    }
+    atomic_save(tensors, path, meta)
+
+
+@dataclass
+class SavedState:
+    tensors: dict[str, torch.Tensor]
+    metadata: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> "SavedState":
+        with safe_open(str(path), framework="pt") as f:
+            return cls({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {}))
+
+    @property
+    def progress(self) -> "Progress":
+        from worker.ml.train import Progress
+
+        return Progress(**json.loads(self.metadata["progress"]))
+
+    def load_into(self, trainer: "Trainer") -> None:
+        model_sd = {k[len("model."):]: v for k, v in self.tensors.items() if k.startswith("model.")}
+        trainer.model.load_state_dict(model_sd)
+        opt_json = json.loads(self.metadata["optimizer"])
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in self.tensors.items():
+            if key.startswith("optim."):
+                _, pid, name = key.split(".", 2)
+                state.setdefault(int(pid), {})[name] = value
+        for key, value in opt_json["scalars"].items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        trainer.optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
+        trainer.plateau.load_state_dict(json.loads(self.metadata["plateau"]))
+        trainer.generator.set_state(self.tensors["rng"])
+        trainer.progress = self.progress
