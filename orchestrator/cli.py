@@ -40,6 +40,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     except ConfigError as err:
         raise click.ClickException(str(err)) from None
     ctx.obj = Lab(settings)
+    ctx.call_on_close(ctx.obj.close)
 
 
 for module in (db, dataset, train, worker, status, results, query, broker, flower, demo):

@@ -32,6 +32,13 @@ class Lab:
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
+    def close(self) -> None:
+        """Return pooled connections (called when the command ends)."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+        if self._celery is not None:
+            self._celery.close()
+
     def celery(self) -> Celery:
         """The configured Celery app, with the broker reachable (started if embedded)."""
         if self._celery is None:

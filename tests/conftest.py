@@ -27,8 +27,8 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory):
-    server = PostgresServer(tmp_path_factory.mktemp("pg"))
+def pg_server():
+    server = PostgresServer()
     yield server
     server.stop()
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,28 +80,24 @@ def _pg_bin(name: str) -> str:
 class PostgresServer:
     """A throwaway cluster on loopback. PostgreSQL refuses to run as root, so as root it runs as `postgres`."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self):
         self.port = free_port()
+        # Not under pytest's tmp dirs: those are private to root, and the server runs as `postgres`.
+        workdir = self.workdir = Path(tempfile.mkdtemp(prefix="atelier-pg-"))
         self.data = workdir / "pgdata"
-        workdir.mkdir(parents=True, exist_ok=True)
         self.user = None
         if os.geteuid() == 0:
             self.user = "postgres"
             pw = pwd.getpwnam(self.user)
             os.chown(workdir, pw.pw_uid, pw.pw_gid)
-        self._run([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+        subprocess.run([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                        "--no-sync"], check=True, capture_output=True, user=self.user, cwd=workdir)
         self.proc = subprocess.Popen(
-            self._as_user([_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-                           "-k", str(workdir), "-c", "fsync=off", "-c", "full_page_writes=off"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
+             "-k", str(workdir), "-c", "fsync=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user, cwd=workdir,
         )
         wait_until(self._ready, 30, "postgres")
-
-    def _as_user(self, args: list[str]) -> list[str]:
-        return ["runuser", "-u", self.user, "--", *args] if self.user else args
-
-    def _run(self, args: list[str]) -> None:
-        subprocess.run(self._as_user(args), check=True, capture_output=True)
 
     def _ready(self) -> bool:
         import psycopg
@@ -119,8 +116,9 @@ class PostgresServer:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        self.proc.terminate()
+        self.proc.send_signal(signal.SIGINT)  # "fast" shutdown: does not wait for clients to leave
         self.proc.wait(30)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class Worker:
@@ -131,8 +129,9 @@ class Worker:
         if name:
             args += ["--name", name]
         self.log = log
-        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
 
     def wait_ready(self, timeout: float = 90) -> None:
         wait_until(lambda: b"ready." in self.log.read_bytes() or self.proc.poll() is not None, timeout, "worker ready")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Iterable, Sequence
 
 import click
@@ -11,8 +12,10 @@ from rich.table import Table
 
 pass_lab = click.pass_obj  # the Lab built by the root group
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped or captured output gets wide tables instead of columns folded to nothing.
+_WIDTH = None if sys.stdout.isatty() else 240
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -20,7 +20,10 @@ def db_group() -> None:
 def upgrade_cmd(lab) -> None:
     """Apply pending migrations (other commands do this on first use)."""
     engine = make_engine(lab.settings.database_url)
-    ran = upgrade(engine)
+    try:
+        ran = upgrade(engine)
+    finally:
+        engine.dispose()
     click.echo(f"{redact(lab.settings.database_url)}: {'upgraded to' if ran else 'already at'} revision {head_revision()}")
 
 
@@ -28,7 +31,11 @@ def upgrade_cmd(lab) -> None:
 @pass_lab
 def current_cmd(lab) -> None:
     """Print the store's schema revision."""
-    click.echo(current_revision(make_engine(lab.settings.database_url)) or "empty")
+    engine = make_engine(lab.settings.database_url)
+    try:
+        click.echo(current_revision(engine) or "empty")
+    finally:
+        engine.dispose()
 
 
 COMMANDS = [db_group]

@@ -128,7 +128,7 @@ class EpochResult:
 class FitResult:
     best_epoch: int
     best_val: Scores | None  # None when a resumed run did not improve after resuming
-    epochs_run: int
+    epochs_run: int  # the last epoch actually trained
     stopped_early: bool
     history: list[EpochResult] = field(default_factory=list)
 
@@ -283,6 +283,7 @@ def fit(
     history: list[EpochResult] = []
     best_scores: Scores | None = None
     stopped_early = False
+    last_trained = t.progress.epoch
     while t.progress.epoch < cfg.total_epochs:
         epoch = t.progress.epoch + 1
         index = _phase_of(cfg, epoch)
@@ -306,7 +307,7 @@ def fit(
         else:
             t.progress.since_best += 1
         t.plateau.step(value)
-        t.progress.epoch = epoch
+        t.progress.epoch = last_trained = epoch
         if t.progress.since_best >= cfg.early_stop_patience:
             t.progress.stopped_phase = index  # a staged run goes on with its next phase
         result = EpochResult(
@@ -317,6 +318,6 @@ def fit(
         if on_epoch:
             on_epoch(result, t)
     return model, FitResult(
-        best_epoch=t.progress.best_epoch, best_val=best_scores, epochs_run=t.progress.epoch,
+        best_epoch=t.progress.best_epoch, best_val=best_scores, epochs_run=last_trained,
         stopped_early=stopped_early or t.progress.stopped_phase is not None, history=history,
     )
