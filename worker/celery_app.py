@@ -9,7 +9,7 @@ a fresh child per task so GPU memory is fully returned; task events on for Flowe
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from orchestrator.settings import Settings
 
@@ -33,7 +33,7 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
         # Results live in SQL; the broker only carries job ids.
         task_ignore_result=True,
         result_backend=None,
-        task_queues=[Queue(q) for q in QUEUES],
+        task_queues=[Queue(q, Exchange(q, type="direct"), routing_key=q) for q in QUEUES],
         task_default_queue="gpu",
         task_acks_late=False,
         worker_prefetch_multiplier=1,

@@ -36,8 +36,10 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist) -> None:
     if not exists:
         ctx.invoke(synth_cmd, name="demo", artists=6, per_artist=per_artist, seed=0, size=96, out=None,
                    split_text="0.7,0.15,0.15")
-    console.print("starting a local worker")
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker", "--loglevel", "WARNING"])
+    log = lab.settings.home / "demo-worker.log"
+    console.print(f"starting a local worker (log: {log})")
+    with log.open("ab") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=out, stderr=subprocess.STDOUT)
     try:
         job_id, run_id = submit_train(lab, "demo", dict(
             arch=arch, epochs=epochs, batch_size=32, lr=1e-3, image_size=image_size, augment="crop-flip",
