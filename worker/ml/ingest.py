@@ -19,7 +19,10 @@ from worker.ml.errors import ConfigError
 from worker.ml.imageio import ImageError, probe
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-FORMATS = ("imagefolder", "csv")
+FORMATS = ("imagefolder", "csv", "kaggle-best-artworks", "rijksmuseum")
+# Rijksmuseum records name unknown makers in Dutch or English; such works have no artist to learn.
+ANONYMOUS = {"", "anoniem", "anonymous", "onbekend", "unknown", "anon", "anonymous artist"}
+DC = "{http://purl.org/dc/elements/1.1/}"
 
 
 @dataclass(frozen=True)
@@ -81,16 +84,93 @@ def _csv(manifest: Path, label: str | None) -> Iterable[Candidate]:
             yield Candidate(row["path"].strip(), normalise_label(row[label or "label"] or ""), attrs)
 
 
-def _candidates(root: Path, fmt: str, label: str | None) -> tuple[Path, list[Candidate]]:
+def _kaggle(root: Path) -> Iterable[Candidate]:
+    """Kaggle "Best Artworks of All Time": artists.csv + images/images/<Artist_Name>/<Artist_Name>_<n>.jpg.
+
+    Its Albrecht Dürer folder exists twice, once with the name NFD-decomposed:
+    both normalise to the same NFC label and merge (identical files are then
+    dropped as duplicates by ``ingest``).
+    """
+    artists: dict[str, dict[str, str]] = {}
+    table = root / "artists.csv"
+    if table.is_file():
+        with table.open(newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                name = normalise_label(row.get("name") or "")
+                attrs = {k: (row.get(k) or "").strip() for k in ("years", "genre", "nationality")}
+                artists[name.replace(" ", "_")] = {"name": name, **attrs}
+    images = root / "images" / "images"
+    if not images.is_dir():
+        raise ConfigError(f"{root} has no images/images/ folder (Kaggle best-artworks layout)")
+    for folder in sorted(p for p in images.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        key = normalise_label(folder.name)
+        meta = artists.get(key, {"name": key.replace("_", " ")})
+        attrs = {k: v for k, v in meta.items() if k != "name"}
+        for f in sorted(folder.iterdir()):
+            if _is_image(f):
+                yield Candidate(f.relative_to(root).as_posix(), meta["name"], attrs)
+
+
+def _creator(name: str) -> str:
+    # Some dumps prefix the maker's role: "schilder: Rembrandt van Rijn".
+    return normalise_label(name.split(":", 1)[1] if ":" in name else name)
+
+
+def _rijksmuseum(root: Path) -> tuple[list[Candidate], list[SkippedFile]]:
+    """Rijksmuseum Challenge 2014: jpg2/<id>.jpg beside xml2/<id>.xml (OAI-PMH Dublin Core)."""
+    import xml.etree.ElementTree as ET  # stdlib ElementTree does not fetch external entities
+
+    jpgs, xmls = root / "jpg2", root / "xml2"
+    if not jpgs.is_dir() or not xmls.is_dir():
+        raise ConfigError(f"{root} needs jpg2/ and xml2/ folders (Rijksmuseum Challenge layout)")
+    found, skipped = [], []
+    for f in sorted(jpgs.iterdir()):
+        if not _is_image(f):
+            continue
+        rel = f.relative_to(root).as_posix()
+        record = xmls / f"{f.stem}.xml"
+        if not record.is_file():
+            skipped.append(SkippedFile(rel, "no metadata record xml2/" + record.name))
+            continue
+        try:
+            tree = ET.parse(record)
+        except ET.ParseError as err:
+            skipped.append(SkippedFile(rel, f"unreadable metadata: {err}"))
+            continue
+        creator = _creator(tree.findtext(f".//{DC}creator") or "")
+        if creator.lower() in ANONYMOUS:
+            skipped.append(SkippedFile(rel, f"anonymous creator {creator!r}"))
+            continue
+        attrs = {"type": (tree.findtext(f".//{DC}type") or "").strip(), "date": (tree.findtext(f".//{DC}date") or "").strip()}
+        found.append(Candidate(rel, creator, attrs))
+    return found, skipped
+
+
+def _relabel(candidates: list[Candidate], label: str | None) -> list[Candidate]:
+    """Train on another attribute (a period, a material) instead of the artist."""
+    if not label:
+        return candidates
+    known = set().union(*(c.attrs for c in candidates)) if candidates else set()
+    if label not in known:
+        raise ConfigError(f"--label {label!r} is not an attribute of this source (have: {', '.join(sorted(known)) or 'none'})")
+    return [Candidate(c.path, normalise_label(c.attrs.get(label, "")), {**c.attrs, "artist": c.label}) for c in candidates]
+
+
+def _candidates(root: Path, fmt: str, label: str | None) -> tuple[Path, list[Candidate], list[SkippedFile]]:
+    if fmt == "kaggle-best-artworks":
+        return root, _relabel(list(_kaggle(root)), label), []
+    if fmt == "rijksmuseum":
+        found, skipped = _rijksmuseum(root)
+        return root, _relabel(found, label), skipped
     if fmt == "imagefolder":
         if label:
             raise ConfigError("--label needs a source with attributes (csv); an imagefolder only has folder names")
-        return root, list(_imagefolder(root))
+        return root, list(_imagefolder(root)), []
     if fmt == "csv":
         manifest = root / "manifest.csv" if root.is_dir() else root
         if not manifest.is_file():
             raise ConfigError(f"no manifest.csv in {root}")
-        return manifest.parent, list(_csv(manifest, label))
+        return manifest.parent, list(_csv(manifest, label)), []
     raise ConfigError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -105,11 +185,12 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
         raise ConfigError(f"{root} does not exist")
     if fmt != "csv" and not root.is_dir():
         raise ConfigError(f"{root} is not a folder")
-    base, candidates = _candidates(root, fmt, label)
+    base, candidates, skipped = _candidates(root, fmt, label)
     if not candidates:
         raise ConfigError(f"no images found under {root} (expected {fmt} layout)")
 
-    images, skipped = [], []
+    images: list[IndexedImage] = []
+    seen: dict[tuple[str, str], str] = {}  # (label, sha256) -> first path
     for done, c in enumerate(candidates, 1):
         target = (base / c.path).resolve()
         if not target.is_relative_to(base.resolve()):
@@ -121,7 +202,11 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
         else:
             try:
                 info = probe(target)
-                images.append(IndexedImage(c.path, c.label, info.width, info.height, info.sha256, c.attrs))
+                first = seen.setdefault((c.label, info.sha256), c.path)
+                if first != c.path:
+                    skipped.append(SkippedFile(c.path, f"duplicate of {first}"))
+                else:
+                    images.append(IndexedImage(c.path, c.label, info.width, info.height, info.sha256, c.attrs))
             except ImageError as err:
                 skipped.append(SkippedFile(c.path, str(err)))
         if progress:
