@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from db import jobs
@@ -34,6 +36,13 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
         ds = get_dataset(s, dataset_name)
         dataset_id, classes = ds.id, list(ds.classes)
     arch = cfg_fields["arch"]
+    weights = cfg_fields.get("weights")
+    if weights and weights != "imagenet":
+        # Workers read it from shared storage: store the absolute path, and fail now if it is missing.
+        path = Path(weights).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"weight file {weights} not found")
+        cfg_fields = {**cfg_fields, "weights": str(path)}
     cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
     cfg.model_config().validate()
     celery = lab.celery()  # the broker must be reachable before anything is committed

@@ -61,7 +61,7 @@ def test_corrupt_and_empty_files_are_recorded_and_skipped(cli_env, tmp_path):
     root = tmp_path / "art"
     for artist, color in (("Anna", (200, 20, 20)), ("Bért", (20, 20, 200))):
         for i in range(4):
-            write_image(root / artist / f"{i}.png", color)
+            write_image(root / artist / f"{i}.png", (color[0], i * 30, color[2]))
     (root / "Anna" / "empty.jpg").write_bytes(b"")
     buf = io.BytesIO()
     Image.new("RGB", (32, 32), (1, 2, 3)).save(buf, "JPEG")
@@ -80,7 +80,7 @@ def test_corrupt_and_empty_files_are_recorded_and_skipped(cli_env, tmp_path):
 def test_duplicate_dataset_name_writes_nothing_twice(cli_env, tmp_path):
     for artist in ("a", "b"):
         for i in range(3):
-            write_image(tmp_path / "art" / artist / f"{i}.png")
+            write_image(tmp_path / "art" / artist / f"{i}.png", (i * 50, 0, 0))
     assert run(cli_env, "dataset", "add", "d", str(tmp_path / "art")).exit_code == 0
     assert_one_line_error(run(cli_env, "dataset", "add", "d", str(tmp_path / "art")), 1, "already exists")
     assert datasets(cli_env)[0]["images"] == 6
@@ -113,3 +113,32 @@ def test_query_formats(cli_env):
     assert run(cli_env, "db", "upgrade").exit_code == 0
     r = run(cli_env, "query", "SELECT 1 AS one, 'é' AS two", "--format", "csv")
     assert r.exit_code == 0 and r.stdout.splitlines() == ["one,two", "1,é"]
+
+
+def synth(env, name="toy"):
+    r = run(env, "dataset", "synth", name, "--artists", "3", "--per-artist", "4", "--size", "32")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("args,code,fragment", [
+    (["--arch", "logistic", "--head", "spp"], 1, "'logistic' has none"),
+    (["--arch", "resnet18", "--augment", "mixup"], 2, "mixup"),
+    (["--arch", "resnet18", "--dense", "128,x"], 1, "--dense"),
+    (["--arch", "resnet18", "--mode", "staged"], 1, "--head-epochs"),
+    (["--arch", "inception_v3", "--image-size", "64"], 1, "at least 75"),
+    (["--arch", "resnet18", "--weights", "/nonexistent/w.safetensors"], 1, "not found"),
+])
+def test_bad_training_options_submit_nothing(cli_env, args, code, fragment):
+    synth(cli_env)
+    r = run(cli_env, "train", "--dataset", "toy", "--epochs", "1", *args)
+    assert r.exit_code == code and fragment in r.output and "Traceback" not in r.output, r.output
+    jobs = json.loads(run(cli_env, "query", "SELECT count(*) AS n FROM jobs", "--format", "json").stdout)
+    assert jobs == [{"n": 0}]
+
+
+def test_top_zero_is_refused(cli_env, tmp_path):
+    for artist in ("a", "b"):
+        for i in range(3):
+            write_image(tmp_path / "art" / artist / f"{i}.png")
+    assert_one_line_error(run(cli_env, "dataset", "add", "d", str(tmp_path / "art"), "--top", "0"), 1, "--top")
+    assert datasets(cli_env) == []
