@@ -46,3 +46,34 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, ti
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def grid_heatmap(cells: list[tuple[dict, float | None]], x: str, y: str, path: Path, title: str) -> Path:
+    """Best value per (y, x) over the other axes; empty squares are cells without a result."""
+    from worker.ml.errors import ConfigError
+
+    if not cells or any(x not in c or y not in c for c, _ in cells):
+        axes = sorted(cells[0][0]) if cells else []
+        raise ConfigError(f"--x {x} / --y {y} must be axes of the sweep (it has: {', '.join(axes)})")
+    xs = sorted({c[x] for c, _ in cells}, key=str)
+    ys = sorted({c[y] for c, _ in cells}, key=str)
+    m = np.full((len(ys), len(xs)), np.nan)
+    for c, v in cells:
+        i, j = ys.index(c[y]), xs.index(c[x])
+        if v is not None and not (m[i, j] >= v):
+            m[i, j] = v
+    fig, ax = plt.subplots(figsize=(max(4, 0.7 * len(xs) + 2), max(3, 0.5 * len(ys) + 1.5)))
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    for (i, j), v in np.ndenumerate(m):
+        if not np.isnan(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white", fontsize=7)
+    fig.colorbar(im, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,15 +1,21 @@
-"""Recovering jobs whose worker died: runs as a thread in each worker's parent.
+"""Recovering jobs whose worker died: a small process beside each worker.
 
 With early acks the broker forgets a message once a worker took it, so a
 SIGKILLed worker's job survives only as a `running` row whose heartbeat stops.
 Every live worker periodically requeues such rows (or fails them after the last
 attempt) and re-sends their messages.
+
+It is a *spawned* process, not a thread of the worker's parent: the parent
+forks a child per task, and an SQLite connection open in the parent at fork
+time leaves SQLite's per-process lock table wrong in the child ("database is
+locked" forever). So the worker parent holds no database connection at all.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import multiprocessing
+import time
 
 from celery import Celery
 
@@ -31,16 +37,22 @@ def reap_once(settings: Settings, celery: Celery, sessions) -> int:
     return len(requeued)
 
 
-def start_reaper(settings: Settings, celery: Celery) -> threading.Event:
-    stop = threading.Event()
+def run_forever(settings: Settings) -> None:
+    from worker.celery_app import configure
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    celery = configure(settings)
     sessions = make_sessionmaker(make_engine(settings.database_url))
+    while True:
+        time.sleep(settings.lease_seconds / 2)
+        try:
+            reap_once(settings, celery, sessions)
+        except Exception:  # the store or broker is down for a moment: try again later
+            log.exception("reaper pass failed")
 
-    def loop() -> None:
-        while not stop.wait(settings.lease_seconds / 2):
-            try:
-                reap_once(settings, celery, sessions)
-            except Exception:  # the store or broker is down for a moment: try again later
-                log.exception("reaper pass failed")
 
-    threading.Thread(target=loop, name="atelier-reaper", daemon=True).start()
-    return stop
+def start_reaper(settings: Settings) -> multiprocessing.process.BaseProcess:
+    proc = multiprocessing.get_context("spawn").Process(target=run_forever, args=(settings,), name="atelier-reaper",
+                                                         daemon=True)
+    proc.start()
+    return proc

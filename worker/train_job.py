@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 from sqlalchemy import select
 
@@ -18,7 +19,9 @@ from db.upsert import upsert
 from worker.lifecycle import JobContext
 from worker.ml.cache import cached_images
 from worker.ml.checkpoint import SavedState, save_model, save_state
+from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
+from worker.ml.models import build_head, build_model
 from worker.ml.train import EpochResult, Split, TrainConfig, Trainer, evaluate, fit, pick_device
 
 
@@ -59,23 +62,54 @@ def splits_of(data: DatasetImages, images: torch.Tensor) -> dict[str, Split]:
     return out
 
 
-def run_train(ctx: JobContext) -> None:
-    run_id = ctx.params["run_id"]
-    cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
-    with ctx.sessions.begin() as session:
+@dataclass
+class Inputs:
+    """What a run trains on: images through a classifier, or cached features through a head."""
+
+    classes: list[str]
+    splits: dict[str, Split]
+    test_ids: list[int]
+    model: torch.nn.Module | None = None  # None: the classifier built from the config
+    train_transform: object = None
+    eval_transform: object = None
+
+
+def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
+    with ctx.sessions() as session:
         data = load_dataset_images(session, ctx.params["dataset_id"])
-        run = session.get(Run, run_id)
-        resume_from = run.state_path if run.last_epoch else None
     ctx.progress(0.0, f"caching {len(data.ids)} images at {cfg.image_size}px")
     keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
     images = cached_images(cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths,
                            keys, cfg.image_size)
-    splits = splits_of(data, images)
+    model = None
+    if "init_head" in ctx.params:  # a sweep's fine-tune follow-up starts from the cell's trained head
+        model = build_model(cfg.model_config())
+        model.head.load_state_dict(load_file(str(ctx.artifacts / ctx.params["init_head"])))
+    return Inputs(data.classes, splits_of(data, images), [i for i, s in zip(data.ids, data.splits) if s == "test"], model)
+
+
+def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
+    """A grid cell in feature-extract mode: the backbone already ran once in its features job."""
+    with safe_open(str(ctx.artifacts / ctx.params["features"]), framework="pt") as f:
+        t = {k: f.get_tensor(k) for k in f.keys()}
+        classes = json.loads(f.metadata()["classes"])
+    splits = {s: Split(t[f"{s}_features"], t[f"{s}_labels"]) for s in ("train", "val", "test")}
+    head = build_head(cfg.model_config(), tuple(t["train_features"].shape[2:]))
+    return Inputs(classes, splits, t["test_ids"].tolist(), head, random_view, plain_view)
+
+
+def run_train(ctx: JobContext) -> None:
+    run_id = ctx.params["run_id"]
+    cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
+    with ctx.sessions() as session:
+        run = session.get(Run, run_id)
+        resume_from = run.state_path if run.last_epoch else None
+    inputs = feature_inputs(ctx, cfg) if "features" in ctx.params else image_inputs(ctx, cfg)
 
     # One folder per attempt: a worker that lost its claim cannot overwrite its successor's files.
     folder = Path("runs") / str(run_id) / f"attempt-{ctx.claim.attempt}"
     best_path, state_path = folder / "best.safetensors", folder / "last.safetensors"
-    meta = {"config": json.dumps(cfg.to_json()), "classes": json.dumps(data.classes, ensure_ascii=False)}
+    meta = {"config": json.dumps(cfg.to_json()), "classes": json.dumps(inputs.classes, ensure_ascii=False)}
 
     def on_epoch(result: EpochResult, trainer: Trainer) -> None:
         if result.improved:
@@ -98,28 +132,28 @@ def run_train(ctx: JobContext) -> None:
     if resume:
         ctx.progress(resume.progress.epoch / cfg.total_epochs, f"resuming after epoch {resume.progress.epoch}")
     device = pick_device()
-    model, _ = fit(cfg, splits["train"], splits["val"], on_epoch, device=device, resume=resume)
+    model, _ = fit(cfg, inputs.splits["train"], inputs.splits["val"], on_epoch, device=device, resume=resume,
+                   model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform)
     with ctx.sessions() as session:
         best = session.get(Run, run_id).checkpoint_path
-    record_test_results(ctx, run_id, model, cfg, data, splits["test"], ctx.artifacts / best, device)
+    record_test_results(ctx, run_id, model, cfg, inputs, ctx.artifacts / best, device)
 
 
-def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, data: DatasetImages, test: Split,
-                        best: Path, device) -> None:
+def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, inputs: Inputs, best: Path, device) -> None:
     """Evaluate the best checkpoint (not the last epoch) on the test split and store every prediction."""
+    test, classes = inputs.splits["test"], inputs.classes
     if len(test) == 0:
         return
     model.load_state_dict(load_file(str(best)))
     model.to(device)
-    _loss, scores, logits = evaluate(model, test, cfg, device)
+    _loss, scores, logits = evaluate(model, test, cfg, device, transform=inputs.eval_transform)
     probs = logits.softmax(dim=1)
     top_p, top_i = probs.topk(min(3, probs.shape[1]), dim=1)
-    test_ids = [i for i, s in zip(data.ids, data.splits) if s == "test"]
     rows = []
-    for image_id, label, p, idx in zip(test_ids, test.labels.tolist(), top_p.tolist(), top_i.tolist()):
+    for image_id, label, p, idx in zip(inputs.test_ids, test.labels.tolist(), top_p.tolist(), top_i.tolist()):
         rows.append({
-            "run_id": run_id, "image_id": image_id, "label": data.classes[label], "predicted": data.classes[idx[0]],
-            "correct": idx[0] == label, "top3": [[data.classes[i], round(q, 6)] for i, q in zip(idx, p)],
+            "run_id": run_id, "image_id": image_id, "label": classes[label], "predicted": classes[idx[0]],
+            "correct": idx[0] == label, "top3": [[classes[i], round(q, 6)] for i, q in zip(idx, p)],
         })
     with ctx.write() as session:
         upsert(session, Prediction, rows, keys=("run_id", "image_id"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import click
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from pathlib import Path
 
@@ -76,6 +78,46 @@ def run_cmd(lab, run_id, plot_dir) -> None:
                                                   f"run {run_id}: test confusion"))
         for p in written:
             click.echo(f"wrote {p}")
+
+
+GRID_COLUMNS = ("rank", "stage", "cell", "status", "run", "val F1", "val top1", "val top2", "test F1", "test top1")
+
+
+@results_group.command("grid")
+@click.argument("sweep_ref")
+@click.option("--top", type=click.IntRange(1), default=None, help="Only the N best cells.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write a heatmap of validation F1 over two axes as PNG here.")
+@click.option("--x", "x_axis", default="dense1", show_default=True, help="Heatmap column axis.")
+@click.option("--y", "y_axis", default="dense2", show_default=True, help="Heatmap row axis.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_lab
+def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
+    """Cells of a sweep ranked by validation macro-F1 (the `grid_leaderboard` view)."""
+    from orchestrator.commands.status import find_sweep
+
+    with lab.sessions() as s:
+        sweep = find_sweep(s, sweep_ref)
+        if sweep is None:
+            raise ConfigError(f"no sweep {sweep_ref!r}")
+        rows = s.execute(text(
+            "SELECT rank, stage, cell, status, run_id, val_macro_f1, val_top1, val_top2, test_macro_f1, test_top1 "
+            "FROM grid_leaderboard WHERE sweep_id = :sid ORDER BY stage DESC, rank, cell_index"), {"sid": sweep.id}).all()
+    rows = [tuple(r) for r in rows]
+    rows = [(r[0], r[1], r[2] if isinstance(r[2], dict) else json.loads(r[2]), *r[3:]) for r in rows]
+    if top:
+        rows = [r for r in rows if r[0] <= top]
+    if as_json:
+        print_json([dict(zip(GRID_COLUMNS, r)) for r in rows])
+    else:
+        console.print(table(f"sweep {sweep.id}", GRID_COLUMNS,
+                            [(r[0], r[1], " ".join(f"{k}={v}" for k, v in r[2].items()), *r[3:]) for r in rows]))
+    if plot_dir:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        grid_rows = [r for r in rows if r[1] == "grid"]
+        path = plots.grid_heatmap([(r[2], r[5]) for r in grid_rows], x_axis, y_axis,
+                                  plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png", f"sweep {sweep.id[:8]}: val macro-F1")
+        click.echo(f"wrote {path}")
 
 
 COMMANDS = [results_group]

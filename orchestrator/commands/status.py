@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import click
-from sqlalchemy import select
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from sqlalchemy import func, select
 
 from db import jobs
-from db.models import Job
+from db.models import FINISHED_STATES, Job, Sweep, SweepCell
 from orchestrator import enqueue
 from orchestrator.commands.common import console, duration, pass_lab, print_json, table
 from worker.ml.errors import ConfigError
@@ -22,13 +25,50 @@ def find_job(session, ref: str) -> Job:
     return matches[0]
 
 
+def sweep_counts(session, sweep_id: str) -> dict[str, int]:
+    rows = session.execute(select(Job.status, func.count()).join(SweepCell, SweepCell.job_id == Job.id)
+                           .where(SweepCell.sweep_id == sweep_id).group_by(Job.status)).all()
+    return {status: n for status, n in rows}
+
+
+def find_sweep(session, ref: str) -> Sweep | None:
+    matches = session.scalars(select(Sweep).where(Sweep.id.startswith(ref)).limit(2)).all()
+    return matches[0] if len(matches) == 1 else None
+
+
+def show_sweep(lab, sweep_id: str, watch: bool) -> None:
+    with Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("sweep", total=None, sid=sweep_id[:8], counts="")
+        while True:
+            with lab.sessions() as s:
+                c = sweep_counts(s, sweep_id)
+            ended = sum(c.get(k, 0) for k in FINISHED_STATES)
+            bar.update(task, total=sum(c.values()), completed=ended,
+                       counts=" ".join(f"{k} {c.get(k, 0)}" for k in ("queued", "running", "succeeded", "failed", "cancelled")))
+            if not watch or ended == sum(c.values()):
+                break
+            time.sleep(1)
+
+
 @click.command("status")
 @click.argument("job", required=False)
 @click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--watch", is_flag=True, help="For a sweep: refresh until every cell has ended.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_lab
-def status_cmd(lab, job, limit, as_json) -> None:
-    """Jobs with state, progress, worker, duration and error (or one JOB in full)."""
+def status_cmd(lab, job, limit, watch, as_json) -> None:
+    """Jobs with state, progress, worker, duration and error (or one JOB or SWEEP in full)."""
+    if job:
+        with lab.sessions() as s:
+            sweep = find_sweep(s, job)
+            counts = sweep_counts(s, sweep.id) if sweep else None
+        if sweep is not None:
+            if as_json:
+                print_json({"sweep": sweep.id, **counts})
+            else:
+                show_sweep(lab, sweep.id, watch)
+            return
     with lab.sessions() as s:
         rows = [find_job(s, job)] if job else s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()
     if as_json:

@@ -29,7 +29,7 @@ def worker_cmd(lab, queues, gpu, name, loglevel) -> None:
     if gpu is not None:
         # Before anything can touch CUDA: the children inherit it, the parent never initialises CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    lab.engine  # migrate the store before the first task arrives
+    lab.engine.dispose()  # migrate the store, then hold no connection: children are forked (see worker.reaper)
     lab.celery()  # checks the broker (and starts the embedded one)
     from worker.celery_app import app, configure
     import worker.tasks  # noqa: F401  registers the tasks; imports torch in the parent so children fork warm
@@ -39,7 +39,7 @@ def worker_cmd(lab, queues, gpu, name, loglevel) -> None:
 
     @worker_ready.connect(weak=False)
     def _start_reaper(**_kwargs) -> None:
-        start_reaper(lab.settings, celery)
+        start_reaper(lab.settings)
 
     node = name or f"{'gpu%d' % gpu if gpu is not None else 'cpu'}@{socket.gethostname()}"
     celery.worker_main(["worker", f"--loglevel={loglevel}", "-Q", ",".join(wanted), "-n", node,

@@ -23,6 +23,7 @@ from worker.ml.errors import ConfigError
 from worker.ml.metrics import Scores, score
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
+    Classifier,
     ModelConfig,
     build_model,
     build_optimizer,
@@ -187,10 +188,10 @@ def train_one_epoch(model, optimizer, split: Split, augment, cfg: TrainConfig, d
 
 
 @torch.no_grad()
-def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | None = None) -> torch.Tensor:
+def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | None = None, transform=None) -> torch.Tensor:
     """Logits (N, K) in fp32 on the CPU, in the order of ``split``."""
     model.eval()
-    augment = make_augment("none", cfg.image_size, train=False)
+    augment = transform or make_augment("none", cfg.image_size, train=False)
     out = []
     bs = batch_size or max(cfg.batch_size, 64)
     for start in range(0, len(split), bs):
@@ -200,8 +201,8 @@ def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | Non
     return torch.cat(out)
 
 
-def evaluate(model, split: Split, cfg: TrainConfig, device) -> tuple[float, Scores, torch.Tensor]:
-    logits = predict(model, split, cfg, device)
+def evaluate(model, split: Split, cfg: TrainConfig, device, transform=None) -> tuple[float, Scores, torch.Tensor]:
+    logits = predict(model, split, cfg, device, transform=transform)
     labels = split.labels.cpu()
     return F.cross_entropy(logits, labels).item(), score(logits, labels), logits
 
@@ -243,7 +244,8 @@ def _phase_of(cfg: TrainConfig, epoch: int) -> int:
 
 def _start_phase(cfg: TrainConfig, model, index: int):
     _stage, mode, _n, lr = cfg.phases()[index]
-    set_mode(model, mode)
+    if isinstance(model, Classifier):  # a bare head (grid cells on cached features) has no backbone to freeze
+        set_mode(model, mode)
     optimizer = build_optimizer(cfg.optimizer, trainable_parameters(model), lr, weight_decay=cfg.weight_decay)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience
@@ -259,6 +261,9 @@ def fit(
     *,
     device: torch.device | None = None,
     resume: "SavedState | None" = None,
+    model: torch.nn.Module | None = None,
+    train_transform=None,
+    eval_transform=None,
 ) -> tuple[torch.nn.Module, FitResult]:
     """Train through every phase of ``cfg``; ``on_epoch`` persists each epoch.
 
@@ -266,12 +271,15 @@ def fit(
     continues after that epoch with the same model, optimizer, scheduler and
     random stream, so a retried job ends as an uninterrupted one would. The
     callback may raise to stop training (cancellation, a lost claim).
+
+    ``model`` and the transforms replace the image classifier and its
+    augmentation, e.g. to train a head on cached backbone features.
     """
     device = device or pick_device()
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model_config()).to(device).to(memory_format=torch.channels_last)
+    model = (model or build_model(cfg.model_config())).to(device).to(memory_format=torch.channels_last)
     train = Split(place_cache(train.images, device), train.labels)
-    augment = make_augment(cfg.augment, cfg.image_size, train=True)
+    augment = train_transform or make_augment(cfg.augment, cfg.image_size, train=True)
     phases = cfg.phases()
 
     progress = resume.progress if resume else Progress(epoch=0, best_epoch=0, best_value=-math.inf, since_best=0)
@@ -298,7 +306,7 @@ def fit(
         t0 = time.perf_counter()
         current_lr = t.optimizer.param_groups[0]["lr"]
         train_loss, train_scores = train_one_epoch(model, t.optimizer, train, augment, cfg, device, t.generator)
-        val_loss, val_scores, _ = evaluate(model, val, cfg, device)
+        val_loss, val_scores, _ = evaluate(model, val, cfg, device, transform=eval_transform)
         value = getattr(val_scores, cfg.metric)
         improved = value > t.progress.best_value
         if improved:

@@ -1,0 +1,188 @@
+"""`atelier grid`: a hyperparameter sweep, one job per cell.
+
+In feature-extract mode the backbone runs once per (dataset, backbone, image
+size, augmentation, views, weights) in a `features` job; every cell waits for
+it and trains only its head on the stored maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import click
+from sqlalchemy import select
+
+from db import jobs
+from db.models import Job, Run, Sweep, SweepCell
+from orchestrator import enqueue
+from orchestrator.commands.common import console, pass_lab, print_json, table
+from orchestrator.commands.dataset import get_dataset
+from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
+from worker.features_job import features_path
+from worker.ml.errors import ConfigError
+from worker.ml.models import ARCHS, default_image_size
+from worker.ml.train import METRICS, TrainConfig
+
+# Options that may take lists and ranges: (option name, type, default).
+AXES = {
+    "head": (str, "gap"),
+    "dense1": (int, None),
+    "dense2": (int, None),
+    "lr": (float, "1e-4"),
+    "dropout": (float, "0.5"),
+    "optimizer": (str, "adam"),
+    "epochs": (int, "10"),
+    "batch_size": (int, "32"),
+    "weight_decay": (float, "0"),
+    "augment": (str, "none"),
+    "seed": (int, "0"),
+}
+
+
+@dataclass
+class Cell:
+    index: int
+    values: dict  # this cell's axis values
+    config: TrainConfig
+
+
+def cell_config(arch: str, num_classes: int, image_size: int, mode: str, metric: str, weights: str | None,
+                values: dict) -> TrainConfig:
+    dense = tuple(d for d in (values.get("dense1"), values.get("dense2")) if d)
+    return TrainConfig(
+        arch=arch, num_classes=num_classes, epochs=values["epochs"], batch_size=values["batch_size"], lr=values["lr"],
+        image_size=image_size, mode=mode, head=values["head"], dense=dense, dropout=values["dropout"], weights=weights,
+        optimizer=values["optimizer"], weight_decay=values["weight_decay"], augment=values["augment"], metric=metric,
+        seed=values["seed"],
+    )
+
+
+def axis_option(name: str):
+    flag = "--" + name.replace("_", "-")
+    kind, default = AXES[name]
+    return click.option(flag, name, default=default, show_default=True,
+                        help=f"{kind.__name__} values: a list (a,b) and/or inclusive start:step:stop ranges.")
+
+
+def grid_options(f):
+    for name in reversed(list(AXES)):
+        f = axis_option(name)(f)
+    return f
+
+
+@click.command("grid")
+@click.option("--dataset", "dataset_name", required=True)
+@click.option("--arch", required=True, type=click.Choice(ARCHS))
+@click.option("--mode", type=click.Choice(("feature-extract", "fine-tune")), default="feature-extract", show_default=True)
+@click.option("--image-size", type=click.IntRange(16), default=None)
+@click.option("--views", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="feature-extract: augmented views cached per training image (view 0 is plain).")
+@click.option("--weights", default=None, help="'imagenet' or a weight file for the backbone.")
+@click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
+@grid_options
+@click.option("--finetune-top", type=click.IntRange(0), default=0, show_default=True,
+              help="When the cells are done, fine-tune the K best end to end.")
+@click.option("--finetune-lr-scale", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True)
+@click.option("--max-cells", type=click.IntRange(1), default=MAX_CELLS, show_default=True)
+@click.option("--force", is_flag=True, help="Run every cell again even if an identical one succeeded.")
+@click.option("--dry-run", is_flag=True, help="Print the cells and their count; submit nothing.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"sweep": ID, "cells": N}.')
+@click.option("--wait", is_flag=True)
+@pass_lab
+def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, finetune_top, finetune_lr_scale,
+             max_cells, force, dry_run, as_json, wait, **axis_text) -> None:
+    """Sweep head hyperparameters over a grid; prints the sweep id."""
+    axes = {name: parse_values(name.replace("_", "-"), text, AXES[name][0])
+            for name, text in axis_text.items() if text is not None}
+    n = count(axes)
+    check_max_cells(n, max_cells)
+    image_size = image_size or default_image_size(arch)
+    with lab.sessions() as s:
+        ds = get_dataset(s, dataset_name)
+        dataset_id, num_classes = ds.id, len(ds.classes)
+    cells = []
+    for i, values in enumerate(expand(axes)):
+        values = {**{k: None for k in ("dense1", "dense2")}, **values}
+        cfg = cell_config(arch, num_classes, image_size, mode, metric, weights, values)
+        cfg.model_config().validate()
+        cells.append(Cell(i, {k: v for k, v in values.items() if v is not None}, cfg))
+    if dry_run:
+        names = list(axes)
+        console.print(table(f"{n} cells", ("cell", *names), [(c.index, *(c.values.get(k) for k in names)) for c in cells]))
+        return
+    spec = {"dataset": dataset_name, "arch": arch, "mode": mode, "image_size": image_size, "views": views,
+            "weights": weights, "metric": metric, "axes": axes, "finetune_lr_scale": finetune_lr_scale}
+    sweep_id, to_send, reused = submit_sweep(lab, dataset_id, arch, spec, cells, views, weights, finetune_top, force)
+    if as_json:
+        print_json({"sweep": sweep_id, "cells": n})
+    else:
+        click.echo(f"sweep {sweep_id}: {n} cells queued ({reused} reused from earlier sweeps)")
+    if wait:
+        with lab.sessions() as s:
+            ids = s.scalars(select(SweepCell.job_id).where(SweepCell.sweep_id == sweep_id)).all()
+        wait_for_jobs(lab, list(ids))
+
+
+def _reusable(session, kind: str, params: dict) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.kind == kind, Job.params_hash == jobs.params_hash(kind, params), Job.status == "succeeded")
+        .order_by(Job.finished_at.desc()).limit(1)
+    ).first()
+
+
+def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights, finetune_top, force):
+    """Commit the sweep, its features jobs and one job per cell; then send what can run now."""
+    celery = lab.celery()  # the broker must be reachable before anything is committed
+    to_send: list[Job] = []
+    reused = 0
+    with lab.sessions.begin() as s:
+        sweep = Sweep(dataset_id=dataset_id, arch=arch, spec=spec, spec_hash=jobs.params_hash("sweep", spec),
+                      finetune_top=finetune_top)
+        s.add(sweep)
+        s.flush()
+        features: dict[tuple, tuple[str | None, str]] = {}  # feature key -> (job id or None if done, file)
+        for cell in cells:
+            cfg = cell.config
+            params = {"dataset": spec["dataset"], "dataset_id": dataset_id, "arch": arch, "config": cfg.to_json(),
+                      "cell": cell.index}
+            depends_on = None
+            if cfg.mode == "feature-extract":
+                key = (cfg.image_size, cfg.augment)
+                if key not in features:
+                    features[key] = _features_job(s, sweep.id, dataset_id, arch, cfg, views, weights, force, to_send)
+                depends_on, params["features"] = features[key]
+            existing = None if force else _reusable(s, "train", params)
+            if existing is not None:
+                run_id = s.scalar(select(Run.id).where(Run.job_id == existing.id))
+                s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=existing.id,
+                                run_id=run_id, reused=True))
+                reused += 1
+                continue
+            job = jobs.create_job(s, "train", params, max_attempts=lab.settings.max_attempts)
+            job.group_id, job.depends_on = sweep.id, depends_on
+            run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json())
+            s.add(run)
+            s.flush()
+            job.params = {**params, "run_id": run.id}
+            s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=job.id, run_id=run.id))
+            if depends_on is None:
+                to_send.append(job)
+    enqueue.send(celery, to_send)
+    return sweep.id, to_send, reused
+
+
+def _features_job(s, sweep_id, dataset_id, arch, cfg: TrainConfig, views, weights, force, to_send):
+    params = {"dataset_id": dataset_id, "arch": arch, "image_size": cfg.image_size, "augment": cfg.augment,
+              "views": views if cfg.augment != "none" else 1, "weights": weights, "seed": 0}
+    output = features_path(jobs.params_hash("features", params)).as_posix()
+    done = None if force else _reusable(s, "features", {**params, "output": output})
+    if done is not None:
+        return None, output
+    job = jobs.create_job(s, "features", {**params, "output": output})
+    job.group_id = sweep_id
+    to_send.append(job)
+    return job.id, output
+
+
+COMMANDS = [grid_cmd]

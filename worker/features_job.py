@@ -1,0 +1,49 @@
+"""The `features` job: run a frozen backbone over a dataset once, for all grid cells."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from worker.lifecycle import JobContext
+from worker.ml.cache import cached_images
+from worker.ml.checkpoint import atomic_save
+from worker.ml.features import extract
+from worker.ml.models import ModelConfig, build_model
+from worker.ml.train import pick_device
+from worker.train_job import cache_path, load_dataset_images
+
+SPLITS = ("train", "val", "test")
+
+
+def features_path(params_hash: str) -> Path:
+    return Path("features") / f"{params_hash}.safetensors"
+
+
+def run_features(ctx: JobContext) -> None:
+    p = ctx.params
+    with ctx.sessions.begin() as session:
+        data = load_dataset_images(session, p["dataset_id"])
+    ctx.progress(0.0, f"caching {len(data.ids)} images at {p['image_size']}px")
+    keys = [f"{i}:{path}" for i, path in zip(data.ids, data.paths)]
+    images = cached_images(cache_path(ctx.artifacts, p["dataset_id"], p["image_size"]), data.root, data.paths, keys,
+                           p["image_size"])
+    cfg = ModelConfig(arch=p["arch"], num_classes=len(data.classes), image_size=p["image_size"], weights=p.get("weights"))
+    backbone = build_model(cfg).backbone
+    device = pick_device()
+    tensors, total, done = {}, len(data.ids), 0
+    for split in SPLITS:
+        mask = torch.tensor([s == split for s in data.splits], dtype=torch.bool)
+        views = p["views"] if split == "train" else 1  # evaluation always sees the plain image
+
+        def report(n: int, base: int = done) -> None:
+            ctx.progress(0.95 * (base + n) / total, f"{split}: {n}/{int(mask.sum())} images")
+
+        tensors[f"{split}_features"] = extract(backbone, images[mask], p["image_size"], p["augment"], views, device,
+                                               seed=p.get("seed", 0), progress=report)
+        tensors[f"{split}_labels"] = torch.tensor(data.labels)[mask]
+        tensors[f"{split}_ids"] = torch.tensor(data.ids)[mask]
+        done += int(mask.sum())
+    atomic_save(tensors, ctx.artifacts / p["output"], {"classes": json.dumps(data.classes, ensure_ascii=False)})

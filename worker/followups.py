@@ -1,0 +1,84 @@
+"""What happens when a job ends, beyond its own row: jobs waiting for it, and sweep follow-ups.
+
+Runs in the worker right after a job finished (succeeded or not), in its own
+transactions, so a crash here loses nothing that `atelier resume` cannot redo.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from db import jobs
+from db.models import FINISHED_STATES, Job, Run, Sweep, SweepCell, utcnow
+from orchestrator.enqueue import send
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def after_job(settings: Settings, celery: Celery, sessions, job_id: str) -> None:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        status, group = job.status, job.group_id
+    if status == "succeeded":
+        release_dependants(celery, sessions, job_id)
+    elif status in ("failed", "cancelled"):
+        fail_dependants(sessions, job_id, f"{job.kind} job {job_id} {status}")
+    if group and status in FINISHED_STATES:
+        start_finetune_followups(settings, celery, sessions, group)
+
+
+def release_dependants(celery: Celery, sessions, job_id: str) -> int:
+    with sessions() as session:
+        waiting = session.scalars(select(Job).where(Job.depends_on == job_id, Job.status == "queued")).all()
+        session.expunge_all()
+    return send(celery, waiting) if waiting else 0
+
+
+def fail_dependants(sessions, job_id: str, reason: str) -> None:
+    with sessions.begin() as session:
+        for job in session.scalars(select(Job).where(Job.depends_on == job_id, Job.status == "queued")):
+            job.status, job.error, job.finished_at = "failed", f"needs {reason}", utcnow()
+
+
+def start_finetune_followups(settings: Settings, celery: Celery, sessions, sweep_id: str) -> None:
+    """When every grid cell has ended, fine-tune the K best end to end (once per sweep)."""
+    with sessions.begin() as session:
+        sweep = session.get(Sweep, sweep_id)
+        if sweep is None or not sweep.finetune_top:
+            return
+        cells = session.execute(
+            select(SweepCell, Job.status, Run).join(Job, SweepCell.job_id == Job.id).join(Run, SweepCell.run_id == Run.id)
+            .where(SweepCell.sweep_id == sweep_id)
+        ).all()
+        if any(c.stage == "finetune" for c, _, _ in cells) or any(s not in FINISHED_STATES for _, s, _ in cells):
+            return
+        done = [(c, r) for c, s, r in cells if s == "succeeded" and r.best_val_macro_f1 is not None]
+        best = sorted(done, key=lambda cr: -cr[1].best_val_macro_f1)[: sweep.finetune_top]
+        created = []
+        for rank, (cell, run) in enumerate(best):
+            config = {**run.config, "mode": "fine-tune", "lr": run.config["lr"] * sweep.spec.get("finetune_lr_scale", 0.1)}
+            params = {"dataset": sweep.spec["dataset"], "dataset_id": sweep.dataset_id, "arch": sweep.arch,
+                      "config": config, "init_head": run.checkpoint_path, "cell": cell.cell_index}
+            job = jobs.create_job(session, "train", params, max_attempts=settings.max_attempts)
+            job.group_id = sweep_id
+            new_run = Run(job_id=job.id, dataset_id=sweep.dataset_id, arch=sweep.arch, config=config)
+            session.add(new_run)
+            session.flush()
+            job.params = {**params, "run_id": new_run.id}
+            session.add(SweepCell(sweep_id=sweep_id, cell_index=cell.cell_index, stage="finetune", cell=cell.cell,
+                                  job_id=job.id, run_id=new_run.id))
+            created.append(job)
+        try:
+            session.flush()
+        except IntegrityError:  # another worker created them first
+            session.rollback()
+            return
+        session.expunge_all()
+    if created:
+        send(celery, created)
+        log.info("sweep %s: fine-tuning the %d best cells", sweep_id, len(created))
