@@ -188,3 +188,56 @@ class EpochMetric(Base):
     lr: Mapped[float]
     seconds: Mapped[float] = mapped_column(default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StyleBatch(Base):
+    """A request to stylize many (content, style) pairs and classify the results."""
+
+    __tablename__ = "style_batches"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    classifier_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StyleBatchPair(Base):
+    """Which pairs a batch asked for; a pair already stylized by an identical request is shared."""
+
+    __tablename__ = "style_batch_pairs"
+    __table_args__ = (UniqueConstraint("batch_id", "pair_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("style_batches.id", ondelete="CASCADE"), index=True)
+    pair_hash: Mapped[str] = mapped_column(String(64), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))  # NULL when reused
+
+
+class Stylization(Base):
+    """One stylized pair and what the classifier made of it."""
+
+    __tablename__ = "stylizations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pair_hash: Mapped[str] = mapped_column(String(64), unique=True)  # content, style, weights, steps, size, ...
+    batch_id: Mapped[str] = mapped_column(ForeignKey("style_batches.id"), index=True)  # the batch that produced it
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    content_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    content_artist: Mapped[str] = mapped_column(String(200))
+    style_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    style_artist: Mapped[str] = mapped_column(String(200))
+    content_weight: Mapped[float]  # alpha
+    style_weight: Mapped[float]  # beta
+    steps: Mapped[int]
+    size: Mapped[int]
+    optimizer: Mapped[str] = mapped_column(String(16))
+    vgg_weights: Mapped[str] = mapped_column(String(300))  # "random", "imagenet:<file>" or "file:<path>"
+    content_loss: Mapped[float]
+    style_loss: Mapped[float]
+    classifier_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    predicted: Mapped[str] = mapped_column(String(200))
+    top3: Mapped[list[Any]]
+    outcome: Mapped[str] = mapped_column(String(8))  # content | style | other
+    image_path: Mapped[str] = mapped_column(Text)  # PNG, relative to the artifacts root
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

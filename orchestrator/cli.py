@@ -13,7 +13,7 @@ import logging
 import click
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, train, worker
+from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, stylize, train, worker
 from orchestrator.lab import Lab
 from orchestrator.settings import Settings
 from worker.ml.errors import ConfigError
@@ -43,7 +43,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (db, dataset, train, grid, worker, status, results, query, broker, flower, demo):
+for module in (db, dataset, train, grid, stylize, worker, status, results, query, broker, flower, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

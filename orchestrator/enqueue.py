@@ -8,7 +8,7 @@ from celery import Celery
 
 from db.models import Job
 
-TASK_NAMES = {"train": "atelier.train", "features": "atelier.features"}
+TASK_NAMES = {"train": "atelier.train", "features": "atelier.features", "stylize": "atelier.stylize"}
 
 
 def task_labels(job: Job) -> dict:

@@ -77,3 +77,68 @@ def grid_heatmap(cells: list[tuple[dict, float | None]], x: str, y: str, path: P
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def attribution_plots(pairs: list[dict], by_weight: list[tuple], artifacts: Path, originals: dict[int, Path],
+                      out: Path, tag: str) -> list[Path]:
+    """Style-attribution heatmap per (style, content) artist, dose-response curve, contact sheet."""
+    from PIL import Image
+
+    written = []
+    styles = sorted({p["style_artist"] for p in pairs})
+    contents = sorted({p["content_artist"] for p in pairs})
+    if pairs:
+        m = np.full((len(styles), len(contents)), np.nan)
+        for i, s in enumerate(styles):
+            for j, c in enumerate(contents):
+                cell = [p for p in pairs if p["style_artist"] == s and p["content_artist"] == c]
+                if cell:
+                    m[i, j] = sum(p["outcome"] == "style" for p in cell) / len(cell)
+        fig, ax = plt.subplots(figsize=(0.7 * len(contents) + 3, 0.5 * len(styles) + 2))
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(len(contents)), contents, rotation=45, ha="right")
+        ax.set_yticks(range(len(styles)), styles)
+        ax.set_xlabel("content artist")
+        ax.set_ylabel("style artist")
+        fig.colorbar(im, ax=ax, label="named the style artist")
+        ax.set_title(f"batch {tag}: style attribution")
+        fig.tight_layout()
+        written.append(out / f"attribution-{tag}-heatmap.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+    if by_weight:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        weights = [k[0] for k, _, _ in by_weight]
+        for outcome, color in (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:gray")):
+            _, rate, lo, hi = zip(*(cells[outcome] for _, _, cells in by_weight))
+            ax.plot(weights, rate, marker="o", color=color, label=outcome)
+            ax.fill_between(weights, lo, hi, color=color, alpha=0.15)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("style weight β (α fixed)")
+        ax.set_ylabel("share of pairs (Wilson 95 %)")
+        ax.legend()
+        ax.set_title(f"batch {tag}: dose-response")
+        fig.tight_layout()
+        written.append(out / f"attribution-{tag}-dose-response.png")
+        fig.savefig(written[-1], dpi=120)
+        plt.close(fig)
+
+    shown = pairs[:8]
+    if shown:
+        fig, axes = plt.subplots(len(shown), 3, figsize=(7, 2.3 * len(shown)), squeeze=False)
+        for row, p in zip(axes, shown):
+            for ax, path, title in zip(row, (originals[p["content_image_id"]], originals[p["style_image_id"]],
+                                             artifacts / p["image_path"]),
+                                       (f"content: {p['content_artist']}", f"style: {p['style_artist']}",
+                                        f"β={p['style_weight']:g} → {p['predicted']} ({p['outcome']})")):
+                with Image.open(path) as im:
+                    ax.imshow(im.convert("RGB"))
+                ax.set_title(title, fontsize=8)
+                ax.axis("off")
+        fig.tight_layout()
+        written.append(out / f"attribution-{tag}-contact-sheet.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written

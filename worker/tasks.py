@@ -11,6 +11,7 @@ from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
 from worker.lifecycle import execute
+from worker.stylize_job import run_stylize
 from worker.train_job import run_train
 
 
@@ -34,3 +35,8 @@ def train(self, job_id: str, **labels) -> str:
 @app.task(name="atelier.features", bind=True)
 def features(self, job_id: str, **labels) -> str:
     return _run(self, job_id, run_features)
+
+
+@app.task(name="atelier.stylize", bind=True)
+def stylize(self, job_id: str, **labels) -> str:
+    return _run(self, job_id, run_stylize)

@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from pathlib import Path
 
-from db.models import Dataset, EpochMetric, Job, Run
+from db.models import Dataset, EpochMetric, Image, Job, Run
 from orchestrator import plots
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from worker.ml.errors import ConfigError
@@ -118,6 +118,77 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
         path = plots.grid_heatmap([(r[2], r[5]) for r in grid_rows], x_axis, y_axis,
                                   plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png", f"sweep {sweep.id[:8]}: val macro-F1")
         click.echo(f"wrote {path}")
+
+
+@results_group.command("attribution")
+@click.argument("batch_ref")
+@click.option("--by", "by", type=click.Choice(("overall", "style-weight", "pair")), default="style-weight", show_default=True)
+@click.option("--all-pairs", is_flag=True, help="Include pairs whose unstylized content image was misclassified.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the style-attribution heatmap, the dose-response curve and a contact sheet as PNG.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+@pass_lab
+def attribution_cmd(lab, batch_ref, by, all_pairs, plot_dir, fmt) -> None:
+    """Whom the classifier names for stylized pairs: content / style / other, with Wilson 95% intervals."""
+    from db.models import StyleBatch
+
+    with lab.sessions() as s:
+        batches = s.scalars(select(StyleBatch).where(StyleBatch.id.startswith(batch_ref)).limit(2)).all()
+        if len(batches) != 1:
+            raise ConfigError(f"no style batch {batch_ref!r}" if not batches else f"batch prefix {batch_ref!r} is ambiguous")
+        batch = batches[0]
+        where = "batch_id = :b" + ("" if all_pairs else " AND content_correct")
+        pairs = [dict(r._mapping) for r in s.execute(text(f"SELECT * FROM attribution_pairs WHERE {where}"), {"b": batch.id})]
+    groups = {"overall": lambda p: ("all",), "style-weight": lambda p: (p["style_weight"],),
+              "pair": lambda p: (p["style_artist"], p["content_artist"])}[by]
+    keys = {"overall": ("pairs",), "style-weight": ("style weight",), "pair": ("style artist", "content artist")}[by]
+    rows = attribution_rows(pairs, groups)
+    columns = (*keys, "n", "content", "content 95% CI", "style", "style 95% CI", "other", "other 95% CI")
+    out = [(*k, n, *(x for o in OUTCOMES for x in (cells[o][0], f"{cells[o][1]:.2f} [{cells[o][2]:.2f}, {cells[o][3]:.2f}]")))
+           for k, n, cells in rows]
+    if fmt == "json":
+        print_json([dict(zip(columns, r)) for r in out])
+    elif fmt == "csv":
+        import csv
+        import sys
+
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(out)
+    else:
+        console.print(table(f"batch {batch.id}: {len(pairs)} pairs" + ("" if all_pairs else " (content image classified correctly)"),
+                            columns, out))
+    if plot_dir:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        with lab.sessions() as s:
+            ds = s.get(Dataset, batch.dataset_id)
+            ids = {p["content_image_id"] for p in pairs[:8]} | {p["style_image_id"] for p in pairs[:8]}
+            originals = {i: Path(ds.root) / path for i, path in s.execute(select(Image.id, Image.path).where(Image.id.in_(ids)))}
+        for path in plots.attribution_plots(pairs, attribution_rows(pairs, lambda p: (p["style_weight"],)),
+                                            lab.settings.artifacts, originals, plot_dir, batch.id[:8]):
+            click.echo(f"wrote {path}")
+
+
+OUTCOMES = ("content", "style", "other")
+
+
+def attribution_rows(pairs: list[dict], key) -> list[tuple]:
+    """[(group key, n, {outcome: (count, rate, lo, hi)})] sorted by key; intervals are Wilson 95 %."""
+    from orchestrator.stats import wilson_interval
+
+    grouped: dict[tuple, list[dict]] = {}
+    for p in pairs:
+        grouped.setdefault(key(p), []).append(p)
+    rows = []
+    for k in sorted(grouped, key=lambda t: tuple(str(x) if not isinstance(x, float) else f"{x:020.6f}" for x in t)):
+        members = grouped[k]
+        n = len(members)
+        cells = {}
+        for outcome in OUTCOMES:
+            hits = sum(p["outcome"] == outcome for p in members)
+            cells[outcome] = (hits, hits / n, *wilson_interval(hits, n))
+        rows.append((k, n, cells))
+    return rows
 
 
 COMMANDS = [results_group]

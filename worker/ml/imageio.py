@@ -86,7 +86,11 @@ def probe(path: Path | str, max_pixels: int = MAX_PIXELS) -> ImageInfo:
 
 def load_resized(path: Path | str, size: int) -> np.ndarray:
     """uint8 (size, size, 3): shorter side resized to ``size``, then centre-cropped."""
-    im = open_rgb(path, draft=size)
+    return square_crop(open_rgb(path, draft=size), size)
+
+
+def square_crop(im: Image.Image, size: int) -> np.ndarray:
+    """The cache's view of an image: shorter side to ``size``, centre crop, uint8 (size, size, 3)."""
     scale = size / min(im.width, im.height)
     w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
     im = im.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0)

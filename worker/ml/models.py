@@ -1,14 +1,24 @@
 """Classifiers: a backbone that yields feature maps, and a head that names the artist.
 
-Backbones are torchvision's (VGG16, ResNet18/50, Inception V3, AlexNet) cut
+Backbones are torchvision's VGG16, ResNet18/50, Inception V3 and AlexNet cut
 before their pooling, a 4-block baseline CNN, and ``logistic`` (raw pixels).
-Heads pool those maps (``gap``, ``spp``) or flatten them (``linear``), then run
-optional dense blocks (Linear -> Dropout -> BatchNorm, as in the ResNet50 study).
+Their parameter names are torchvision's (``features.0.weight``,
+``layer1.0.conv1.weight``, ``Mixed_5b...``), so ImageNet files load without
+renaming. Heads pool the maps (``gap``, ``spp``) or flatten them (``linear``),
+then run optional dense blocks and a final Linear.
+
+Sources (see the seeds): transfer learning with VGG16/ResNet18/Inception V3 and
+an auxiliary loss weighted 0.4; ResNet50 with GAP or SPP heads and dense blocks
+Linear -> Dropout 0.5 -> BatchNorm, trained in stages; a 4-conv baseline CNN
+with dense 512; logistic regression and AlexNet for period classification.
 """
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from dataclasses import dataclass
+from numbers import Integral
 
 import torch
 import torch.nn as nn
@@ -16,194 +26,422 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 
 from worker.ml.errors import ConfigError
+from worker.ml.weights import IMAGENET_ARCHS, load_backbone_weights
 
 ARCHS = ("vgg16", "resnet18", "resnet50", "inception_v3", "alexnet", "baseline-cnn", "logistic")
 HEADS = ("linear", "gap", "spp")
 MODES = ("feature-extract", "fine-tune", "staged")
-AUX_LOSS_WEIGHT = 0.4  # Inception V3's auxiliary classifier, as in its paper and the Rijksmuseum report
-SPP_LEVELS = (1, 2, 3)  # pyramid of 1x1 + 2x2 + 3x3 bins: 14 bins per channel
-MIN_SIZE = {"inception_v3": 75, "alexnet": 63, "vgg16": 32, "resnet18": 32, "resnet50": 32, "baseline-cnn": 16, "logistic": 8}
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+
+# Inception V3's auxiliary classifier loss weight (Szegedy et al.; the Rijksmuseum study). The trainer applies it.
+AUX_LOSS_WEIGHT = 0.4
+# Spatial pyramid of 1x1 + 2x2 + 3x3 bins, 14 per channel (the ResNet50 SPP study).
+SPP_LEVELS = (1, 2, 3)
+# Smallest input side that leaves each backbone a feature map of at least 1x1 (AlexNet's stride-4 11x11 stem
+# and three 3x3/2 pools need 63 px; Inception V3's stem needs 75 px; 32 px is one cell of a stride-32 trunk).
+MIN_IMAGE_SIZE = {"vgg16": 32, "resnet18": 32, "resnet50": 32, "inception_v3": 75, "alexnet": 63,
+                  "baseline-cnn": 16, "logistic": 1}
+# Channels of each backbone's last feature map (logistic has no maps: its features are the 3*S*S pixels).
+FEATURE_CHANNELS = {"vgg16": 512, "resnet18": 512, "resnet50": 2048, "inception_v3": 2048, "alexnet": 256,
+                    "baseline-cnn": 128}
+# The WikiArt baseline's classifier (seed 002: flatten -> dense 512 -> dropout 0.5 -> output).
+BASELINE_CNN_HEAD = {"head": "linear", "dense": (512,), "dropout": 0.5}
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    arch: str  # one of ARCHS
-    num_classes: int
-    head: str = "gap"  # linear | gap | spp
-    dense: tuple[int, ...] = ()  # widths of the dense blocks between pooling and the classifier
-    dropout: float = 0.5  # dropout inside each dense block
-    image_size: int = 224  # square input side in pixels
-    weights: str | None = None  # None: random init; "imagenet": torch cache; else a weight file path
+    arch: str  # backbone, one of ARCHS
+    num_classes: int  # artists (or periods) to tell apart
+    head: str = "gap"  # linear (flatten) | gap (global average pool) | spp (pyramid 1+2x2+3x3 max pool)
+    dense: tuple[int, ...] = ()  # widths of the Linear -> ReLU -> Dropout -> BatchNorm1d blocks before the output
+    dropout: float = 0.5  # dropout probability inside each dense block (no dense blocks: unused)
+    image_size: int | None = None  # square input side in px; None: default_image_size(arch)
+    weights: str | None = None  # None: random init; "imagenet": torchvision's file from the torch hub cache; a path
+
+    def __post_init__(self) -> None:
+        if self.image_size is None:  # frozen: resolve the default once, so every reader sees a number
+            object.__setattr__(self, "image_size", default_image_size(self.arch))
 
     def validate(self) -> "ModelConfig":
+        """Raise ConfigError for any option that cannot build; returns self for chaining."""
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
         if self.head not in HEADS:
             raise ConfigError(f"unknown head {self.head!r}; choose from {', '.join(HEADS)}")
         if self.arch == "logistic" and self.head != "linear":
-            raise ConfigError(f"head {self.head!r} pools spatial maps; 'logistic' has none (use --head linear)")
-        if any(d <= 0 for d in self.dense):
-            raise ConfigError(f"dense block widths must be positive, got {list(self.dense)}")
+            raise ConfigError(f"head {self.head!r} pools spatial maps and 'logistic' has none: use head 'linear'")
+        if isinstance(self.dense, str) or not all(isinstance(d, Integral) and not isinstance(d, bool) and d > 0
+                                                  for d in self.dense):
+            raise ConfigError(f"dense block widths must be positive integers, got {self.dense!r}")
         if not 0 <= self.dropout < 1:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.image_size < MIN_SIZE[self.arch]:
-            raise ConfigError(f"{self.arch} needs images of at least {MIN_SIZE[self.arch]} px, got {self.image_size}")
-        if self.num_classes < 2:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not isinstance(self.num_classes, Integral) or self.num_classes < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, got {self.num_classes}")
+        if not isinstance(self.image_size, Integral) or self.image_size < MIN_IMAGE_SIZE[self.arch]:
+            raise ConfigError(f"{self.arch} needs images of at least {MIN_IMAGE_SIZE[self.arch]} px, "
+                              f"got {self.image_size}")
+        if self.weights == "imagenet" and self.arch not in IMAGENET_ARCHS:
+            raise ConfigError(f"{self.arch} has no ImageNet weights; use random init or a weight file")
+        if self.weights is not None and not self.weights:
+            raise ConfigError("weights must be None, 'imagenet' or a file path, got an empty string")
         return self
 
 
 def default_image_size(arch: str) -> int:
+    """The input side each backbone was designed for: 299 for Inception V3, 224 otherwise."""
     return 299 if arch == "inception_v3" else 224
 
 
-class BaselineCNN(nn.Module):
-    """4 x (conv 3x3 -> ReLU -> max-pool), channels 32, 64, 128, 128 (the WikiArt baseline)."""
+# ---------------------------------------------------------------------------------------------------------------
+# Backbones: images (B, 3, S, S) -> feature maps (B, C, H, W), taken before any pooling.
 
-    def __init__(self) -> None:
+
+class FeaturesTrunk(nn.Module):
+    """A ``features`` Sequential under that name, so keys read ``features.N.*`` as in torchvision's VGG/AlexNet."""
+
+    def __init__(self, features: nn.Sequential) -> None:
         super().__init__()
-        layers, c_in = [], 3
-        for c_out in (32, 64, 128, 128):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-            c_in = c_out
-        self.features = nn.Sequential(*layers)
+        self.features = features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (B, 128, H/16, W/16)
+        return self.features(x)  # (B, C, H, W)
 
 
-class InceptionTrunk(nn.Module):
-    """Inception V3 up to Mixed_7c, returning the aux branch's input too while training."""
+def _vgg16_features() -> nn.Sequential:
+    """VGG16 (configuration D) convolutions, laid out and initialised as torchvision's ``vgg16().features``.
 
-    def __init__(self, net: tvm.Inception3) -> None:
-        super().__init__()
-        self.net = net
-        self.aux_input: torch.Tensor | None = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = self.net
-        for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-                     "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
-            x = getattr(n, name)(x)
-        self.aux_input = x if self.training else None  # (B, 768, 17, 17) at 299 px
-        for name in ("Mixed_7a", "Mixed_7b", "Mixed_7c"):
-            x = getattr(n, name)(x)
-        return x  # (B, 2048, 8, 8) at 299 px
-
-
-def _backbone(arch: str) -> tuple[nn.Module, nn.Module | None]:
-    """(trunk producing feature maps, Inception's aux branch or None), randomly initialised."""
-    if arch == "vgg16":
-        return tvm.vgg16(weights=None).features, None
-    if arch == "alexnet":
-        return tvm.alexnet(weights=None).features, None
-    if arch in ("resnet18", "resnet50"):
-        net = getattr(tvm, arch)(weights=None)
-        return nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4), None
-    if arch == "inception_v3":
-        net = tvm.inception_v3(weights=None, aux_logits=True, init_weights=True)
-        aux = net.AuxLogits
-        net.AuxLogits, net.fc = None, nn.Identity()
-        return InceptionTrunk(net), aux
-    if arch == "baseline-cnn":
-        return BaselineCNN(), None
-    if arch == "logistic":
-        return nn.BatchNorm2d(3), None  # normalised raw pixels
-    raise ConfigError(f"unknown arch {arch!r}")
-
-
-class SPP(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C * 14)
-        return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in SPP_LEVELS], dim=1)
-
-
-def build_head(cfg: ModelConfig, feature_shape: tuple[int, ...]) -> nn.Module:
-    """Pooling, dense blocks and the classifier for backbone output of ``feature_shape`` (C, H, W)."""
-    c = feature_shape[0]
-    if cfg.head == "gap":
-        layers, width = [nn.AdaptiveAvgPool2d(1), nn.Flatten()], c
-    elif cfg.head == "spp":
-        layers, width = [SPP()], c * sum(n * n for n in SPP_LEVELS)
-    else:
-        layers, width = [nn.Flatten()], int(torch.tensor(feature_shape).prod())
-    for d in cfg.dense:
-        layers += [nn.Linear(width, d), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout), nn.BatchNorm1d(d)]
-        width = d
-    if not cfg.dense and cfg.head == "linear" and cfg.dropout > 0 and cfg.arch == "baseline-cnn":
-        layers.append(nn.Dropout(cfg.dropout))
-    layers.append(nn.Linear(width, cfg.num_classes))
+    Built here rather than through ``tvm.vgg16`` to skip initialising its 120M-parameter classifier.
+    """
+    layers: list[nn.Module] = []
+    c_in = 3
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+        if v == "M":
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            continue
+        conv = nn.Conv2d(c_in, v, kernel_size=3, padding=1)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU(inplace=True)]
+        c_in = v
     return nn.Sequential(*layers)
 
 
+def _alexnet_features() -> nn.Sequential:
+    """AlexNet's convolutions as in torchvision (``alexnet().features``, default init), without the classifier."""
+    return nn.Sequential(
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.MaxPool2d(kernel_size=3, stride=2),
+    )
+
+
+def _baseline_features() -> nn.Sequential:
+    """4 x (conv 3x3 -> ReLU -> max-pool 2), channels 32, 64, 128, 128 (seed 002's WikiArt baseline).
+
+    Padding 1 ("same") where the seed's Keras model used "valid": the maps then halve exactly, and 32 px
+    inputs still leave a 2x2 map (valid convolutions would need 46 px).
+    """
+    layers: list[nn.Module] = []
+    c_in = 3
+    for c_out in (32, 64, 128, 128):
+        layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+        c_in = c_out
+    return nn.Sequential(*layers)
+
+
+def _resnet_trunk(arch: str) -> nn.Sequential:
+    """ResNet up to layer4, children named as torchvision's so its keys (``layer1.0.conv1.weight``) load as-is."""
+    net = getattr(tvm, arch)(weights=None)
+    names = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+    return nn.Sequential(OrderedDict((n, getattr(net, n)) for n in names))
+
+
+class InceptionTrunk(nn.Module):
+    """Inception V3 up to Mixed_7c, with torchvision's module names (its ImageNet keys load as-is).
+
+    Inputs are ImageNet-normalised like every other backbone; the trunk maps them to the [-1, 1] scaling
+    Google's weights were trained on (torchvision's ``transform_input``), always, so the input convention
+    does not depend on whether weights were loaded.
+    """
+
+    STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+            "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+            "Mixed_6e")
+    TOP = ("Mixed_7a", "Mixed_7b", "Mixed_7c")
+
+    def __init__(self, net: tvm.Inception3) -> None:
+        super().__init__()
+        for name in self.STEM + self.TOP:
+            self.add_module(name, getattr(net, name))
+        mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+        # x_imagenet * std / 0.5 + (mean - 0.5) / 0.5 == (x_01 - 0.5) / 0.5; not persistent: keys stay torchvision's
+        self.register_buffer("in_scale", (std / 0.5).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("in_shift", ((mean - 0.5) / 0.5).view(1, 3, 1, 1), persistent=False)
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Mixed_7c maps, Mixed_6e maps): the second feeds the auxiliary classifier."""
+        x = x * self.in_scale + self.in_shift  # (B, 3, S, S)
+        for name in self.STEM:
+            x = getattr(self, name)(x)
+        mid = x  # (B, 768, 17, 17) at 299 px
+        for name in self.TOP:
+            x = getattr(self, name)(x)
+        return x, mid  # (B, 2048, 8, 8) at 299 px
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_aux(x)[0]
+
+
+class InceptionAuxHead(nn.Module):
+    """Inception V3's auxiliary classifier on Mixed_6e (conv0/conv1/fc named as torchvision's ``AuxLogits``).
+
+    At 299 px (Mixed_6e >= 17x17) it is exactly torchvision's: avg-pool 5/3 -> 1x1 conv -> 5x5 conv. Smaller
+    inputs leave maps too small for the 5x5 conv, so they are pooled adaptively to 5x5 instead: the auxiliary
+    loss then exists at any input size (tests run at 75 px).
+    """
+
+    def __init__(self, aux: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        self.conv0, self.conv1 = aux.conv0, aux.conv1
+        self.fc = nn.Linear(768, num_classes)
+        nn.init.trunc_normal_(self.fc.weight, std=0.001, a=-2, b=2)  # torchvision's init for this layer
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 768, h, w)
+        if min(x.shape[-2:]) >= 17:
+            x = F.avg_pool2d(x, kernel_size=5, stride=3)  # (B, 768, 5, 5) at 17x17
+        else:
+            x = F.adaptive_avg_pool2d(x, 5)  # (B, 768, 5, 5)
+        x = self.conv1(self.conv0(x))  # (B, 768, 1, 1) at 5x5
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))  # (B, K)
+
+
+def _inception() -> tuple[InceptionTrunk, nn.Module]:
+    # init_weights=True explicitly: torchvision warns when it is left to default with weights=None.
+    net = tvm.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    return InceptionTrunk(net), net.AuxLogits
+
+
+def build_backbone(arch: str) -> nn.Module:
+    """The randomly initialised trunk of ``arch`` (images -> maps, or flat pixels for logistic)."""
+    if arch == "vgg16":
+        return FeaturesTrunk(_vgg16_features())
+    if arch == "alexnet":
+        return FeaturesTrunk(_alexnet_features())
+    if arch == "baseline-cnn":
+        return FeaturesTrunk(_baseline_features())
+    if arch in ("resnet18", "resnet50"):
+        return _resnet_trunk(arch)
+    if arch == "inception_v3":
+        return _inception()[0]
+    if arch == "logistic":
+        # Keras' BatchNormalization on (S, S, 3) normalises per channel, then Flatten: seed 003's logistic model.
+        return nn.Sequential(OrderedDict(bn=nn.BatchNorm2d(3), flatten=nn.Flatten()))  # (B, 3*S*S)
+    raise ConfigError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")
+
+
+def _down(h: int, k: int, s: int, p: int = 0) -> int:
+    """Output side of a conv/pool with kernel k, stride s, padding p."""
+    return (h + 2 * p - k) // s + 1
+
+
+def feature_shape(cfg: ModelConfig) -> tuple[int, ...]:
+    """Shape of one sample's backbone output for ``cfg.image_size`` inputs: (C, H, W), or (D,) for logistic.
+
+    Analytic (no model is built); tests check it against a real forward for every arch.
+    """
+    s = cfg.image_size
+    if cfg.arch == "logistic":
+        return (3 * s * s,)
+    if cfg.arch not in FEATURE_CHANNELS:
+        raise ConfigError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS)}")
+    if cfg.arch == "vgg16":
+        h = s // 32  # five 2x2/2 max-pools
+    elif cfg.arch == "baseline-cnn":
+        h = s // 16  # four 2x2/2 max-pools
+    elif cfg.arch in ("resnet18", "resnet50"):
+        h = s
+        for _ in range(5):  # conv1 7x7/2, maxpool 3x3/2, layer2..4 stride 2: each ceil(h / 2)
+            h = (h - 1) // 2 + 1
+    elif cfg.arch == "alexnet":
+        h = _down(_down(_down(_down(s, 11, 4, 2), 3, 2), 3, 2), 3, 2)
+    else:  # inception_v3
+        h = _down(s, 3, 2) - 2  # Conv2d_1a 3x3/2, Conv2d_2a 3x3 (2b keeps the size)
+        h = _down(h, 3, 2) - 2  # maxpool1, Conv2d_4a 3x3 (3b is 1x1)
+        for _ in range(3):  # maxpool2, Mixed_6a, Mixed_7a: all 3x3/2 without padding
+            h = _down(h, 3, 2)
+    return (FEATURE_CHANNELS[cfg.arch], h, h)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Heads: features -> logits. Public so a grid can train heads alone on cached backbone features.
+
+
+class SpatialPyramidPool(nn.Module):
+    """Adaptive max pooling at 1x1, 2x2 and 3x3, concatenated: (B, C, H, W) -> (B, 14 C).
+
+    Max pooling as in He et al.'s SPP-net (and the Keras SpatialPyramidPooling2D layer of seed 001). Maps
+    smaller than 3x3 still work: adaptive pooling then repeats cells.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.adaptive_max_pool2d(x, n).flatten(1) for n in SPP_LEVELS], dim=1)  # (B, 14 C)
+
+
+class GlobalAvgPool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))  # (B, C)
+
+
+class DenseBlock(nn.Sequential):
+    """Linear -> ReLU -> Dropout -> BatchNorm1d (seed 001's block: a Keras Dense with ReLU, Dropout, BN)."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
+        super().__init__(OrderedDict(linear=nn.Linear(d_in, d_out), relu=nn.ReLU(inplace=True),
+                                     dropout=nn.Dropout(dropout), bn=nn.BatchNorm1d(d_out)))
+
+
+class Head(nn.Module):
+    """pool (flatten | GAP | SPP) -> dense blocks -> Linear to the class logits."""
+
+    def __init__(self, pool: nn.Module, width: int, dense: tuple[int, ...], dropout: float, num_classes: int) -> None:
+        super().__init__()
+        self.pool = pool
+        blocks = []
+        for d in dense:
+            blocks.append(DenseBlock(width, d, dropout))
+            width = d
+        self.dense = nn.Sequential(*blocks)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) or (B, D)
+        return self.classifier(self.dense(self.pool(x)))  # (B, K)
+
+
+def build_head(cfg: ModelConfig, feature_shape: tuple[int, ...]) -> Head:
+    """The head of ``cfg`` for backbone features of one sample's shape (C, H, W) (or (D,) for linear)."""
+    if cfg.head == "linear":
+        pool, width = nn.Flatten(), math.prod(feature_shape)
+    elif len(feature_shape) != 3:
+        raise ConfigError(f"head {cfg.head!r} needs spatial feature maps (C, H, W), got shape {tuple(feature_shape)}")
+    elif cfg.head == "gap":
+        pool, width = GlobalAvgPool(), feature_shape[0]
+    elif cfg.head == "spp":
+        pool, width = SpatialPyramidPool(), feature_shape[0] * sum(n * n for n in SPP_LEVELS)
+    else:
+        raise ConfigError(f"unknown head {cfg.head!r}; choose from {', '.join(HEADS)}")
+    return Head(pool, int(width), tuple(cfg.dense), cfg.dropout, cfg.num_classes)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The classifier, its training modes and optimisers.
+
+
 class Classifier(nn.Module):
+    """backbone (images -> maps) + head (maps -> logits), and Inception's auxiliary head.
+
+    ``forward`` returns logits, or ``(logits, aux_logits)`` for Inception V3 while training with a trainable
+    backbone (the trainer adds ``AUX_LOSS_WEIGHT`` x the aux loss). With a frozen backbone the aux branch is
+    skipped: its gradient could reach nothing that shapes the main logits.
+    """
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone, aux = _backbone(cfg.arch)
-        self.frozen = False
-        shape = feature_shape(cfg, self.backbone)
-        self.head = build_head(cfg, shape)
-        self.aux_head = None
-        if aux is not None:
-            aux.fc = nn.Linear(aux.fc.in_features, cfg.num_classes)
-            self.aux_head = aux
+        if cfg.arch == "inception_v3":
+            self.backbone, aux = _inception()
+            self.aux_head: InceptionAuxHead | None = InceptionAuxHead(aux, cfg.num_classes)
+        else:
+            self.backbone, self.aux_head = build_backbone(cfg.arch), None
+        self.head = build_head(cfg, feature_shape(cfg))
+        self.frozen = False  # set by set_mode("feature-extract"): backbone (and aux) weights and BN stats fixed
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        return self.backbone(x)  # (B, C, H, W), or (B, D) for logistic
 
-    def forward(self, x: torch.Tensor):
-        logits = self.head(self.backbone(x))
-        trunk_aux = getattr(self.backbone, "aux_input", None)
-        if self.training and self.aux_head is not None and trunk_aux is not None and trunk_aux.shape[-1] >= 5:
-            return logits, self.aux_head(trunk_aux)
-        return logits
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        if self.aux_head is not None and self.training and not self.frozen:
+            maps, mid = self.backbone.forward_with_aux(x)
+            return self.head(maps), self.aux_head(mid)  # (B, K), (B, K)
+        return self.head(self.backbone(x))  # (B, K)
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)
-        if self.frozen:
-            self.backbone.eval()  # frozen BatchNorm statistics stay those of the backbone
+        if self.frozen:  # a frozen backbone keeps its BatchNorm running statistics (and no dropout)
+            self.backbone.eval()
+            if self.aux_head is not None:
+                self.aux_head.eval()
         return self
 
 
-@torch.no_grad()
-def feature_shape(cfg: ModelConfig, backbone: nn.Module | None = None) -> tuple[int, ...]:
-    """Shape (C, H, W) of the backbone's output for ``cfg.image_size`` inputs (a dry run)."""
-    backbone = backbone or _backbone(cfg.arch)[0]
-    was_training = backbone.training
-    backbone.eval()
-    out = backbone(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
-    backbone.train(was_training)
-    return tuple(out.shape[1:])
-
-
 def build_model(cfg: ModelConfig) -> Classifier:
+    """A validated Classifier: random init, then the backbone weights named by ``cfg.weights`` if any."""
     model = Classifier(cfg.validate())
-    if cfg.weights:
-        from worker.ml.weights import load_backbone_weights
-
+    if cfg.weights is not None:
         load_backbone_weights(model, cfg.arch, cfg.weights)
     return model
 
 
 def set_mode(model: Classifier, mode: str) -> None:
-    """feature-extract: the backbone is frozen (weights and BatchNorm statistics); fine-tune: all trains."""
+    """``feature-extract``: freeze the backbone (and Inception's aux head), weights and BatchNorm statistics,
+    so only ``model.head`` trains; ``fine-tune``: everything trains. ``staged`` is a schedule of these two:
+    call set_mode for each phase of ``staged_phases``.
+    """
+    if mode == "staged":
+        raise ConfigError("'staged' is a schedule of phases: call set_mode with each phase's mode (staged_phases)")
     if mode not in ("feature-extract", "fine-tune"):
-        raise ConfigError(f"unknown mode {mode!r}")
+        raise ConfigError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     model.frozen = mode == "feature-extract"
-    for p in model.backbone.parameters():
-        p.requires_grad_(not model.frozen)
-    model.train(model.training)
+    frozen_parts = [model.backbone] + ([model.aux_head] if model.aux_head is not None else [])
+    for part in frozen_parts:
+        for p in part.parameters():
+            p.requires_grad_(not model.frozen)
+    model.train(model.training)  # re-applies (or lifts) the eval mode of the frozen BatchNorm layers
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters the optimiser should see: those that require grad in the current mode."""
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9) -> torch.optim.Optimizer:
+def staged_phases(epochs_train: int, epochs_head: int, epochs_finetune: int, lr: float,
+                  finetune_lr_scale: float = 1e-3) -> list[tuple[str, str, int, float]]:
+    """Seed 001's schedule as (phase, mode, epochs, lr): ``train`` everything at lr, freeze the backbone and
+    train the ``head`` at lr, then ``finetune`` everything at lr * finetune_lr_scale. Empty phases are left out.
+    """
+    for name, n in (("train", epochs_train), ("head", epochs_head), ("finetune", epochs_finetune)):
+        if not isinstance(n, Integral) or n < 0:
+            raise ConfigError(f"epochs of the {name} phase must be a non-negative integer, got {n!r}")
+    if epochs_train + epochs_head + epochs_finetune == 0:
+        raise ConfigError("a staged schedule needs at least one epoch")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive number, got {lr}")
+    if not 0 < finetune_lr_scale <= 1:
+        raise ConfigError(f"finetune lr scale must be in (0, 1], got {finetune_lr_scale}")
+    phases = [("train", "fine-tune", epochs_train, lr), ("head", "feature-extract", epochs_head, lr),
+              ("finetune", "fine-tune", epochs_finetune, lr * finetune_lr_scale)]
+    return [p for p in phases if p[2] > 0]
+
+
+def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0,
+                    momentum: float = 0.9) -> torch.optim.Optimizer:
+    """SGD with momentum, Adam, or RMSprop; ``momentum`` applies to SGD only.
+
+    RMSprop uses alpha (Keras' rho) 0.9, the Keras default of the seeds that used it (PyTorch's is 0.99).
+    """
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ConfigError(f"lr must be a positive number, got {lr}")
+    if weight_decay < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {weight_decay}")
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
+    elif name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
-    raise ConfigError(f"unknown optimizer {name!r}; choose from sgd, adam, rmsprop")
+    elif name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
