@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select
 
 from db import jobs
-from db.models import FINISHED_STATES, Job, Sweep, SweepCell
+from db.models import FINISHED_STATES, Job, Sweep, SweepCell, utcnow
 from orchestrator import enqueue
 from orchestrator.commands.common import console, duration, pass_lab, print_json, table
 from worker.ml.errors import ConfigError
@@ -97,4 +97,50 @@ def resume_cmd(lab) -> None:
     click.echo(f"re-enqueued {sent} job(s) ({len(requeued)} recovered from lost workers)")
 
 
-COMMANDS = [status_cmd, resume_cmd]
+def jobs_of(session, ref: str) -> tuple[str, list[Job]]:
+    """The jobs a reference names: a sweep, a style batch (its group) or one job."""
+    from db.models import StyleBatch
+
+    sweep = find_sweep(session, ref)
+    group = sweep.id if sweep else None
+    if group is None:
+        batch = session.scalars(select(StyleBatch).where(StyleBatch.id.startswith(ref)).limit(2)).all()
+        group = batch[0].id if len(batch) == 1 else None
+    if group is not None:
+        return group, list(session.scalars(select(Job).where(Job.group_id == group)))
+    job = find_job(session, ref)
+    return job.id, [job]
+
+
+@click.command("cancel")
+@click.argument("ref")
+@pass_lab
+def cancel_cmd(lab, ref) -> None:
+    """Cancel a sweep, a style batch or a job: queued jobs never start, running ones stop at the next epoch or chunk."""
+    with lab.sessions.begin() as s:
+        name, found = jobs_of(s, ref)
+        live = [j for j in found if j.status in ("queued", "running")]
+        for j in live:
+            # A queued job's message may still arrive: its claim then fails, so it never runs.
+            j.status, j.finished_at, j.error = "cancelled", utcnow(), "cancelled by user"
+    click.echo(f"{name}: cancelled {len(live)} job(s) ({len(found) - len(live)} had already ended)")
+
+
+@click.command("retry")
+@click.argument("ref")
+@click.option("--failed", "only_failed", is_flag=True, required=True, help="Re-run the failed (and cancelled) jobs only.")
+@pass_lab
+def retry_cmd(lab, ref, only_failed) -> None:
+    """Re-run the jobs of a sweep, batch or job that failed; finished ones are kept."""
+    celery = lab.celery()
+    with lab.sessions.begin() as s:
+        name, found = jobs_of(s, ref)
+        again = [j for j in found if j.status in ("failed", "cancelled")]
+        for j in again:
+            j.status, j.error, j.attempts, j.finished_at, j.lease_token = "queued", None, 0, None, None
+        ready = [j for j in again if j.depends_on is None or j.depends_on not in {a.id for a in again}]
+    enqueue.send(celery, ready)
+    click.echo(f"{name}: re-queued {len(again)} job(s)")
+
+
+COMMANDS = [status_cmd, resume_cmd, cancel_cmd, retry_cmd]

@@ -1,0 +1,43 @@
+"""Cancel and retry against a real worker."""
+
+import pytest
+
+from tests.conftest import unique
+from tests.services import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_cancel_stops_a_running_job_at_the_next_epoch(sqlite_stack):
+    stack = sqlite_stack
+    name = unique("cancel")
+    stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "10", "--size", "40")
+    out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "200", "--image-size", "32",
+                     "--batch-size", "4", "--augment", "none")
+    count = f"SELECT count(*) AS n FROM epoch_metrics WHERE run_id = {out['run']}"
+    wait_until(lambda: stack.query(count)[0]["n"] >= 2, 120, "the first epoch")
+    assert "cancelled 1 job" in stack.atelier("cancel", out["job"]).stdout
+    n = stack.query(count)[0]["n"]
+    import time
+
+    time.sleep(4)  # long enough for several more epochs had it kept running
+    assert stack.query(count)[0]["n"] <= n + 2  # at most the epoch in flight was written
+    (row,) = stack.query(f"SELECT status FROM jobs WHERE id = '{out['job']}'")
+    assert row["status"] == "cancelled"
+
+
+def test_failed_cells_retry_alone(sqlite_stack):
+    stack = sqlite_stack
+    name = unique("retry")
+    stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "6", "--size", "32")
+    # No ImageNet weights can be cached here: the features job fails, and its cells with it.
+    out = stack.json("grid", "--dataset", name, "--arch", "resnet18", "--image-size", "32", "--dense1", "8,16",
+                     "--epochs", "1", "--weights", "imagenet")
+    group = f"SELECT kind, status, error, attempts FROM jobs WHERE group_id = '{out['sweep']}'"
+    rows = wait_until(lambda: (r := stack.query(group)) and all(x["status"] == "failed" for x in r) and r, 120, "failures")
+    assert {r["kind"] for r in rows} == {"features", "train"} and len(rows) == 3
+    assert any("no ImageNet weights cached" in (r["error"] or "") for r in rows)
+    assert stack.atelier("retry", out["sweep"], "--failed").stdout.strip().endswith("re-queued 3 job(s)")
+    rows = wait_until(lambda: (r := stack.query(group)) and all(x["status"] == "failed" for x in r) and
+                      all(x["attempts"] <= 1 for x in r) and r, 120, "failures again")
+    assert len(rows) == 3
