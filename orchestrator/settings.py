@@ -16,6 +16,12 @@ from urllib.parse import urlsplit, urlunsplit
 from worker.ml.errors import ConfigError
 
 
+# Every variable atelier reads; docker-compose.yml is checked against this list.
+ENV_VARS = ("ATELIER_HOME", "ATELIER_DATABASE_URL", "ATELIER_BROKER_URL", "ATELIER_ARTIFACTS",
+            "ATELIER_VISIBILITY_TIMEOUT", "ATELIER_LEASE_SECONDS", "ATELIER_MAX_ATTEMPTS",
+            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD")
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path  # ATELIER_HOME: where the embedded SQLite, Redis and artifacts live
