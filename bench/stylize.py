@@ -1,13 +1,18 @@
-"""Style transfer throughput: the tutorial way against atelier's batched implementation.
+"""Style transfer throughput: the tutorial's one pair at a time against atelier's batches.
 
-The same (content, style) pairs, in one run:
-  - baseline: one pair at a time with torch.optim.LBFGS in fp32 (the PyTorch tutorial's recipe);
-  - atelier: worker.ml.style.stylize_batch, many pairs per batch (per-pair L-BFGS or Adam),
-    bf16 convolutions and fp32 Grams on a GPU;
-at each size, printing pairs/hour, mean final loss and the ratio.
+The same (content, style) pairs, at each size, stylized twice in one process:
+  - tutorial: one pair at a time, fp32, torch.optim.LBFGS over the image, the
+    image clamped inside the closure (the PyTorch neural-style tutorial's loop,
+    written out below), `--steps` closure evaluations per pair;
+  - atelier: worker.ml.style.stylize_batch on `--batch` pairs at once (per-pair
+    batched L-BFGS, bf16 convolutions on CUDA), `--steps` iterations.
+Both optimise the same objective (content MSE at relu4_2, Gram MSE at relu1_1 ..
+relu5_1, alpha/beta) through the same VGG, from the content image. The final
+loss of every result is recomputed in fp32 by one function, so the columns compare.
+Prints pairs/hour, forward+backward passes per pair, mean final loss and the speed-up.
 
-    python bench/stylize.py --pairs 64 --sizes 256,512 --steps 300          # on a GPU box
-    python bench/stylize.py --pairs 2 --sizes 32 --steps 3 --batch 2          # smoke test on a CPU
+    python bench/stylize.py                                        # GPU box: 32 pairs, 256 and 512 px, 300 steps
+    python bench/stylize.py --pairs 2 --sizes 32 --steps 3 --batch 2   # CPU smoke test
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -27,37 +33,90 @@ from worker.ml.style import (CONTENT_LAYER, STYLE_LAYERS, StyleConfig, build_vgg
 from worker.ml.synth import make_artists, paint  # noqa: E402
 
 
-def images(n: int, size: int, seed: int) -> torch.Tensor:
-    painters = make_artists(6, seed)
+def make_pairs(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n procedural (content, style) paintings by different artists, 4:3 landscape, long side ``size``: (n, 3, H, W) x2."""
+    w, h = size, max(16, round(size * 3 / 4))
+    artists = make_artists(max(2, min(n + 1, 12)), seed)
     rng = np.random.default_rng(seed)
-    return torch.stack([from_pil(paint(painters[i % 6], rng, size).resize((size, size))) for i in range(n)])
+    content, style = [], []
+    for i in range(n):
+        content.append(from_pil(paint(artists[i % len(artists)], rng, size).resize((w, h))))
+        style.append(from_pil(paint(artists[(i + 1) % len(artists)], rng, size).resize((w, h))))
+    return torch.stack(content), torch.stack(style)
 
 
-def tutorial_one_pair(content, style, cfg: StyleConfig, vgg, device) -> float:
-    """The common recipe: fp32, torch.optim.LBFGS on one image, clamping inside the closure."""
-    content, style = content[None].to(device), style[None].to(device)
+def tutorial_gram(f: torch.Tensor) -> torch.Tensor:
+    """The tutorial's Gram for one image: (1, C, H, W) -> (C, C), normalised by C*H*W."""
+    _, c, h, w = f.shape
+    flat = f.view(c, h * w)
+    return flat @ flat.t() / (c * h * w)
+
+
+def tutorial_lbfgs(content: torch.Tensor, style: torch.Tensor, vgg, cfg: StyleConfig) -> tuple[torch.Tensor, int]:
+    """One pair, fp32, torch.optim.LBFGS over the image: (3, H, W) x2 -> stylized (3, H, W), closure evaluations."""
+    device = next(vgg.parameters()).device
+    c, s = content[None].to(device), style[None].to(device)
     with torch.no_grad():
-        target = vgg(content)[CONTENT_LAYER]
-        grams = {n: gram_matrix(f) for n, f in vgg(style).items() if n in STYLE_LAYERS}
-    x = content.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([x], max_iter=cfg.steps)
-    final = [0.0]
+        target = vgg(c)[CONTENT_LAYER]
+        grams = {n: tutorial_gram(f) for n, f in vgg(s).items() if n in STYLE_LAYERS}
+    x = c.clone().requires_grad_(True)
+    # One .step() runs `steps` evaluations (max_eval caps them); no line search and lr 1 as in the tutorial,
+    # the same history length as atelier's.
+    opt = torch.optim.LBFGS([x], lr=1, max_iter=cfg.steps, max_eval=cfg.steps, history_size=cfg.history)
+    evals = [0]
 
     def closure():
         with torch.no_grad():
             x.clamp_(0, 1)
         opt.zero_grad()
         feats = vgg(x)
-        loss = (cfg.content_weight * content_loss(feats[CONTENT_LAYER], target) + cfg.style_weight * style_loss(feats, grams)).sum()
+        loss = cfg.content_weight * F.mse_loss(feats[CONTENT_LAYER], target)
+        loss = loss + cfg.style_weight * sum(F.mse_loss(tutorial_gram(feats[n]), grams[n]) for n in STYLE_LAYERS)
         loss.backward()
-        final[0] = loss.item()
+        evals[0] += 1
         return loss
 
     opt.step(closure)
-    return final[0]
+    with torch.no_grad():
+        x.clamp_(0, 1)
+    return x.detach()[0].cpu(), evals[0]
 
 
-def sync(device):
+def run_tutorial(content, style, vgg, cfg) -> tuple[torch.Tensor, int]:
+    images, evals = [], 0
+    for c, s in zip(content, style):
+        img, n = tutorial_lbfgs(c, s, vgg, cfg)
+        images.append(img)
+        evals += n
+    return torch.stack(images), evals
+
+
+def run_atelier(content, style, vgg, cfg, batch: int) -> tuple[torch.Tensor, int]:
+    images, evals = [], 0
+    for start in range(0, len(content), batch):
+        part = slice(start, start + batch)
+        r = stylize_batch(content[part], style[part], cfg, vgg, pair_seeds=list(range(len(content)))[part])
+        images.append(r.images)
+        evals += r.evaluations * len(r.images)  # one batched pass serves every pair in it
+    return torch.cat(images), evals
+
+
+@torch.no_grad()
+def final_losses(images, content, style, vgg, cfg, batch: int) -> torch.Tensor:
+    """alpha * content + beta * style of finished images, fp32 (no autocast), one value per pair."""
+    device = next(vgg.parameters()).device
+    out = []
+    for start in range(0, len(images), batch):
+        part = slice(start, start + batch)
+        x, c, s = (t[part].to(device) for t in (images, content, style))
+        f, fc, fs = vgg(x), vgg(c), vgg(s)
+        grams = {n: gram_matrix(fs[n]) for n in STYLE_LAYERS}
+        out.append((cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER])
+                    + cfg.style_weight * style_loss(f, grams)).cpu())
+    return torch.cat(out)
+
+
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
 
@@ -65,39 +124,63 @@ def sync(device):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pairs", type=int, default=32)
-    p.add_argument("--baseline-pairs", type=int, default=None, help="pairs timed one at a time (default: all)")
-    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--sizes", default="256,512", help="long sides in px, comma-separated")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=32, help="pairs per stylize_batch call")
-    p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"))
+    p.add_argument("--batch", type=int, default=16, help="pairs per stylize_batch call")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--vgg", default="vgg19", choices=("vgg19", "vgg16"))
+    p.add_argument("--vgg-weights", default=None, help="'imagenet' (torch cache) or a file; random init if unset")
+    p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"), help="atelier's optimiser")
     p.add_argument("--style-weight", type=float, default=1e5)
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(0)
-    vgg, used = build_vgg("vgg19", None, device)
-    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; VGG19 weights: {used}; "
-          f"{args.pairs} pairs, {args.steps} steps, style weight {args.style_weight:g}")
-    for size in (int(s) for s in args.sizes.split(",")):
-        content, style = images(args.pairs, size, 0), images(args.pairs, size, 1)
-        cfg = StyleConfig(steps=args.steps, size=size, optimizer=args.optimizer, style_weight=args.style_weight)
-        n_base = args.baseline_pairs or args.pairs
-        sync(device)
-        t0 = time.perf_counter()
-        base_losses = [tutorial_one_pair(content[i], style[i], cfg, vgg, device) for i in range(n_base)]
-        sync(device)
-        base_rate = n_base / (time.perf_counter() - t0) * 3600
-        t0 = time.perf_counter()
-        ours = []
-        for start in range(0, args.pairs, args.batch):
-            r = stylize_batch(content[start:start + args.batch], style[start:start + args.batch], cfg, vgg, device=device)
-            ours.append(r.total_loss)
-        sync(device)
-        our_rate = args.pairs / (time.perf_counter() - t0) * 3600
-        ours_loss = torch.cat(ours)[:n_base].mean().item()
-        print(f"\n{size}px:")
-        print(f"  tutorial LBFGS, one pair at a time   {base_rate:10.0f} pairs/h   mean final loss {np.mean(base_losses):.4g}")
-        print(f"  atelier batched ({args.optimizer:5s})          {our_rate:10.0f} pairs/h   mean final loss {ours_loss:.4g}")
-        print(f"  speed-up {our_rate / base_rate:.1f}x; loss ratio (atelier / tutorial) {ours_loss / np.mean(base_losses):.2f}")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    cfg = StyleConfig(vgg=args.vgg, style_weight=args.style_weight, steps=args.steps, optimizer=args.optimizer, init="content",
+                      seed=args.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes per size: let cuDNN pick its fastest kernels
+        name = torch.cuda.get_device_name(device)
+        precision = (f"atelier bf16 autocast; tutorial fp32 (cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
+                     f"torch's default)")
+    else:
+        name, precision = f"cpu ({torch.get_num_threads()} threads)", "both fp32"
+    torch.manual_seed(args.seed)
+    vgg, weights = build_vgg(args.vgg, args.vgg_weights, device)
+    print(f"device {name}; {args.vgg} ({weights}); {args.pairs} pairs, {args.steps} steps, batch {args.batch}, "
+          f"beta {args.style_weight:g}; {precision}")
+
+    rows = []
+    for size in sizes:
+        content, style = make_pairs(args.pairs, size, args.seed)
+        # Warm-up on this shape (cuDNN autotuning, allocator) outside the timed runs.
+        warm = StyleConfig(**{**vars(cfg), "steps": 2})
+        run_tutorial(content[:1], style[:1], vgg, warm)
+        run_atelier(content[: args.batch], style[: args.batch], vgg, warm, args.batch)
+        for method, fn in (("tutorial LBFGS, 1 pair", lambda: run_tutorial(content, style, vgg, cfg)),
+                           (f"atelier {args.optimizer}, batch {args.batch}", lambda: run_atelier(content, style, vgg, cfg, args.batch))):
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            sync(device)
+            t0 = time.perf_counter()
+            images, evals = fn()
+            sync(device)
+            seconds = time.perf_counter() - t0
+            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+            loss = final_losses(images, content, style, vgg, cfg, args.batch).mean().item()
+            rows.append((f"{size}x{content.shape[2]}", method, args.pairs, seconds, args.pairs / seconds * 3600,
+                         evals / args.pairs, loss, peak))
+            print(f"  {rows[-1][0]:>9} {method:26s} {seconds:9.2f} s")
+
+    print()
+    print(f"{'size':>9}  {'method':26s} {'pairs':>5} {'seconds':>9} {'pairs/hour':>11} {'evals/pair':>10} "
+          f"{'mean final loss':>15} {'peak GiB':>8}")
+    for i in range(0, len(rows), 2):
+        for size, method, n, seconds, per_hour, evals, loss, peak in rows[i:i + 2]:
+            print(f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} {peak:8.2f}")
+        tutorial, ours = rows[i], rows[i + 1]
+        print(f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
+              f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}")
 
 
 if __name__ == "__main__":

@@ -65,10 +65,13 @@ def _range(name: str, item: str, kind: type) -> list[int | float]:
         raise ConfigError(f"--{name}: range {item!r} has {n} values, more than {MAX_RANGE_VALUES}")
     if kind is int:
         return list(range(start, stop + 1, step))
-    values = [clean_float(start + i * step) for i in range(n)]
+    # The rounding noise of start + i * step is relative to the range's scale, not to the value:
+    # -0.9 + 3 * 0.3 is -1.1e-16, which must come out as 0.0. Keep 12 significant digits of that scale.
+    digits = 11 - math.floor(math.log10(max(abs(start), abs(stop), step)))
+    values = [clean_float(start)] + [clean_float(round(start + i * step, digits)) for i in range(1, n)]
     # Within the tolerance the last value *is* stop: never a hair past it, never a hair short.
     if math.isclose(values[-1], stop, rel_tol=_REL_TOL, abs_tol=step * _REL_TOL):
-        values[-1] = stop
+        values[-1] = clean_float(stop)
     return values
 
 

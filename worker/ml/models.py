@@ -70,8 +70,8 @@ class ModelConfig:
             raise ConfigError(f"unknown head {self.head!r}; choose from {', '.join(HEADS)}")
         if self.arch == "logistic" and self.head != "linear":
             raise ConfigError(f"head {self.head!r} pools spatial maps and 'logistic' has none: use head 'linear'")
-        if isinstance(self.dense, str) or not all(isinstance(d, Integral) and not isinstance(d, bool) and d > 0
-                                                  for d in self.dense):
+        if not isinstance(self.dense, (tuple, list)) or not all(
+                isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in self.dense):
             raise ConfigError(f"dense block widths must be positive integers, got {self.dense!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")

@@ -63,13 +63,15 @@ def make_artists(n: int, seed: int) -> list[Artist]:
         # so neighbours on the wheel still differ in brightness.
         hue = offset + i / n
         light = i % 2 == 0
-        ground = _rgb(hue, rng.uniform(0.25, 0.55), rng.uniform(0.78, 0.92) if light else rng.uniform(0.22, 0.38))
-        accent = hue + rng.choice([0.33, 0.5, 0.67])  # each artist pairs its canvas with its own accent hue
+        ground = _rgb(hue, rng.uniform(0.45, 0.7), rng.uniform(0.75, 0.9) if light else rng.uniform(0.3, 0.42))
+        # Strokes in hues next to the canvas's (so the artist's colour shows at any scale), in
+        # the opposite brightness, plus one complementary accent.
+        near = hue + rng.choice([-0.12, 0.1, 0.15])
         palette = np.array([
-            _rgb(accent + rng.uniform(-0.05, 0.05), rng.uniform(0.55, 0.95),
-                 rng.uniform(0.2, 0.5) if light else rng.uniform(0.7, 0.95))
+            _rgb(near + rng.uniform(-0.04, 0.04), rng.uniform(0.5, 0.9),
+                 rng.uniform(0.2, 0.45) if light else rng.uniform(0.7, 0.95))
             for _ in range(3)
-        ] + [_rgb(hue, rng.uniform(0.6, 0.9), 0.55)], dtype=np.uint8)
+        ] + [_rgb(hue + 0.5, rng.uniform(0.6, 0.9), 0.6)], dtype=np.uint8)
         artists.append(Artist(
             name=NAMES[i] if i < len(NAMES) else f"Artist {i + 1}",
             ground=ground,

@@ -172,7 +172,8 @@ def train_one_epoch(model, optimizer, split: Split, augment, cfg: TrainConfig, d
         if len(idx) < 2 and len(split) >= 2:
             continue  # BatchNorm cannot train on a batch of one
         x = augment(split.images[idx.to(split.images.device)].to(device, non_blocking=True), generator)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if x.ndim == 4:  # flat features (a logistic backbone's) have no channels to reorder
+            x = x.contiguous(memory_format=torch.channels_last)
         y = split.labels[idx].to(device, non_blocking=True)
         with _autocast(device):
             logits, loss = _forward_loss(model, x, y)
@@ -196,8 +197,10 @@ def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | Non
     bs = batch_size or max(cfg.batch_size, 64)
     for start in range(0, len(split), bs):
         x = augment(split.images[start : start + bs].to(device, non_blocking=True), None)
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(device):
-            out.append(model(x.contiguous(memory_format=torch.channels_last)).float().cpu())
+            out.append(model(x).float().cpu())
     return torch.cat(out)
 
 

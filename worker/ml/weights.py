@@ -47,7 +47,8 @@ def imagenet_file(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path,
+                     metadata: dict[str, str] | None = None) -> None:
     """Write tensors (copied to contiguous CPU memory) and string metadata; atomic (write, then rename)."""
     path = Path(path)
     metadata = dict(metadata or {})
