@@ -59,6 +59,8 @@ def _range(name: str, item: str, kind: type) -> list[int | float]:
         if step < max(abs(start), abs(stop)) * 1e-10:
             raise ConfigError(f"--{name}: step is too small for the values in {item!r}")
         steps = (stop - start) / step
+        if not steps <= MAX_RANGE_VALUES:  # also inf, when stop - start overflows
+            raise ConfigError(f"--{name}: range {item!r} has more than {MAX_RANGE_VALUES} values")
         nearest = round(steps)
         n = (nearest if abs(steps - nearest) <= _REL_TOL * max(1.0, steps) else math.floor(steps)) + 1
     if n > MAX_RANGE_VALUES:

@@ -145,8 +145,12 @@ def test_secrets_are_required(raw, secret):
 
 
 def test_env_example_names_every_required_variable(raw):
-    required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", (ROOT / "docker-compose.yml").read_text()))
+    text = (ROOT / "docker-compose.yml").read_text()
+    required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", text))
     assert required == REQUIRED_SECRETS
+    # Every use of a secret is a required one: no silent empty or default password anywhere.
+    for name, op in re.findall(r"\$\{(%s)([^}]*)\}" % "|".join(REQUIRED_SECRETS), text):
+        assert op == f":?set {name} in .env", f"${{{name}{op}}}: a secret must be required"
     example = {line.split("=", 1)[0].strip() for line in (ROOT / ".env.example").read_text().splitlines()
                if "=" in line and not line.lstrip().startswith("#")}
     assert required <= example
