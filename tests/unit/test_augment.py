@@ -26,16 +26,6 @@ MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and OpenMP's spin-waits cost many times the work
-    when the machine's two cores are shared with other test runs; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def images(n=4, size=16):
     x = torch.zeros(n, 3, size, size, dtype=torch.uint8)
     x[:, :, :, : size // 2] = 255  # left half white: flips and rotations move it

@@ -33,16 +33,6 @@ SIZE = {arch: max(32, MIN_IMAGE_SIZE[arch]) for arch in ARCHS} | {"alexnet": 64,
 VALID = [(a, h) for a in ARCHS for h in HEADS if a != "logistic" or h == "linear"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and OpenMP's spin-waits cost many times the work
-    when the machine's two cores are shared with other test runs; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

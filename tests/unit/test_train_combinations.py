@@ -22,15 +22,6 @@ def paintings(tmp_path_factory):
     return {size: Split(torch.from_numpy(decode_all(root, paths, size)), labels) for size in (32, 75)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two cores shared with worker processes: intra-op threads would mostly spin.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 COMBOS = [(a, h, m) for a in ARCHS for h in HEADS for m in ("feature-extract", "fine-tune", "staged")
           if not (a == "logistic" and h != "linear")]
 
