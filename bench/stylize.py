@@ -34,7 +34,7 @@ from worker.ml.synth import make_artists, paint  # noqa: E402
 
 
 def make_pairs(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """n procedural (content, style) paintings by different artists, 4:3 landscape, long side ``size``: (n, 3, H, W) x2."""
+    """n procedural (content, style) paintings by two different artists, 4:3, long side ``size``: (n, 3, H, W) x2."""
     w, h = size, max(16, round(size * 3 / 4))
     artists = make_artists(max(2, min(n + 1, 12)), seed)
     rng = np.random.default_rng(seed)
@@ -136,8 +136,8 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
-    cfg = StyleConfig(vgg=args.vgg, style_weight=args.style_weight, steps=args.steps, optimizer=args.optimizer, init="content",
-                      seed=args.seed)
+    cfg = StyleConfig(vgg=args.vgg, style_weight=args.style_weight, steps=args.steps, optimizer=args.optimizer,
+                      init="content", seed=args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per size: let cuDNN pick its fastest kernels
         name = torch.cuda.get_device_name(device)
@@ -157,8 +157,10 @@ def main() -> None:
         warm = StyleConfig(**{**vars(cfg), "steps": 2})
         run_tutorial(content[:1], style[:1], vgg, warm)
         run_atelier(content[: args.batch], style[: args.batch], vgg, warm, args.batch)
-        for method, fn in (("tutorial LBFGS, 1 pair", lambda: run_tutorial(content, style, vgg, cfg)),
-                           (f"atelier {args.optimizer}, batch {args.batch}", lambda: run_atelier(content, style, vgg, cfg, args.batch))):
+        methods = (("tutorial LBFGS, 1 pair", lambda: run_tutorial(content, style, vgg, cfg)),
+                   (f"atelier {args.optimizer}, batch {args.batch}",
+                    lambda: run_atelier(content, style, vgg, cfg, args.batch)))
+        for method, fn in methods:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             sync(device)
@@ -177,7 +179,9 @@ def main() -> None:
           f"{'mean final loss':>15} {'peak GiB':>8}")
     for i in range(0, len(rows), 2):
         for size, method, n, seconds, per_hour, evals, loss, peak in rows[i:i + 2]:
-            print(f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} {peak:8.2f}")
+            peak_text = f"{peak:8.2f}" if peak == peak else f"{'-':>8}"  # NaN off CUDA
+            print(f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} "
+                  f"{peak_text}")
         tutorial, ours = rows[i], rows[i + 1]
         print(f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
               f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}")
