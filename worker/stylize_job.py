@@ -8,7 +8,6 @@ unstylized content and style images are classified too.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 

@@ -20,7 +20,6 @@ from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.wait import wait_for_jobs
 from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
 from worker.features_job import features_path
-from worker.ml.errors import ConfigError
 from worker.ml.models import ARCHS, default_image_size
 from worker.ml.train import METRICS, TrainConfig
 
