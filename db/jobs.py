@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from db.models import Job, new_id, utcnow
+
+Dependency = aliased(Job)
 
 
 def params_hash(kind: str, params: dict[str, Any]) -> str:
@@ -46,11 +48,14 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float, now:
     now = now or utcnow()
     token = new_id()
     stale = now - timedelta(seconds=lease_seconds)
+    # A job waiting for another (a grid cell for its features) cannot start early, whoever sent it.
+    ready = select(Dependency.id).where(Dependency.status == "succeeded")
     result = session.execute(
         update(Job)
         .where(
             Job.id == job_id,
             Job.attempts < Job.max_attempts,
+            or_(Job.depends_on.is_(None), Job.depends_on.in_(ready)),
             or_(Job.status == "queued", and_(Job.status == "running", Job.heartbeat_at < stale)),
         )
         .values(

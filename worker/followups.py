@@ -47,20 +47,30 @@ def fail_dependants(sessions, job_id: str, reason: str) -> None:
 
 def start_finetune_followups(settings: Settings, celery: Celery, sessions, sweep_id: str) -> None:
     """When every grid cell has ended, fine-tune the K best end to end (once per sweep)."""
+    try:
+        created = _create_finetune_jobs(settings, sessions, sweep_id)
+    except IntegrityError:  # another worker finished the last cell at the same moment and created them
+        return
+    if created:
+        send(celery, created)
+        log.info("sweep %s: fine-tuning the %d best cells", sweep_id, len(created))
+
+
+def _create_finetune_jobs(settings: Settings, sessions, sweep_id: str) -> list[Job]:
     with sessions.begin() as session:
         sweep = session.get(Sweep, sweep_id)
         if sweep is None or not sweep.finetune_top:
-            return
+            return []
         cells = session.execute(
             select(SweepCell, Job.status, Run).join(Job, SweepCell.job_id == Job.id).join(Run, SweepCell.run_id == Run.id)
             .where(SweepCell.sweep_id == sweep_id)
         ).all()
         if any(c.stage == "finetune" for c, _, _ in cells) or any(s not in FINISHED_STATES for _, s, _ in cells):
-            return
+            return []
         done = [(c, r) for c, s, r in cells if s == "succeeded" and r.best_val_macro_f1 is not None]
         best = sorted(done, key=lambda cr: -cr[1].best_val_macro_f1)[: sweep.finetune_top]
         created = []
-        for rank, (cell, run) in enumerate(best):
+        for cell, run in best:
             config = {**run.config, "mode": "fine-tune", "lr": run.config["lr"] * sweep.spec.get("finetune_lr_scale", 0.1)}
             params = {"dataset": sweep.spec["dataset"], "dataset_id": sweep.dataset_id, "arch": sweep.arch,
                       "config": config, "init_head": run.checkpoint_path, "cell": cell.cell_index}
@@ -70,15 +80,10 @@ def start_finetune_followups(settings: Settings, celery: Celery, sessions, sweep
             session.add(new_run)
             session.flush()
             job.params = {**params, "run_id": new_run.id}
+            # The unique (sweep, cell, stage) key makes a second creator fail instead of doubling the jobs.
             session.add(SweepCell(sweep_id=sweep_id, cell_index=cell.cell_index, stage="finetune", cell=cell.cell,
                                   job_id=job.id, run_id=new_run.id))
             created.append(job)
-        try:
-            session.flush()
-        except IntegrityError:  # another worker created them first
-            session.rollback()
-            return
+        session.flush()
         session.expunge_all()
-    if created:
-        send(celery, created)
-        log.info("sweep %s: fine-tuning the %d best cells", sweep_id, len(created))
+    return created

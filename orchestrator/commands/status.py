@@ -88,7 +88,8 @@ def resume_cmd(lab) -> None:
     """Re-enqueue every queued job and every running job whose worker is gone.
 
     Safe to run any time: a job already in the broker runs once, because a
-    worker must claim its row first.
+    worker must claim its row first, and a job whose dependency has not
+    succeeded yet cannot be claimed.
     """
     with lab.sessions.begin() as s:
         requeued = jobs.expire_leases(s, lab.settings.lease_seconds)

@@ -101,3 +101,17 @@ def test_upsert_replaces_instead_of_duplicating(sessions):
             upsert(s, EpochMetric, [{**row, "loss": loss}], keys=("run_id", "epoch", "phase"))
     with sessions() as s:
         assert s.scalars(select(EpochMetric.loss)).all() == [0.5]
+
+
+def test_a_dependant_cannot_be_claimed_before_its_dependency_succeeded(sessions):
+    features = new_job(sessions)
+    with sessions.begin() as s:
+        cell = jobs.create_job(s, "train", {"cell": 0})
+        cell.depends_on = features
+        cell_id = cell.id
+    with sessions.begin() as s:
+        assert jobs.claim(s, cell_id, "w1", lease_seconds=60) is None
+        c = jobs.claim(s, features, "w1", lease_seconds=60)
+        assert jobs.finish(s, c, "succeeded")
+    with sessions.begin() as s:
+        assert jobs.claim(s, cell_id, "w1", lease_seconds=60) is not None

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open
 
+from worker.ml.checkpoint import atomic_save
 from worker.ml.imageio import decode_all
 
 
@@ -40,10 +40,7 @@ def build_cache(
 ) -> torch.Tensor:
     """Decode ``rel_paths`` under ``root`` to ``uint8 (N, 3, size, size)`` and save it."""
     images = torch.from_numpy(decode_all(root, rel_paths, size, progress=progress))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({"images": images.contiguous()}, str(tmp), metadata={"keys_digest": keys_digest(keys), "size": str(size)})
-    os.replace(tmp, path)
+    atomic_save({"images": images}, path, {"keys_digest": keys_digest(keys), "size": str(size)})
     return images
 
 

@@ -23,6 +23,7 @@ from worker.ml.errors import ConfigError
 from worker.ml.metrics import Scores, score
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
+    MODES,
     Classifier,
     ModelConfig,
     build_model,
@@ -32,7 +33,6 @@ from worker.ml.models import (
 )
 
 METRICS = ("macro_f1", "top1", "top2")
-MODES = ("feature-extract", "fine-tune", "staged")
 
 
 @dataclass(frozen=True)
