@@ -43,6 +43,8 @@ class JobContext:
     kind: str
     params: dict[str, Any]
     lost: threading.Event
+    # Also told of progress (the Celery task sends it to Flower); the row stays the record.
+    report: Callable[[float, str], None] | None = None
 
     @property
     def artifacts(self) -> Path:
@@ -63,6 +65,11 @@ class JobContext:
         with self.sessions.begin() as session:
             if not jobs.touch(session, self.claim, progress=fraction, message=message):
                 raise JobStopped(_why_stopped(session, self.job_id))
+        if self.report is not None:
+            try:
+                self.report(fraction, message)
+            except Exception:  # monitoring must never stop a job
+                log.warning("job %s: progress report failed", self.job_id, exc_info=True)
 
 
 def _why_stopped(session: Session, job_id: str) -> str:
@@ -92,7 +99,8 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
 
-def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None], worker: str | None = None) -> str:
+def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None], worker: str | None = None,
+            report: Callable[[float, str], None] | None = None) -> str:
     """Claim and run one job; returns how it ended. Unexpected errors are recorded, then re-raised."""
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
@@ -103,7 +111,7 @@ def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None
         if claim is None or job is None:
             log.info("job %s not claimable (finished, running elsewhere or unknown): skipped", job_id)
             return "skipped"
-        ctx = JobContext(settings, sessions, claim, job_id, job.kind, dict(job.params), threading.Event())
+        ctx = JobContext(settings, sessions, claim, job_id, job.kind, dict(job.params), threading.Event(), report)
         beat = _Heartbeat(ctx)
         beat.start()
         try:

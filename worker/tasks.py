@@ -17,8 +17,13 @@ from worker.train_job import run_train
 
 def _run(task, job_id: str, runner) -> str:
     settings = task.app.atelier_settings
+
+    def report(fraction: float, message: str) -> None:
+        # A custom task event: Flower shows the task in state PROGRESS with these fields.
+        task.send_event("task-progress", progress=round(fraction, 4), message=message)
+
     try:
-        return execute(settings, job_id, runner, worker=task.request.hostname)
+        return execute(settings, job_id, runner, worker=task.request.hostname, report=report)
     finally:
         engine = make_engine(settings.database_url)
         try:
