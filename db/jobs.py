@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select, true, update
 from sqlalchemy.orm import Session, aliased
 
 from db.models import Job, new_id, utcnow
@@ -43,8 +43,9 @@ class Claim:
     attempt: int
 
 
-def claim(session: Session, job_id: str, worker: str, lease_seconds: float, now: datetime | None = None) -> Claim | None:
-    """Take a queued job, or a running one whose lease expired. None if taken or finished."""
+def claim(session: Session, job_id: str, worker: str, lease_seconds: float, now: datetime | None = None,
+          kind: str | None = None) -> Claim | None:
+    """Take a queued job (of ``kind``, when given), or a running one whose lease expired. None if taken or finished."""
     now = now or utcnow()
     token = new_id()
     stale = now - timedelta(seconds=lease_seconds)
@@ -54,6 +55,7 @@ def claim(session: Session, job_id: str, worker: str, lease_seconds: float, now:
         update(Job)
         .where(
             Job.id == job_id,
+            Job.kind == kind if kind is not None else true(),
             Job.attempts < Job.max_attempts,
             or_(Job.depends_on.is_(None), Job.depends_on.in_(ready)),
             or_(Job.status == "queued", and_(Job.status == "running", Job.heartbeat_at < stale)),
@@ -94,6 +96,17 @@ def finish(session: Session, claim: Claim, status: str, error: str | None = None
         update(Job)
         .where(Job.id == claim.job_id, Job.lease_token == claim.token, Job.status == "running")
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def requeue(session: Session, claim: Claim, params: dict[str, Any], reason: str) -> bool:
+    """Back to the queue with new params, without spending an attempt (the job asked for less, it did not fail)."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == claim.job_id, Job.lease_token == claim.token, Job.status == "running")
+        .values(status="queued", params=params, lease_token=None, message=reason, max_attempts=Job.max_attempts + 1)
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1

@@ -19,7 +19,7 @@ from worker.ml.errors import ConfigError
 # Every variable atelier reads; docker-compose.yml is checked against this list.
 ENV_VARS = ("ATELIER_HOME", "ATELIER_DATABASE_URL", "ATELIER_BROKER_URL", "ATELIER_ARTIFACTS",
             "ATELIER_VISIBILITY_TIMEOUT", "ATELIER_LEASE_SECONDS", "ATELIER_MAX_ATTEMPTS",
-            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD")
+            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD", "ATELIER_FAULT_OOM_ABOVE_BATCH")
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,9 @@ class Settings:
     max_attempts: int = 3  # claims of one job before it is marked failed
     flower_user: str = "atelier"
     flower_password: str | None = field(default=None, repr=False)
+    # Fault injection for tests: a forward pass over more samples than this raises
+    # torch.OutOfMemoryError, as CUDA would, so the OOM path runs without a GPU.
+    fault_oom_above_batch: int | None = None
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -65,6 +68,7 @@ class Settings:
             max_attempts=_number(env, "ATELIER_MAX_ATTEMPTS", 3, int),
             flower_user=env.get("ATELIER_FLOWER_USER") or "atelier",
             flower_password=env.get("ATELIER_FLOWER_PASSWORD") or None,
+            fault_oom_above_batch=_number(env, "ATELIER_FAULT_OOM_ABOVE_BATCH", None, int),
         )
 
 

@@ -46,4 +46,4 @@ def run_features(ctx: JobContext) -> None:
         tensors[f"{split}_labels"] = torch.tensor(data.labels)[mask]
         tensors[f"{split}_ids"] = torch.tensor(data.ids)[mask]
         done += int(mask.sum())
-    atomic_save(tensors, ctx.artifacts / p["output"], {"classes": json.dumps(data.classes, ensure_ascii=False)})
+    atomic_save(tensors, ctx.artifact(p["output"]), {"classes": json.dumps(data.classes, ensure_ascii=False)})

@@ -20,11 +20,16 @@ from orchestrator.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def after_job(settings: Settings, celery: Celery, sessions, job_id: str) -> None:
+def after_job(settings: Settings, celery: Celery, sessions, job_id: str, requeued: bool = False) -> None:
     with sessions() as session:
         job = session.get(Job, job_id)
-        status, group = job.status, job.group_id
-    if status == "succeeded":
+        if job is None:  # a message for a job this store never had
+            return
+        session.expunge(job)
+    status, group = job.status, job.group_id
+    if requeued and status == "queued":  # resubmitted with new params (e.g. half the batch after OOM)
+        send(celery, [job])
+    elif status == "succeeded":
         release_dependants(celery, sessions, job_id)
     elif status in ("failed", "cancelled"):
         fail_dependants(sessions, job_id, f"{job.kind} job {job_id} {status}")

@@ -21,9 +21,19 @@ from db import jobs
 from db.engine import make_engine, make_sessionmaker
 from db.models import Job
 from orchestrator.settings import Settings
+from worker.artifacts import artifact_path
 from worker.ml.errors import ConfigError
+from worker.payload import check_params
 
 log = logging.getLogger(__name__)
+
+
+class Resubmit(Exception):
+    """Run the job again with new params: it did not fail, it asked for less (a smaller batch after CUDA OOM)."""
+
+    def __init__(self, params: dict[str, Any], reason: str):
+        super().__init__(reason)
+        self.params, self.reason = params, reason
 
 
 class JobStopped(Exception):
@@ -50,6 +60,10 @@ class JobContext:
     def artifacts(self) -> Path:
         return self.settings.artifacts
 
+    def artifact(self, relative: str | Path) -> Path:
+        """An artifact's absolute path, refused (ConfigError) if it leaves the artifacts root."""
+        return artifact_path(self.settings.artifacts, relative)
+
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits only while this worker still holds the claim."""
@@ -70,6 +84,14 @@ class JobContext:
                 self.report(fraction, message)
             except Exception:  # monitoring must never stop a job
                 log.warning("job %s: progress report failed", self.job_id, exc_info=True)
+
+
+def require_row(session: Session, model, key, what: str):
+    """The row a job's params name, or a clear ConfigError (a params typo is not a crash)."""
+    row = session.get(model, key)
+    if row is None:
+        raise ConfigError(f"{what} {key} does not exist in the store")
+    return row
 
 
 def _why_stopped(session: Session, job_id: str) -> str:
@@ -99,14 +121,18 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
 
-def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None], worker: str | None = None,
+def execute(settings: Settings, job_id: str, kind: str, runner: Callable[[JobContext], None], worker: str | None = None,
             report: Callable[[float, str], None] | None = None) -> str:
-    """Claim and run one job; returns how it ended. Unexpected errors are recorded, then re-raised."""
+    """Claim the ``kind`` job ``job_id`` and run it; returns how it ended.
+
+    Unexpected errors are recorded, then re-raised. A message naming a job of
+    another kind claims nothing, so a stray message cannot fail a good job.
+    """
     engine = make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     try:
         with sessions.begin() as session:
-            claim = jobs.claim(session, job_id, worker or worker_name(), settings.lease_seconds)
+            claim = jobs.claim(session, job_id, worker or worker_name(), settings.lease_seconds, kind=kind)
             job = session.get(Job, job_id) if claim else None
         if claim is None or job is None:
             log.info("job %s not claimable (finished, running elsewhere or unknown): skipped", job_id)
@@ -124,7 +150,13 @@ def execute(settings: Settings, job_id: str, runner: Callable[[JobContext], None
 
 def _run(ctx: JobContext, runner: Callable[[JobContext], None]) -> str:
     try:
+        check_params(ctx.kind, ctx.params, ctx.artifacts)
         runner(ctx)
+    except Resubmit as again:
+        with ctx.sessions.begin() as session:
+            requeued = jobs.requeue(session, ctx.claim, again.params, again.reason)
+        log.warning("job %s: %s", ctx.job_id, again.reason if requeued else "resubmit of a lost claim refused")
+        return "requeued" if requeued else "lost"
     except JobStopped as stop:
         # Nothing to write: `atelier cancel` already ended the row, or another worker owns it.
         log.warning("job %s stopped: %s", ctx.job_id, stop.status)

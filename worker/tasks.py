@@ -6,42 +6,54 @@ shows readable task arguments; the job row is what the worker trusts.
 
 from __future__ import annotations
 
+import logging
+
 from db.engine import make_engine, make_sessionmaker
 from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
 from worker.lifecycle import execute
+from worker.oom import simulated_oom
 from worker.stylize_job import run_stylize
 from worker.train_job import run_train
 
+log = logging.getLogger(__name__)
 
-def _run(task, job_id: str, runner) -> str:
+
+def _run(task, kind: str, job_id, runner) -> str:
     settings = task.app.atelier_settings
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 64:
+        # Only our CLI sends these messages; anything else is logged and dropped, the worker goes on.
+        log.error("refused %s message: the job id must be a short string, got %.80r", kind, job_id)
+        return "refused"
 
     def report(fraction: float, message: str) -> None:
         # A custom task event: Flower shows the task in state PROGRESS with these fields.
         task.send_event("task-progress", progress=round(fraction, 4), message=message)
 
+    outcome = "raised"
     try:
-        return execute(settings, job_id, runner, worker=task.request.hostname, report=report)
+        with simulated_oom(settings.fault_oom_above_batch):
+            outcome = execute(settings, job_id, kind, runner, worker=task.request.hostname, report=report)
+        return outcome
     finally:
         engine = make_engine(settings.database_url)
         try:
-            after_job(settings, task.app, make_sessionmaker(engine), job_id)
+            after_job(settings, task.app, make_sessionmaker(engine), job_id, requeued=outcome == "requeued")
         finally:
             engine.dispose()
 
 
 @app.task(name="atelier.train", bind=True)
 def train(self, job_id: str, **labels) -> str:
-    return _run(self, job_id, run_train)
+    return _run(self, "train", job_id, run_train)
 
 
 @app.task(name="atelier.features", bind=True)
 def features(self, job_id: str, **labels) -> str:
-    return _run(self, job_id, run_features)
+    return _run(self, "features", job_id, run_features)
 
 
 @app.task(name="atelier.stylize", bind=True)
 def stylize(self, job_id: str, **labels) -> str:
-    return _run(self, job_id, run_stylize)
+    return _run(self, "stylize", job_id, run_stylize)

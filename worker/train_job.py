@@ -16,13 +16,14 @@ from sqlalchemy import select
 
 from db.models import Dataset, EpochMetric, Image, Prediction, Run
 from db.upsert import upsert
-from worker.lifecycle import JobContext
+from worker.lifecycle import JobContext, require_row
 from worker.ml.cache import cached_images
 from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
 from worker.ml.models import build_head, build_model
 from worker.ml.train import EpochResult, Split, TrainConfig, Trainer, evaluate, fit, pick_device
+from worker.oom import halve_batch
 
 
 @dataclass
@@ -36,7 +37,7 @@ class DatasetImages:
 
 
 def load_dataset_images(session, dataset_id: int) -> DatasetImages:
-    dataset = session.get(Dataset, dataset_id)
+    dataset = require_row(session, Dataset, dataset_id, "dataset")
     rows = session.execute(
         select(Image.id, Image.path, Image.label, Image.split)
         .where(Image.dataset_id == dataset_id, Image.status == "ok")
@@ -84,13 +85,13 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     model = None
     if "init_head" in ctx.params:  # a sweep's fine-tune follow-up starts from the cell's trained head
         model = build_model(cfg.model_config())
-        model.head.load_state_dict(load_file(str(ctx.artifacts / ctx.params["init_head"])))
+        model.head.load_state_dict(load_file(str(ctx.artifact(ctx.params["init_head"]))))
     return Inputs(data.classes, splits_of(data, images), [i for i, s in zip(data.ids, data.splits) if s == "test"], model)
 
 
 def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     """A grid cell in feature-extract mode: the backbone already ran once in its features job."""
-    with safe_open(str(ctx.artifacts / ctx.params["features"]), framework="pt") as f:
+    with safe_open(str(ctx.artifact(ctx.params["features"])), framework="pt") as f:
         t = {k: f.get_tensor(k) for k in f.keys()}
         classes = json.loads(f.metadata()["classes"])
     splits = {s: Split(t[f"{s}_features"], t[f"{s}_labels"]) for s in ("train", "val", "test")}
@@ -102,7 +103,7 @@ def run_train(ctx: JobContext) -> None:
     run_id = ctx.params["run_id"]
     cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
     with ctx.sessions() as session:
-        run = session.get(Run, run_id)
+        run = require_row(session, Run, run_id, "run")
         resume_from = run.state_path if run.last_epoch else None
     inputs = feature_inputs(ctx, cfg) if "features" in ctx.params else image_inputs(ctx, cfg)
 
@@ -113,8 +114,8 @@ def run_train(ctx: JobContext) -> None:
 
     def on_epoch(result: EpochResult, trainer: Trainer) -> None:
         if result.improved:
-            save_model(trainer.model, ctx.artifacts / best_path, {**meta, "epoch": str(result.epoch)})
-        save_state(trainer, ctx.artifacts / state_path, meta)
+            save_model(trainer.model, ctx.artifact(best_path), {**meta, "epoch": str(result.epoch)})
+        save_state(trainer, ctx.artifact(state_path), meta)
         with ctx.write() as session:
             upsert(session, EpochMetric, epoch_rows(run_id, result), keys=("run_id", "epoch", "phase"))
             run = session.get(Run, run_id)
@@ -128,15 +129,23 @@ def run_train(ctx: JobContext) -> None:
             f"epoch {result.epoch}/{cfg.total_epochs} val top1 {result.val.top1:.3f} F1 {result.val.macro_f1:.3f}",
         )
 
-    resume = SavedState.load(ctx.artifacts / resume_from) if resume_from else None
+    resume = SavedState.load(ctx.artifact(resume_from)) if resume_from else None
     if resume:
         ctx.progress(resume.progress.epoch / cfg.total_epochs, f"resuming after epoch {resume.progress.epoch}")
     device = pick_device()
-    model, _ = fit(cfg, inputs.splits["train"], inputs.splits["val"], on_epoch, device=device, resume=resume,
-                   model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform)
+    try:
+        model, _ = fit(cfg, inputs.splits["train"], inputs.splits["val"], on_epoch, device=device, resume=resume,
+                       model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform)
+    except torch.OutOfMemoryError as err:
+        again = halve_batch(ctx.params, ("config", "batch_size"), err)
+        if again is None:
+            raise
+        with ctx.write() as session:  # the run reports the batch it really trains with
+            session.get(Run, run_id).config = again.params["config"]
+        raise again from err
     with ctx.sessions() as session:
         best = session.get(Run, run_id).checkpoint_path
-    record_test_results(ctx, run_id, model, cfg, inputs, ctx.artifacts / best, device)
+    record_test_results(ctx, run_id, model, cfg, inputs, ctx.artifact(best), device)
 
 
 def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, inputs: Inputs, best: Path, device) -> None:

@@ -1,0 +1,120 @@
+"""What a job row's params must look like, checked before a worker acts on them.
+
+The CLI writes well-formed params, but a row is only data: a hand-edited row, an
+older client or a bug must end as one failed job with a one-line reason, never
+as a traceback deep in PyTorch, a worker process eating all memory on a
+10**12-pixel image, or a file written outside the artifacts root.
+
+The schemas of the two config objects are derived from their dataclass fields,
+so a new field is checked without touching this module; ``LIMITS`` adds the
+bounds that keep one job from exhausting a worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from worker.artifacts import artifact_path
+from worker.ml.errors import ConfigError
+from worker.ml.style import StyleConfig
+from worker.ml.train import TrainConfig
+
+BIG = 2**31 - 1  # ids and seeds fit a 32-bit signed integer column
+# Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.
+LIMITS = {
+    "num_classes": (2, 100_000), "epochs": (1, 100_000), "batch_size": (1, 65_536), "image_size": (8, 8192),
+    "plateau_patience": (0, 100_000), "early_stop_patience": (0, 100_000), "head_epochs": (0, 100_000),
+    "finetune_epochs": (0, 100_000), "seed": (0, BIG), "steps": (1, 1_000_000), "size": (16, 8192),
+    "history": (1, 1000),
+}
+TEXT = {"type": "string", "maxLength": 4096}
+ID = {"type": "integer", "minimum": 1, "maximum": BIG}
+COUNT = {"type": "integer", "minimum": 0, "maximum": BIG}
+ARTIFACT = {"type": "string", "minLength": 1, "maxLength": 1024}  # where it may point is checked separately
+# A batch id becomes a folder name: no separators, no dots, nothing to escape.
+SAFE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+
+def _field_schema(name: str, hint: Any) -> dict:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return {"anyOf": [_field_schema(name, h) for h in typing.get_args(hint)]}
+    if hint is type(None):
+        return {"type": "null"}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        low, high = LIMITS.get(name, (-BIG, BIG))
+        return {"type": "integer", "minimum": low, "maximum": high}
+    if hint is float:
+        return {"type": "number"}
+    if hint is str:
+        return TEXT
+    if typing.get_origin(hint) is tuple:  # tuple[int, ...]: layer widths
+        return {"type": "array", "maxItems": 16, "items": {"type": "integer", "minimum": 1, "maximum": 65_536}}
+    raise TypeError(f"no schema for field {name}: {hint!r}")
+
+
+def dataclass_schema(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    return {
+        "type": "object",
+        "properties": {f.name: _field_schema(f.name, hints[f.name]) for f in fields},
+        "required": [f.name for f in fields
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING],
+        "additionalProperties": False,
+    }
+
+
+def _job(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+PAIR = _job({"content": ID, "style": ID, "style_weight": {"type": "number", "minimum": 0}, "seed": COUNT,
+             "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+            ["content", "style", "style_weight", "seed", "hash"])
+
+SCHEMAS = {
+    "train": _job({"dataset": TEXT, "dataset_id": ID, "run_id": ID, "arch": TEXT, "cell": COUNT,
+                   "config": dataclass_schema(TrainConfig), "features": ARTIFACT, "init_head": ARTIFACT},
+                  ["dataset_id", "run_id", "config"]),
+    "features": _job({"dataset_id": ID, "arch": TEXT, "image_size": {**_field_schema("image_size", int)},
+                      "augment": TEXT, "views": {"type": "integer", "minimum": 1, "maximum": 256},
+                      "weights": {"anyOf": [TEXT, {"type": "null"}]}, "seed": COUNT, "output": ARTIFACT},
+                     ["dataset_id", "arch", "image_size", "augment", "views", "output"]),
+    "stylize": _job({"batch_id": SAFE_NAME, "classifier_run_id": ID, "style": dataclass_schema(StyleConfig),
+                     "vgg_weights": {"anyOf": [TEXT, {"type": "null"}]},
+                     "pairs": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": PAIR},
+                     "device_batch": {"type": "integer", "minimum": 1, "maximum": 4096}, "chunk": COUNT,
+                     "dataset": TEXT},
+                    ["batch_id", "classifier_run_id", "style", "pairs", "device_batch"]),
+}
+VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
+ARTIFACT_KEYS = ("features", "init_head", "output")
+
+
+def check_params(kind: str, params: Any, artifacts: Path) -> None:
+    """Raise ConfigError, in one line, if ``params`` are not a well-formed ``kind`` job."""
+    validator = VALIDATORS.get(kind)
+    if validator is None:
+        raise ConfigError(f"unknown job kind {kind!r}")
+    error = best_match(validator.iter_errors(params))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "params"
+        raise ConfigError(f"bad {kind} job params at {where}: {_short(error.message)}")
+    for key in ARTIFACT_KEYS:
+        if key in params:
+            artifact_path(artifacts, params[key])
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """jsonschema quotes the offending value; a megabyte string must not become the error."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
