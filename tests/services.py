@@ -47,8 +47,17 @@ class RedisServer:
                 "--dir", str(workdir), "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
         if password:
             args += ["--requirepass", password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.args = args
+        self._start()
+
+    def _start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self.ping, 10, "redis-server")
+
+    def restart_empty(self) -> None:
+        """Stop and start again on the same port; nothing is persisted, so every queue is gone."""
+        self.stop()
+        self._start()
 
     def url(self, db: int = 0) -> str:
         auth = f":{self.password}@" if self.password else ""
@@ -128,7 +137,7 @@ class Worker:
         args = [sys.executable, "-m", "orchestrator", "worker", "--queues", queues]
         if name:
             args += ["--name", name]
-        self.log = log
+        self.log, self.name = log, name
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)
@@ -142,8 +151,19 @@ class Worker:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP the whole worker (parent, task child, reaper): a frozen box, not a dead one."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.resume()  # a paused worker would not handle SIGTERM
             os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(30)

@@ -109,21 +109,29 @@ def run_train(ctx: JobContext) -> None:
 
     # One folder per attempt: a worker that lost its claim cannot overwrite its successor's files.
     folder = Path("runs") / str(run_id) / f"attempt-{ctx.claim.attempt}"
-    best_path, state_path = folder / "best.safetensors", folder / "last.safetensors"
     meta = {"config": json.dumps(cfg.to_json()), "classes": json.dumps(inputs.classes, ensure_ascii=False)}
+    written: dict[str, Path] = {}  # this attempt's files the run row points to
 
     def on_epoch(result: EpochResult, trainer: Trainer) -> None:
+        # Files are named by epoch and written before the row that points to them: a worker frozen
+        # between the two leaves the row naming the previous epoch's files, which are still there.
+        files = {"state": folder / f"state-epoch-{result.epoch}.safetensors"}
         if result.improved:
-            save_model(trainer.model, ctx.artifact(best_path), {**meta, "epoch": str(result.epoch)})
-        save_state(trainer, ctx.artifact(state_path), meta)
+            files["best"] = folder / f"best-epoch-{result.epoch}.safetensors"
+            save_model(trainer.model, ctx.artifact(files["best"]), {**meta, "epoch": str(result.epoch)})
+        save_state(trainer, ctx.artifact(files["state"]), meta)
         with ctx.write() as session:
             upsert(session, EpochMetric, epoch_rows(run_id, result), keys=("run_id", "epoch", "phase"))
             run = session.get(Run, run_id)
-            run.last_epoch, run.state_path = result.epoch, state_path.as_posix()
+            run.last_epoch, run.state_path = result.epoch, files["state"].as_posix()
             if result.improved:
-                run.best_epoch, run.checkpoint_path = result.epoch, best_path.as_posix()
+                run.best_epoch, run.checkpoint_path = result.epoch, files["best"].as_posix()
                 run.best_val_top1, run.best_val_top2 = result.val.top1, result.val.top2
                 run.best_val_macro_f1 = result.val.macro_f1
+        for key, path in files.items():  # superseded files go once no row names them
+            if key in written:
+                ctx.artifact(written[key]).unlink(missing_ok=True)
+            written[key] = path
         ctx.progress(
             result.epoch / cfg.total_epochs,
             f"epoch {result.epoch}/{cfg.total_epochs} val top1 {result.val.top1:.3f} F1 {result.val.macro_f1:.3f}",
