@@ -41,7 +41,11 @@ def register(lab, name: str, ingested: Ingested, fmt: str, seed: int, split: tup
                   height=im.height, status="ok", attrs=im.attrs)
             for im, sp in zip(ingested.images, splits)
         )
-        s.add_all(Image(dataset_id=ds.id, path=sk.path, status="skipped", error=sk.reason, attrs={}) for sk in ingested.skipped)
+        # One row per file: a file listed twice is one image, and a repeated listing is only reported.
+        ok = {im.path for im in ingested.images}
+        skipped = {sk.path: sk.reason for sk in reversed(ingested.skipped) if sk.path not in ok}
+        s.add_all(Image(dataset_id=ds.id, path=path, status="skipped", error=reason, attrs={})
+                  for path, reason in skipped.items())
     return ds
 
 

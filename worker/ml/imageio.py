@@ -166,6 +166,8 @@ def _read(path: Path | str) -> bytes:
         raise ImageError("a folder, not a file") from None
     except OSError as err:
         raise ImageError(f"cannot read file: {err.strerror or err}") from None
+    except ValueError:  # the OS cannot even name it (an embedded NUL byte)
+        raise ImageError("not a valid file name") from None
 
 
 def probe(path: Path | str, max_pixels: int = MAX_PIXELS) -> ImageInfo:
