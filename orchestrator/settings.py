@@ -41,6 +41,12 @@ class Settings:
     # torch.OutOfMemoryError, as CUDA would, so the OOM path runs without a GPU.
     fault_oom_above_batch: int | None = None
 
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: never with a password in them.
+        shown = {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "flower_password"}
+        shown["database_url"], shown["broker_url"] = redact(self.database_url), redact(self.broker_url)
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
     @property
     def heartbeat_seconds(self) -> float:
         # Four beats per lease: one missed beat never costs a claim.

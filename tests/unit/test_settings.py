@@ -31,3 +31,12 @@ def test_redact_hides_passwords_only():
     assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("rediss://user:pw@host/1") == "rediss://user:***@host/1"
     assert redact("redis://host:6379/0") == "redis://host:6379/0"
+
+
+def test_repr_never_shows_a_password(tmp_path):
+    s = Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "rediss://:s3cret-b@redis:6380/0",
+                           "ATELIER_DATABASE_URL": "postgresql+psycopg://lab:s3cret-d@db/atelier",
+                           "ATELIER_FLOWER_PASSWORD": "s3cret-f"})
+    text = repr(s) + str(s)
+    assert "s3cret" not in text
+    assert "rediss://:***@redis:6380/0" in text and "lab:***@db" in text
