@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, stylize, train, worker
 from orchestrator.lab import Lab
 from orchestrator.settings import Settings
-from worker.ml.errors import ConfigError
+from worker.ml.errors import ConfigError, one_line
 
 
 class AtelierGroup(click.Group):
@@ -24,9 +24,11 @@ class AtelierGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ConfigError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(one_line(str(err))) from None
         except OperationalError as err:
-            raise click.ClickException(f"the store is not reachable: {err.orig}") from None
+            # The driver's message spans lines ("...refused\n\tIs the server running..."): join them.
+            reason = " ".join(str(err.orig).split())
+            raise click.ClickException(one_line(f"the store is not reachable: {reason}")) from None
 
 
 @click.group(cls=AtelierGroup)
@@ -38,7 +40,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     try:
         settings = Settings.from_env()
     except ConfigError as err:
-        raise click.ClickException(str(err)) from None
+        raise click.ClickException(one_line(str(err))) from None
     ctx.obj = Lab(settings)
     ctx.call_on_close(ctx.obj.close)
 

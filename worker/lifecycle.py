@@ -22,7 +22,7 @@ from db.engine import make_engine, make_sessionmaker
 from db.models import Job
 from orchestrator.settings import Settings
 from worker.artifacts import artifact_path
-from worker.ml.errors import ConfigError
+from worker.ml.errors import ConfigError, one_line
 from worker.payload import check_params
 
 log = logging.getLogger(__name__)
@@ -174,5 +174,6 @@ def _run(ctx: JobContext, runner: Callable[[JobContext], None]) -> str:
 
 def _end(ctx: JobContext, status: str, error: str | None = None) -> None:
     with ctx.sessions.begin() as session:
-        if not jobs.finish(session, ctx.claim, status, error):
+        # One line, so `atelier status` and the store's views show it whole.
+        if not jobs.finish(session, ctx.claim, status, error and one_line(error)):
             log.warning("job %s: result of a lost claim refused", ctx.job_id)

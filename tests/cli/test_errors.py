@@ -50,6 +50,14 @@ def test_path_that_is_not_a_folder(cli_env, tmp_path):
     assert datasets(cli_env) == []
 
 
+def test_unprintable_characters_in_an_error_are_escaped(cli_env, tmp_path):
+    # A newline or a record separator in a quoted name must not split the error line.
+    for odd in ("two\nlines", "record\x1esep", "bidi\u202eoverride"):
+        r = run(cli_env, "dataset", "add", "d", str(tmp_path / odd))
+        assert_one_line_error(r, 1, odd.encode("unicode_escape").decode("ascii"))
+    assert datasets(cli_env) == []
+
+
 def test_folder_without_images(cli_env, tmp_path):
     (tmp_path / "empty" / "artist").mkdir(parents=True)
     (tmp_path / "empty" / "artist" / "notes.txt").write_text("no images here")
