@@ -28,8 +28,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.ml.style import (CONTENT_LAYER, STYLE_LAYERS, StyleConfig, build_vgg, content_loss, from_pil,  # noqa: E402
-                             gram_matrix, style_loss, stylize_batch)
+from worker.ml.config import StyleConfig  # noqa: E402
+from worker.ml.style import (  # noqa: E402
+    CONTENT_LAYER,
+    STYLE_LAYERS,
+    build_vgg,
+    content_loss,
+    from_pil,
+    gram_matrix,
+    style_loss,
+    stylize_batch,
+)
 from worker.ml.synth import make_artists, paint  # noqa: E402
 
 

@@ -26,11 +26,16 @@ def params_hash(kind: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def create_job(session: Session, kind: str, params: dict[str, Any], *, queue: str = "gpu", max_attempts: int = 3) -> Job:
-    job = Job(
+def new_job(kind: str, params: dict[str, Any], *, queue: str = "gpu", max_attempts: int = 3) -> Job:
+    """A queued job, not yet in any session (for adding many at once)."""
+    return Job(
         id=new_id(), kind=kind, queue=queue, params=params, params_hash=params_hash(kind, params),
-        status="queued", max_attempts=max_attempts,
+        status="queued", max_attempts=max_attempts, attempts=0, progress=0.0,
     )
+
+
+def create_job(session: Session, kind: str, params: dict[str, Any], *, queue: str = "gpu", max_attempts: int = 3) -> Job:
+    job = new_job(kind, params, queue=queue, max_attempts=max_attempts)
     session.add(job)
     session.flush()
     return job

@@ -18,6 +18,9 @@ def task_labels(job: Job) -> dict:
     for key in ("dataset", "arch", "cell", "chunk"):
         if key in p:
             labels[key] = p[key]
+    if "dataset" not in labels and "dataset_id" in p:
+        # A features job names its dataset by id only: its params are its cache key, so no name goes in.
+        labels["dataset"] = p["dataset_id"]
     return labels
 
 

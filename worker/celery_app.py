@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Exchange, Queue
+from kombu.utils.url import parse_url
 
 from orchestrator.settings import Settings
 
@@ -23,6 +24,7 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
     celery = celery or Celery("atelier")
     celery.conf.update(
         broker_url=settings.broker_url,
+        broker_use_ssl=broker_ssl(settings.broker_url),
         broker_connection_retry_on_startup=True,
         # Every consumer must agree on this value (celery/celery#5935).
         broker_transport_options={"visibility_timeout": settings.visibility_timeout},
@@ -48,3 +50,12 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
     )
     celery.atelier_settings = settings  # read by tasks: the one settings object, passed down
     return celery
+
+
+def broker_ssl(url: str) -> dict | None:
+    """The TLS options in a rediss:// URL's query (ssl_cert_reqs, ssl_ca_certs...), or None.
+
+    kombu already reads them from the URL, but Flower's broker client does not: it takes
+    only ``broker_use_ssl`` (and would otherwise verify against the system CAs).
+    """
+    return parse_url(url).get("ssl") or None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -11,15 +10,12 @@ from worker.lifecycle import JobContext
 from worker.ml.cache import cached_images
 from worker.ml.checkpoint import atomic_save
 from worker.ml.features import extract
-from worker.ml.models import ModelConfig, build_model
+from worker.ml.config import ModelConfig
+from worker.ml.models import build_model
 from worker.ml.train import pick_device
 from worker.train_job import cache_path, load_dataset_images
 
 SPLITS = ("train", "val", "test")
-
-
-def features_path(params_hash: str) -> Path:
-    return Path("features") / f"{params_hash}.safetensors"
 
 
 def run_features(ctx: JobContext) -> None:

@@ -22,9 +22,8 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
 from worker.artifacts import artifact_path
+from worker.ml.config import StyleConfig, TrainConfig
 from worker.ml.errors import ConfigError
-from worker.ml.style import StyleConfig
-from worker.ml.train import TrainConfig
 
 BIG = 2**31 - 1  # ids and seeds fit a 32-bit signed integer column
 # Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.

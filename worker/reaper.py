@@ -40,7 +40,7 @@ def reap_once(settings: Settings, celery: Celery, sessions) -> int:
 def run_forever(settings: Settings) -> None:
     from worker.celery_app import configure
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     celery = configure(settings)
     sessions = make_sessionmaker(make_engine(settings.database_url))
     while True:

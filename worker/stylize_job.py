@@ -23,8 +23,9 @@ from worker.ml.errors import ConfigError
 from worker.ml.augment import make_augment
 from worker.ml.imageio import open_rgb, square_crop
 from worker.ml.models import build_model
-from worker.ml.style import StyleConfig, StyleResult, build_vgg, from_pil, resize_long_side, stylize_batch, to_pil
-from worker.ml.train import TrainConfig, pick_device
+from worker.ml.config import StyleConfig, TrainConfig
+from worker.ml.style import StyleResult, build_vgg, from_pil, resize_long_side, stylize_batch, to_pil
+from worker.ml.train import pick_device
 from worker.oom import halve_batch
 
 

@@ -28,8 +28,11 @@ def _run(task, kind: str, job_id, runner) -> str:
         return "refused"
 
     def report(fraction: float, message: str) -> None:
-        # A custom task event: Flower shows the task in state PROGRESS with these fields.
-        task.send_event("task-progress", progress=round(fraction, 4), message=message)
+        # A custom task event: Flower turns its type into the task's state, PROGRESS. Flower shows
+        # only Celery's own task fields, though, so the progress also goes into `result`, empty
+        # while a task runs (its real result replaces it at the end); event consumers get the fields.
+        task.send_event("task-progress", progress=round(fraction, 4), message=message,
+                        result=f"{fraction:.0%} {message}")
 
     outcome = "raised"
     try:

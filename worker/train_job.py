@@ -22,7 +22,8 @@ from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
 from worker.ml.models import build_head, build_model
-from worker.ml.train import EpochResult, Split, TrainConfig, Trainer, evaluate, fit, pick_device
+from worker.ml.config import TrainConfig
+from worker.ml.train import EpochResult, Split, Trainer, evaluate, fit, pick_device
 from worker.oom import halve_batch
 
 

@@ -1,4 +1,4 @@
-"""`atelier flower`: Flower on the configured broker, behind basic auth."""
+"""`atelier flower`: Flower on the configured broker, behind basic auth, read-only."""
 
 from __future__ import annotations
 
@@ -20,7 +20,10 @@ def flower_cmd(lab, port, address) -> None:
     from worker.celery_app import app, configure
     import worker.tasks  # noqa: F401  so Flower knows the task names
 
+    from orchestrator.flower_routes import make_read_only
+
     celery = configure(lab.settings, app)
+    make_read_only()  # the job table is the truth: nothing may revoke or send tasks behind it
 
     celery.start(["flower", f"--port={port}", f"--address={address}",
                   f"--basic-auth={lab.settings.flower_user}:{lab.settings.flower_password}"])

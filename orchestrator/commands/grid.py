@@ -17,11 +17,10 @@ from db.models import Job, Run, Sweep, SweepCell
 from orchestrator import enqueue
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.commands.dataset import get_dataset
-from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
-from worker.features_job import features_path
-from worker.ml.models import ARCHS, default_image_size
-from worker.ml.train import METRICS, TrainConfig
+from worker.artifacts import features_path
+from worker.ml.config import ARCHS, METRICS, TrainConfig, default_image_size
 
 # Options that may take lists and ranges: (option name, type, default).
 AXES = {
@@ -118,9 +117,7 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
     else:
         click.echo(f"sweep {sweep_id}: {n} cells queued ({reused} reused from earlier sweeps)")
     if wait:
-        with lab.sessions() as s:
-            ids = s.scalars(select(SweepCell.job_id).where(SweepCell.sweep_id == sweep_id)).all()
-        wait_for_jobs(lab, list(ids))
+        wait_for_group(lab, sweep_id, "sweep")
 
 
 def _reusable(session, kind: str, params: dict) -> Job | None:
@@ -130,17 +127,34 @@ def _reusable(session, kind: str, params: dict) -> Job | None:
     ).first()
 
 
+def _finished_runs(session, hashes: list[str]) -> dict[str, tuple[str, int]]:
+    """params hash -> (job id, run id) of the latest succeeded train job with those params."""
+    found: dict[str, tuple[str, int]] = {}
+    for start in range(0, len(hashes), 500):  # stay far below any driver's bound-parameter limit
+        rows = session.execute(
+            select(Job.params_hash, Job.id, Run.id).join(Run, Run.job_id == Job.id)
+            .where(Job.kind == "train", Job.status == "succeeded", Job.params_hash.in_(hashes[start:start + 500]))
+            .order_by(Job.finished_at)
+        ).all()
+        found.update({h: (job_id, run_id) for h, job_id, run_id in rows})  # the latest wins
+    return found
+
+
 def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights, finetune_top, force):
-    """Commit the sweep, its features jobs and one job per cell; then send what can run now."""
+    """Commit the sweep, its features jobs and one job per cell; then send what can run now.
+
+    Rows are added in bulk and flushed twice (jobs and runs, then the run ids into
+    the jobs), not once per cell: a 1,000-cell grid is one short transaction.
+    """
     celery = lab.celery()  # the broker must be reachable before anything is committed
     to_send: list[Job] = []
-    reused = 0
     with lab.sessions.begin() as s:
         sweep = Sweep(dataset_id=dataset_id, arch=arch, spec=spec, spec_hash=jobs.params_hash("sweep", spec),
                       finetune_top=finetune_top)
         s.add(sweep)
         s.flush()
         features: dict[tuple, tuple[str | None, str]] = {}  # feature key -> (job id or None if done, file)
+        planned = []
         for cell in cells:
             cfg = cell.config
             params = {"dataset": spec["dataset"], "dataset_id": dataset_id, "arch": arch, "config": cfg.to_json(),
@@ -151,24 +165,29 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
                 if key not in features:
                     features[key] = _features_job(s, sweep.id, dataset_id, arch, cfg, views, weights, force, to_send)
                 depends_on, params["features"] = features[key]
-            existing = None if force else _reusable(s, "train", params)
-            if existing is not None:
-                run_id = s.scalar(select(Run.id).where(Run.job_id == existing.id))
-                s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=existing.id,
+            planned.append((cell, params, depends_on, jobs.params_hash("train", params)))
+        done = {} if force else _finished_runs(s, [h for *_, h in planned])
+
+        created = []
+        for cell, params, depends_on, h in planned:
+            if h in done:
+                job_id, run_id = done[h]
+                s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=job_id,
                                 run_id=run_id, reused=True))
-                reused += 1
                 continue
-            job = jobs.create_job(s, "train", params, max_attempts=lab.settings.max_attempts)
+            job = jobs.new_job("train", params, max_attempts=lab.settings.max_attempts)
             job.group_id, job.depends_on = sweep.id, depends_on
-            run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json())
-            s.add(run)
-            s.flush()
-            job.params = {**params, "run_id": run.id}
+            created.append((cell, job, Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=params["config"])))
+        s.add_all([job for _, job, _ in created])
+        s.add_all([run for *_, run in created])
+        s.flush()  # one batched INSERT per table; the runs get their ids
+        for cell, job, run in created:
+            job.params = {**job.params, "run_id": run.id}
             s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=job.id, run_id=run.id))
-            if depends_on is None:
+            if job.depends_on is None:
                 to_send.append(job)
     enqueue.send(celery, to_send)
-    return sweep.id, to_send, reused
+    return sweep.id, to_send, len(planned) - len(created)
 
 
 def _features_job(s, sweep_id, dataset_id, arch, cfg: TrainConfig, views, weights, force, to_send):

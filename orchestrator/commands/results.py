@@ -10,7 +10,6 @@ from sqlalchemy import select, text
 from pathlib import Path
 
 from db.models import Dataset, EpochMetric, Image, Job, Run
-from orchestrator import plots
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from worker.ml.errors import ConfigError
 
@@ -71,6 +70,8 @@ def run_cmd(lab, run_id, plot_dir) -> None:
                             [(c, *row) for c, row in zip(ds.classes, run.test_confusion)]))
         console.print(table("per-class F1", ("class", "F1"), zip(ds.classes, run.test_per_class_f1)))
     if plot_dir:
+        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
         plot_dir.mkdir(parents=True, exist_ok=True)
         written = [plots.training_curves(epochs, plot_dir / f"run-{run_id}-curves.png", f"run {run_id} {run.arch} on {ds.name}")]
         if run.test_confusion:
@@ -113,6 +114,8 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
         console.print(table(f"sweep {sweep.id}", GRID_COLUMNS,
                             [(r[0], r[1], " ".join(f"{k}={v}" for k, v in r[2].items()), *r[3:]) for r in rows]))
     if plot_dir:
+        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
         plot_dir.mkdir(parents=True, exist_ok=True)
         grid_rows = [r for r in rows if r[1] == "grid"]
         path = plots.grid_heatmap([(r[2], r[5]) for r in grid_rows], x_axis, y_axis,
@@ -159,6 +162,8 @@ def attribution_cmd(lab, batch_ref, by, all_pairs, plot_dir, fmt) -> None:
         console.print(table(f"batch {batch.id}: {len(pairs)} pairs" + ("" if all_pairs else " (content image classified correctly)"),
                             columns, out))
     if plot_dir:
+        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
         plot_dir.mkdir(parents=True, exist_ok=True)
         with lab.sessions() as s:
             ds = s.get(Dataset, batch.dataset_id)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
-
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from db import jobs
-from db.models import FINISHED_STATES, Job, Sweep, SweepCell, utcnow
+from db.models import Job, StyleBatch, Sweep, utcnow
 from orchestrator import enqueue
 from orchestrator.commands.common import console, duration, pass_lab, print_json, table
+from orchestrator.commands.wait import group_state, watch_group
 from worker.ml.errors import ConfigError
 
 
@@ -25,49 +23,39 @@ def find_job(session, ref: str) -> Job:
     return matches[0]
 
 
-def sweep_counts(session, sweep_id: str) -> dict[str, int]:
-    rows = session.execute(select(Job.status, func.count()).join(SweepCell, SweepCell.job_id == Job.id)
-                           .where(SweepCell.sweep_id == sweep_id).group_by(Job.status)).all()
-    return {status: n for status, n in rows}
-
-
 def find_sweep(session, ref: str) -> Sweep | None:
     matches = session.scalars(select(Sweep).where(Sweep.id.startswith(ref)).limit(2)).all()
     return matches[0] if len(matches) == 1 else None
 
 
-def show_sweep(lab, sweep_id: str, watch: bool) -> None:
-    with Progress(TextColumn("sweep {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("sweep", total=None, sid=sweep_id[:8], counts="")
-        while True:
-            with lab.sessions() as s:
-                c = sweep_counts(s, sweep_id)
-            ended = sum(c.get(k, 0) for k in FINISHED_STATES)
-            bar.update(task, total=sum(c.values()), completed=ended,
-                       counts=" ".join(f"{k} {c.get(k, 0)}" for k in ("queued", "running", "succeeded", "failed", "cancelled")))
-            if not watch or ended == sum(c.values()):
-                break
-            time.sleep(1)
+def find_group(session, ref: str) -> tuple[str, str] | None:
+    """(label, id) of the sweep or style batch that ``ref`` (an id or unambiguous prefix) names, if any."""
+    sweep = find_sweep(session, ref)
+    if sweep is not None:
+        return "sweep", sweep.id
+    batches = session.scalars(select(StyleBatch.id).where(StyleBatch.id.startswith(ref)).limit(2)).all()
+    return ("batch", batches[0]) if len(batches) == 1 else None
 
 
 @click.command("status")
 @click.argument("job", required=False)
 @click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
-@click.option("--watch", is_flag=True, help="For a sweep: refresh until every cell has ended.")
+@click.option("--watch", is_flag=True, help="For a sweep or style batch: refresh until every job has ended.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_lab
 def status_cmd(lab, job, limit, watch, as_json) -> None:
-    """Jobs with state, progress, worker, duration and error (or one JOB or SWEEP in full)."""
+    """Jobs with state, progress, worker, duration and error (or one JOB, SWEEP or BATCH in full)."""
     if job:
         with lab.sessions() as s:
-            sweep = find_sweep(s, job)
-            counts = sweep_counts(s, sweep.id) if sweep else None
-        if sweep is not None:
+            group = find_group(s, job)
+            state = group_state(s, group[1]) if group else None
+        if group is not None:
+            label, group_id = group
             if as_json:
-                print_json({"sweep": sweep.id, **counts})
+                print_json({label: group_id, **state.to_json()})
             else:
-                show_sweep(lab, sweep.id, watch)
+                state = watch_group(lab, group_id, label, follow=watch)
+                click.echo(f"{label} {group_id}: {state.summary()}")
             return
     with lab.sessions() as s:
         rows = [find_job(s, job)] if job else s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit)).all()
@@ -100,15 +88,9 @@ def resume_cmd(lab) -> None:
 
 def jobs_of(session, ref: str) -> tuple[str, list[Job]]:
     """The jobs a reference names: a sweep, a style batch (its group) or one job."""
-    from db.models import StyleBatch
-
-    sweep = find_sweep(session, ref)
-    group = sweep.id if sweep else None
-    if group is None:
-        batch = session.scalars(select(StyleBatch).where(StyleBatch.id.startswith(ref)).limit(2)).all()
-        group = batch[0].id if len(batch) == 1 else None
+    group = find_group(session, ref)
     if group is not None:
-        return group, list(session.scalars(select(Job).where(Job.group_id == group)))
+        return group[1], list(session.scalars(select(Job).where(Job.group_id == group[1])))
     job = find_job(session, ref)
     return job.id, [job]
 
@@ -121,10 +103,24 @@ def cancel_cmd(lab, ref) -> None:
     with lab.sessions.begin() as s:
         name, found = jobs_of(s, ref)
         live = [j for j in found if j.status in ("queued", "running")]
+        # Task ids as enqueue.send names them; a running job stops by itself at its next epoch or chunk.
+        queued = [f"{j.id}.{j.attempts}" for j in live if j.status == "queued"]
         for j in live:
-            # A queued job's message may still arrive: its claim then fails, so it never runs.
             j.status, j.finished_at, j.error = "cancelled", utcnow(), "cancelled by user"
     click.echo(f"{name}: cancelled {len(live)} job(s) ({len(found) - len(live)} had already ended)")
+    if queued:
+        _revoke(lab, queued)
+
+
+def _revoke(lab, task_ids: list[str]) -> None:
+    """Tell the workers to drop the queued messages (Flower then shows them revoked).
+
+    Only a courtesy: a message that still arrives fails its claim on the cancelled row.
+    """
+    try:
+        lab.celery().control.revoke(task_ids)
+    except Exception as err:  # the rows are already cancelled, which is what counts
+        click.echo(f"note: queued messages not revoked ({type(err).__name__}); workers will skip them", err=True)
 
 
 @click.command("retry")

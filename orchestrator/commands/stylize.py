@@ -5,18 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from db import jobs
 from db.models import Image, Job, Run, StyleBatch, StyleBatchPair, Stylization
 from orchestrator import enqueue
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.commands.dataset import get_dataset
-from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import parse_values
 from orchestrator.pairs import MODES, read_pairs, sample_pairs
+from worker.ml.config import StyleConfig
 from worker.ml.errors import ConfigError
-from worker.ml.style import StyleConfig
 
 
 @click.command("stylize")
@@ -86,7 +86,7 @@ def stylize_cmd(lab, dataset_name, classifier_run, pairs_spec, per_cell, split, 
     else:
         click.echo(f"batch {batch_id}: {len(todo)} pairs in {n_jobs} jobs")
     if wait and job_ids:
-        wait_for_jobs(lab, job_ids)
+        wait_for_group(lab, batch_id, "batch")
 
 
 def _is_grid_head(session, run: Run) -> bool:
@@ -95,24 +95,35 @@ def _is_grid_head(session, run: Run) -> bool:
 
 
 def submit_batch(lab, dataset_id, run_id, spec, todo, chunk, device_batch, vgg_weights):
+    """Commit the batch, one job per chunk and a row per pair; then send the jobs.
+
+    Pair rows go in with one multi-row INSERT: 20,000 pairs are one short transaction.
+    """
     celery = lab.celery()  # the broker must be reachable before anything is committed
     created = []
     with lab.sessions.begin() as s:
         batch = StyleBatch(dataset_id=dataset_id, classifier_run_id=run_id, spec=spec)
         s.add(batch)
         s.flush()
-        done = set(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q["hash"] for q in todo]))))
+        hashes = [q["hash"] for q in todo]
+        done = set()
+        for start in range(0, len(hashes), 500):  # stay far below any driver's bound-parameter limit
+            done.update(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_(hashes[start:start + 500]))))
         fresh = [q for q in todo if q["hash"] not in done]
+        pair_rows = [{"batch_id": batch.id, "pair_hash": h, "job_id": None} for h in done]
         for start in range(0, len(fresh), chunk):
             part = fresh[start:start + chunk]
-            job = jobs.create_job(s, "stylize", {
+            job = jobs.new_job("stylize", {
                 "batch_id": batch.id, "classifier_run_id": run_id, "style": spec["style"], "vgg_weights": vgg_weights,
                 "pairs": part, "device_batch": device_batch, "dataset": spec["dataset"], "chunk": start // chunk,
             }, queue="gpu", max_attempts=lab.settings.max_attempts)
             job.group_id = batch.id
-            s.add_all(StyleBatchPair(batch_id=batch.id, pair_hash=q["hash"], job_id=job.id) for q in part)
+            pair_rows += [{"batch_id": batch.id, "pair_hash": q["hash"], "job_id": job.id} for q in part]
             created.append(job)
-        s.add_all(StyleBatchPair(batch_id=batch.id, pair_hash=h, job_id=None) for h in done)
+        s.add_all(created)
+        s.flush()  # the jobs exist before the pair rows that name them
+        if pair_rows:
+            s.execute(insert(StyleBatchPair), pair_rows)
         batch_id = batch.id
     enqueue.send(celery, created)
     return batch_id, len(created), [j.id for j in created]

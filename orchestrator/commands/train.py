@@ -12,10 +12,8 @@ from orchestrator import enqueue
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.wait import wait_for_jobs
-from worker.ml.augment import PRESETS
+from worker.ml.config import ARCHS, HEADS, METRICS, MODES, PRESETS, TrainConfig, default_image_size
 from worker.ml.errors import ConfigError
-from worker.ml.models import ARCHS, HEADS, default_image_size
-from worker.ml.train import METRICS, MODES, TrainConfig
 
 
 def parse_dense(text: str | None) -> tuple[int, ...]:

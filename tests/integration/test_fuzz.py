@@ -14,8 +14,7 @@ from orchestrator.settings import Settings
 from tests.conftest import unique
 from tests.services import wait_until
 from worker.celery_app import configure
-from worker.ml.style import StyleConfig
-from worker.ml.train import TrainConfig
+from worker.ml.config import StyleConfig, TrainConfig
 
 pytestmark = pytest.mark.integration
 

@@ -57,7 +57,9 @@ def test_grid_shares_features_ranks_cells_and_reuses_them(sqlite_stack, tmp_path
     assert "grid" in listing and "finetune" in listing
     assert len(list(tmp_path.glob("sweep-*-dense2-dense1.png"))) == 1
     status = stack.atelier("status", out["sweep"]).stdout
-    assert "succeeded 5" in status
+    assert "succeeded 6" in status  # the features job, 4 cells, the fine-tune follow-up
+    counts = stack.json("status", out["sweep"])
+    assert (counts["sweep"], counts["jobs"], counts["succeeded"], counts["failed"]) == (out["sweep"], 6, 6, 0)
 
     again = stack.json("grid", "--dataset", name, *GRID)
     rows2 = wait_sweep(stack, again["sweep"], expected=4, timeout=30)

@@ -41,3 +41,18 @@ def test_failed_cells_retry_alone(sqlite_stack):
     rows = wait_until(lambda: (r := stack.query(group)) and all(x["status"] == "failed" for x in r) and
                       all(x["attempts"] <= 1 for x in r) and r, 120, "failures again")
     assert len(rows) == 3
+    assert "failed 3" in stack.atelier("status", out["sweep"], "--watch").stdout  # --watch returns once all ended
+
+
+def test_cancel_revokes_queued_messages(sqlite_stack):
+    stack = sqlite_stack
+    name = unique("revoke")
+    stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "6", "--size", "32")
+    out = stack.json("grid", "--dataset", name, "--arch", "baseline-cnn", "--image-size", "32", "--dense1", "4,8,12",
+                     "--epochs", "1")
+    before = stack.workers[0].log.read_text()
+    assert "cancelled" in stack.atelier("cancel", out["sweep"]).stdout
+    rows = stack.query(f"SELECT status FROM jobs WHERE group_id = '{out['sweep']}'")
+    assert len(rows) == 4 and all(r["status"] in ("cancelled", "succeeded") for r in rows)
+    if any(r["status"] == "cancelled" for r in rows):  # (unless the worker finished everything first)
+        wait_until(lambda: "flagged as revoked" in stack.workers[0].log.read_text()[len(before):], 30, "the revoke")

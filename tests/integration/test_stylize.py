@@ -25,6 +25,8 @@ def test_style_batch_rows_pngs_and_attribution(sqlite_stack, tmp_path):
     wait_until(lambda: all(r["status"] == "succeeded" for r in stack.query(
         f"SELECT status FROM jobs WHERE group_id = '{out['batch']}'")) or None, 240, "style batch", interval=1)
 
+    progress = stack.json("status", out["batch"])
+    assert (progress["batch"], progress["succeeded"], progress["pairs_done"], progress["pairs"]) == (out["batch"], 3, 12, 12)
     rows = stack.query(f"SELECT * FROM attribution_pairs WHERE batch_id = '{out['batch']}'")
     assert len(rows) == 12 and len({r["pair_hash"] for r in rows}) == 12
     for r in rows:

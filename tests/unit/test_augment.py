@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from worker.ml.config import PRESETS
 from worker.ml.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PRESET_RANGES,
-    PRESETS,
     AffineRanges,
     Augmenter,
     affine_matrices,

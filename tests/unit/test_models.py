@@ -7,26 +7,22 @@ import torch
 import torch.nn.functional as F
 import torchvision.models as tvm
 
+from worker.ml.config import ARCHS, HEADS, IMAGENET_ARCHS, MIN_IMAGE_SIZE, ModelConfig, default_image_size
 from worker.ml.errors import ConfigError
 from worker.ml.models import (
-    ARCHS,
     AUX_LOSS_WEIGHT,
     BASELINE_CNN_HEAD,
-    HEADS,
-    MIN_IMAGE_SIZE,
     Classifier,
     InceptionAuxHead,
-    ModelConfig,
     build_head,
     build_model,
     build_optimizer,
-    default_image_size,
     feature_shape,
     set_mode,
     staged_phases,
     trainable_parameters,
 )
-from worker.ml.weights import IMAGENET_ARCHS, imagenet_file, load_backbone_weights, load_safetensors, save_safetensors
+from worker.ml.weights import imagenet_file, load_backbone_weights, load_safetensors, save_safetensors
 
 # The smallest test input for each arch: 32 px where the arch allows it.
 SIZE = {arch: max(32, MIN_IMAGE_SIZE[arch]) for arch in ARCHS} | {"alexnet": 64, "inception_v3": 75}

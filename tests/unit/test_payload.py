@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 
 from worker.artifacts import artifact_path
 from worker.lifecycle import Resubmit
+from worker.ml.config import StyleConfig, TrainConfig
 from worker.ml.errors import ConfigError
-from worker.ml.style import StyleConfig
-from worker.ml.train import TrainConfig
 from worker.oom import halve_batch, simulated_oom
 from worker.payload import check_params
 

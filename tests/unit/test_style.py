@@ -9,9 +9,22 @@ import torchvision.models as tvm
 from PIL import Image
 from safetensors.torch import save_file
 
+from worker.ml.config import StyleConfig
 from worker.ml.errors import ConfigError
-from worker.ml.style import (StyleConfig, batched_lbfgs, build_vgg, content_loss, from_pil, gram_matrix, initial_image,
-                             layer_indices, resize_long_side, style_loss, stylize_batch, to_pil, tv_loss)
+from worker.ml.style import (
+    batched_lbfgs,
+    build_vgg,
+    content_loss,
+    from_pil,
+    gram_matrix,
+    initial_image,
+    layer_indices,
+    resize_long_side,
+    style_loss,
+    stylize_batch,
+    to_pil,
+    tv_loss,
+)
 
 STYLE_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 

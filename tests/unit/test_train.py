@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from worker.ml.checkpoint import SavedState, save_state
+from worker.ml.config import TrainConfig
 from worker.ml.errors import ConfigError
-from worker.ml.train import Split, TrainConfig, fit
+from worker.ml.train import Split, fit
 
 
 def toy_split(n: int, seed: int) -> Split:

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from worker.ml.imageio import decode_all
-from worker.ml.models import ARCHS, HEADS, MIN_IMAGE_SIZE
+from worker.ml.config import ARCHS, HEADS, MIN_IMAGE_SIZE, TrainConfig
 from worker.ml.synth import write_synthetic
-from worker.ml.train import Split, TrainConfig, fit
+from worker.ml.train import Split, fit
 
 CPU = torch.device("cpu")
 

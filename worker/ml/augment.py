@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from worker.ml.config import PRESETS
 from worker.ml.errors import ConfigError
 
-PRESETS = ("none", "crop-flip", "rotate-zoom-flip", "keras")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PADDING_MODE = "reflection"  # grid_sample's fill outside the image; see the module docstring

@@ -205,7 +205,7 @@ def square_crop(im: Image.Image, size: int) -> np.ndarray:
     # resampling pixels that are thrown away. PIL's bilinear filter widens its support when
     # shrinking, so it is antialiased; reducing_gap first box-averages big reductions (faster).
     out = im.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side), reducing_gap=2.0)
-    return np.asarray(out, dtype=np.uint8)
+    return np.array(out, dtype=np.uint8)  # writable (asarray of a PIL image is not): torch.from_numpy warns otherwise
 
 
 def default_threads() -> int:

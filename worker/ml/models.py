@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from numbers import Integral
 
 import torch
@@ -25,71 +24,20 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models as tvm
 
+from worker.ml.config import ARCHS, HEADS, MODES, OPTIMIZERS, ModelConfig
 from worker.ml.errors import ConfigError
-from worker.ml.weights import IMAGENET_ARCHS, load_backbone_weights
-
-ARCHS = ("vgg16", "resnet18", "resnet50", "inception_v3", "alexnet", "baseline-cnn", "logistic")
-HEADS = ("linear", "gap", "spp")
-MODES = ("feature-extract", "fine-tune", "staged")
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
+from worker.ml.weights import load_backbone_weights
 
 # Inception V3's auxiliary classifier loss weight (Szegedy et al.; the Rijksmuseum study). The trainer applies it.
 AUX_LOSS_WEIGHT = 0.4
 # Spatial pyramid of 1x1 + 2x2 + 3x3 bins, 14 per channel (the ResNet50 SPP study).
 SPP_LEVELS = (1, 2, 3)
-# Smallest input side that leaves each backbone a feature map of at least 1x1 (AlexNet's stride-4 11x11 stem
-# and three 3x3/2 pools need 63 px; Inception V3's stem needs 75 px; 32 px is one cell of a stride-32 trunk).
-MIN_IMAGE_SIZE = {"vgg16": 32, "resnet18": 32, "resnet50": 32, "inception_v3": 75, "alexnet": 63,
-                  "baseline-cnn": 16, "logistic": 1}
 # Channels of each backbone's last feature map (logistic has no maps: its features are the 3*S*S pixels).
 FEATURE_CHANNELS = {"vgg16": 512, "resnet18": 512, "resnet50": 2048, "inception_v3": 2048, "alexnet": 256,
                     "baseline-cnn": 128}
 # The WikiArt baseline's classifier (seed 002: flatten -> dense 512 -> dropout 0.5 -> output).
 BASELINE_CNN_HEAD = {"head": "linear", "dense": (512,), "dropout": 0.5}
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    arch: str  # backbone, one of ARCHS
-    num_classes: int  # artists (or periods) to tell apart
-    head: str = "gap"  # linear (flatten) | gap (global average pool) | spp (pyramid 1+2x2+3x3 max pool)
-    dense: tuple[int, ...] = ()  # widths of the Linear -> ReLU -> Dropout -> BatchNorm1d blocks before the output
-    dropout: float = 0.5  # dropout probability inside each dense block (no dense blocks: unused)
-    image_size: int | None = None  # square input side in px; None: default_image_size(arch)
-    weights: str | None = None  # None: random init; "imagenet": torchvision's file from the torch hub cache; a path
-
-    def __post_init__(self) -> None:
-        if self.image_size is None:  # frozen: resolve the default once, so every reader sees a number
-            object.__setattr__(self, "image_size", default_image_size(self.arch))
-
-    def validate(self) -> "ModelConfig":
-        """Raise ConfigError for any option that cannot build; returns self for chaining."""
-        if self.arch not in ARCHS:
-            raise ConfigError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
-        if self.head not in HEADS:
-            raise ConfigError(f"unknown head {self.head!r}; choose from {', '.join(HEADS)}")
-        if self.arch == "logistic" and self.head != "linear":
-            raise ConfigError(f"head {self.head!r} pools spatial maps and 'logistic' has none: use head 'linear'")
-        if not isinstance(self.dense, (tuple, list)) or not all(
-                isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in self.dense):
-            raise ConfigError(f"dense block widths must be positive integers, got {self.dense!r}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not isinstance(self.num_classes, Integral) or self.num_classes < 2:
-            raise ConfigError(f"a classifier needs at least 2 classes, got {self.num_classes}")
-        if not isinstance(self.image_size, Integral) or self.image_size < MIN_IMAGE_SIZE[self.arch]:
-            raise ConfigError(f"{self.arch} needs images of at least {MIN_IMAGE_SIZE[self.arch]} px, "
-                              f"got {self.image_size}")
-        if self.weights == "imagenet" and self.arch not in IMAGENET_ARCHS:
-            raise ConfigError(f"{self.arch} has no ImageNet weights; use random init or a weight file")
-        if self.weights is not None and not self.weights:
-            raise ConfigError("weights must be None, 'imagenet' or a file path, got an empty string")
-        return self
-
-
-def default_image_size(arch: str) -> int:
-    """The input side each backbone was designed for: 299 for Inception V3, 224 otherwise."""
-    return 299 if arch == "inception_v3" else 224
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ losses are always fp32. The final losses reported are recomputed in fp32.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,53 +49,14 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from safetensors.torch import load_file
 
+from worker.ml.config import MIN_SIDE, VGG_NAMES, StyleConfig
 from worker.ml.errors import ConfigError
 
-VGG_NAMES = ("vgg19", "vgg16")
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
-# The smallest side relu5_1 survives: four 2x2 pools before it, so 16 px -> 1 px.
-MIN_SIDE = 16
 # ImageNet statistics every torchvision VGG was trained with.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class StyleConfig:
-    vgg: str = "vgg19"  # vgg19 (Gatys' choice) | vgg16
-    content_weight: float = 1.0  # alpha: weight of the relu4_2 content loss
-    style_weight: float = 1e5  # beta: weight of the Gram style loss (Grams normalised by C*H*W, so beta is large)
-    tv_weight: float = 0.0  # total variation: smooths high-frequency noise; 0 is the paper's objective
-    init: str = "content"  # content | noise: the image optimisation starts from (paper: white noise)
-    optimizer: str = "lbfgs"  # lbfgs (batched, per pair) | adam
-    steps: int = 300  # optimiser iterations; an L-BFGS iteration costs >= 1 forward+backward
-    size: int = 256  # long side of the output in px, aspect kept (the caller resizes)
-    lr: float = 0.02  # Adam step size, in pixel units of [0, 1]; L-BFGS sets its own step by line search
-    history: int = 10  # L-BFGS memory: (s, y) pairs kept per pair
-    seed: int = 0  # with the caller's per-pair key, seeds the noise init
-
-    def __post_init__(self) -> None:
-        if self.vgg not in VGG_NAMES:
-            raise ConfigError(f"unknown vgg {self.vgg!r}; choose from {', '.join(VGG_NAMES)}")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from lbfgs, adam")
-        if self.init not in ("content", "noise"):
-            raise ConfigError(f"unknown init {self.init!r}; choose from content, noise")
-        if self.steps < 1:
-            raise ConfigError(f"steps must be at least 1, got {self.steps}")
-        if self.size < MIN_SIDE:
-            raise ConfigError(f"size must be at least {MIN_SIDE} px (relu5_1 follows four 2x2 pools), got {self.size}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            w = getattr(self, name)
-            if not (math.isfinite(w) and w >= 0):
-                raise ConfigError(f"{name} must be a finite non-negative number, got {w}")
-        if self.content_weight == 0 and self.style_weight == 0:
-            raise ConfigError("content_weight and style_weight are both 0: nothing to optimise")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if self.history < 1:
-            raise ConfigError(f"history must be at least 1, got {self.history}")
 
 
 # ---------------------------------------------------------------------------- losses (pure, per sample)

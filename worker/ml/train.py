@@ -19,89 +19,16 @@ import torch.nn.functional as F
 
 from worker.ml.augment import make_augment
 from worker.ml.checkpoint import SavedState
-from worker.ml.errors import ConfigError
 from worker.ml.metrics import Scores, score
+from worker.ml.config import TrainConfig
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
-    MODES,
     Classifier,
-    ModelConfig,
     build_model,
     build_optimizer,
     set_mode,
     trainable_parameters,
 )
-
-METRICS = ("macro_f1", "top1", "top2")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    arch: str  # backbone name, see worker.ml.models.ARCHS
-    num_classes: int
-    epochs: int = 10  # epochs of the main phase
-    batch_size: int = 32
-    lr: float = 1e-4
-    image_size: int = 224  # network input side in pixels
-    mode: str = "fine-tune"  # feature-extract | fine-tune | staged
-    head: str = "gap"  # linear | gap | spp
-    dense: tuple[int, ...] = ()  # widths of the dense blocks after pooling
-    dropout: float = 0.5
-    weights: str | None = None  # None (random init) | "imagenet" | path to a local file
-    optimizer: str = "adam"  # sgd | adam | rmsprop
-    weight_decay: float = 0.0
-    augment: str = "crop-flip"  # preset from worker.ml.augment.PRESETS
-    metric: str = "macro_f1"  # validation metric for best checkpoint, plateau and early stop
-    plateau_patience: int = 4  # epochs without improvement before the LR is cut
-    plateau_factor: float = 0.1
-    early_stop_patience: int = 10  # epochs without improvement before training stops
-    head_epochs: int = 0  # staged: epochs training the head on a frozen backbone
-    finetune_epochs: int = 0  # staged: epochs fine-tuning everything at lr * finetune_lr_scale
-    finetune_lr_scale: float = 1e-3
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if self.mode not in MODES:
-            raise ConfigError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
-        if self.metric not in METRICS:
-            raise ConfigError(f"unknown --metric {self.metric!r}; choose from {', '.join(METRICS)}")
-        if self.mode == "staged" and not (self.head_epochs or self.finetune_epochs):
-            raise ConfigError("--mode staged needs --head-epochs and/or --finetune-epochs")
-        if self.num_classes < 2:
-            raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {self.num_classes}")
-
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            arch=self.arch, num_classes=self.num_classes, head=self.head, dense=tuple(self.dense),
-            dropout=self.dropout, image_size=self.image_size, weights=self.weights,
-        )
-
-    def phases(self) -> list[tuple[str, str, int, float]]:
-        """(stage, mode, epochs, lr) in order; one phase unless staged."""
-        if self.mode != "staged":
-            return [("main", self.mode, self.epochs, self.lr)]
-        phases = [("main", "fine-tune", self.epochs, self.lr)]
-        if self.head_epochs:
-            phases.append(("head", "feature-extract", self.head_epochs, self.lr))
-        if self.finetune_epochs:
-            phases.append(("finetune", "fine-tune", self.finetune_epochs, self.lr * self.finetune_lr_scale))
-        return phases
-
-    @property
-    def total_epochs(self) -> int:
-        return sum(p[2] for p in self.phases())
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["dense"] = list(self.dense)
-        return d
-
 
 @dataclass
 class Split:

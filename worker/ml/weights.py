@@ -23,10 +23,9 @@ import torchvision.models as tvm
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from worker.ml.config import IMAGENET_ARCHS
 from worker.ml.errors import ConfigError
 
-# Backbones torchvision ships ImageNet weights for (the baseline CNN and logistic regression have none).
-IMAGENET_ARCHS = ("vgg16", "resnet18", "resnet50", "inception_v3", "alexnet")
 # The original ImageNet weights for every arch (ResNet50's DEFAULT is V2; V1 is the classic the seeds used).
 IMAGENET_VERSION = "IMAGENET1K_V1"
 # Prefixes under which a file may hold the backbone: torchvision's own, our Classifier's, our training state's.
