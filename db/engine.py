@@ -54,3 +54,11 @@ def _configure_sqlite(engine: Engine) -> None:
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     # expire_on_commit=False: rows stay readable after the block that wrote them.
     return sessionmaker(engine, expire_on_commit=False)
+
+
+IN_LIST_MAX = 500  # values per IN (...): far below any driver's bound-parameter limit (old SQLite: 999)
+
+
+def in_slices(values: list) -> list[list]:
+    """``values`` cut into lists short enough for one ``IN (...)`` each."""
+    return [values[start:start + IN_LIST_MAX] for start in range(0, len(values), IN_LIST_MAX)]

@@ -31,6 +31,7 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
+        result_accept_content=["json"],
         event_serializer="json",
         # Results live in SQL; the broker only carries job ids.
         task_ignore_result=True,

@@ -23,6 +23,6 @@ class _QuickReplacingPool(AsynPool):
 
 
 class FreshChildPool(TaskPool):
-    """`--pool=worker.pool:FreshChildPool`: Celery's prefork pool with the quicker check."""
+    """Celery's prefork pool with the quicker check; `atelier worker` sets it as ``worker_pool``."""
 
     Pool = _QuickReplacingPool

@@ -13,6 +13,7 @@ import click
 from sqlalchemy import select
 
 from db import jobs
+from db.engine import in_slices
 from db.models import Job, Run, Sweep, SweepCell
 from orchestrator import enqueue
 from orchestrator.commands.common import console, pass_lab, print_json, table
@@ -130,10 +131,10 @@ def _reusable(session, kind: str, params: dict) -> Job | None:
 def _finished_runs(session, hashes: list[str]) -> dict[str, tuple[str, int]]:
     """params hash -> (job id, run id) of the latest succeeded train job with those params."""
     found: dict[str, tuple[str, int]] = {}
-    for start in range(0, len(hashes), 500):  # stay far below any driver's bound-parameter limit
+    for part in in_slices(hashes):
         rows = session.execute(
             select(Job.params_hash, Job.id, Run.id).join(Run, Run.job_id == Job.id)
-            .where(Job.kind == "train", Job.status == "succeeded", Job.params_hash.in_(hashes[start:start + 500]))
+            .where(Job.kind == "train", Job.status == "succeeded", Job.params_hash.in_(part))
             .order_by(Job.finished_at)
         ).all()
         found.update({h: (job_id, run_id) for h, job_id, run_id in rows})  # the latest wins

@@ -8,6 +8,7 @@ import click
 from sqlalchemy import insert, select
 
 from db import jobs
+from db.engine import in_slices
 from db.models import Image, Job, Run, StyleBatch, StyleBatchPair, Stylization
 from orchestrator import enqueue
 from orchestrator.commands.common import pass_lab, print_json
@@ -105,10 +106,9 @@ def submit_batch(lab, dataset_id, run_id, spec, todo, chunk, device_batch, vgg_w
         batch = StyleBatch(dataset_id=dataset_id, classifier_run_id=run_id, spec=spec)
         s.add(batch)
         s.flush()
-        hashes = [q["hash"] for q in todo]
         done = set()
-        for start in range(0, len(hashes), 500):  # stay far below any driver's bound-parameter limit
-            done.update(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_(hashes[start:start + 500]))))
+        for part in in_slices([q["hash"] for q in todo]):
+            done.update(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_(part))))
         fresh = [q for q in todo if q["hash"] not in done]
         pair_rows = [{"batch_id": batch.id, "pair_hash": h, "job_id": None} for h in done]
         for start in range(0, len(fresh), chunk):

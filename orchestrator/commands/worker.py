@@ -7,7 +7,7 @@ import os
 import socket
 
 import click
-from celery.signals import worker_process_init, worker_ready
+from celery.signals import worker_ready
 
 from orchestrator.commands.common import pass_lab
 from worker.ml.errors import ConfigError
@@ -41,6 +41,10 @@ def worker_cmd(lab, queues, gpu, name, threads, loglevel) -> None:
     lab.celery()  # checks the broker (and starts the embedded one)
     from worker.celery_app import app, configure
     import worker.tasks  # noqa: F401  registers the tasks; imports torch in the parent so children fork warm
+    import torch
+
+    # torch sized its thread pool from OMP_NUM_THREADS at that import; every forked child inherits it.
+    click.echo(f"worker: jobs run on {torch.get_num_threads()} CPU thread(s)", err=True)
 
     celery = configure(lab.settings, app)
     # Celery's prefork pool with a quicker child replacement (worker/pool.py); the command line's
@@ -51,13 +55,6 @@ def worker_cmd(lab, queues, gpu, name, threads, loglevel) -> None:
     @worker_ready.connect(weak=False)
     def _start_reaper(**_kwargs) -> None:
         start_reaper(lab.settings)
-
-    if threads is not None:
-        @worker_process_init.connect(weak=False)
-        def _set_threads(**_kwargs) -> None:
-            import torch
-
-            torch.set_num_threads(threads)  # in each forked child: the one that runs the job
 
     # A worker's log is read after the fact (which job ran when, how long it waited): stamp every line.
     logging.basicConfig(force=True, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")

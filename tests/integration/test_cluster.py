@@ -6,6 +6,7 @@ tests then look at it from the store, from Flower and from the logs.
 """
 
 import json
+import pickle
 import uuid
 
 import pytest
@@ -53,10 +54,13 @@ def pickled_message(cluster):
     returns the worker(s) that logged refusing it."""
     stack, redis, _ = cluster
     task_id = str(uuid.uuid4())  # Celery protocol 2: the task and its id travel in the headers
+    body = pickle.dumps([["not-a-job"], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}])
     with Connection(redis.url(0)) as conn:
+        # Raw bytes with pickle's content type, as an intruder would forge them: no pickle serializer
+        # is enabled anywhere, not even in this test's producer.
         Producer(conn).publish(
-            [["not-a-job"], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}],
-            exchange=Exchange("gpu", type="direct"), routing_key="gpu", serializer="pickle",
+            body, content_type="application/x-python-serialize", content_encoding="binary",
+            exchange=Exchange("gpu", type="direct"), routing_key="gpu",
             headers={"lang": "py", "task": "atelier.train", "id": task_id, "root_id": task_id},
         )
     return wait_until(lambda: refusing_workers(stack), 30, "a worker refusing the pickled message")

@@ -64,3 +64,9 @@ def test_test_split_predictions_and_plots(sqlite_stack, tmp_path):
     for kind in ("curves", "confusion"):
         with Image.open(tmp_path / f"run-{out['run']}-{kind}.png") as im:
             assert im.width > 300
+
+
+def test_workers_run_jobs_on_the_threads_they_were_given(sqlite_stack):
+    # tests.services.Worker starts every worker with `--threads 1`; torch's default is one per core.
+    for w in sqlite_stack.workers:
+        assert "jobs run on 1 CPU thread(s)" in w.log.read_text(), w.log

@@ -40,3 +40,11 @@ def test_repr_never_shows_a_password(tmp_path):
     text = repr(s) + str(s)
     assert "s3cret" not in text
     assert "rediss://:***@redis:6380/0" in text and "lab:***@db" in text
+
+
+def test_celery_speaks_json_only(tmp_path):
+    from worker.celery_app import configure
+
+    conf = configure(Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0"})).conf
+    assert conf.task_serializer == conf.result_serializer == conf.event_serializer == "json"
+    assert list(conf.accept_content) == list(conf.result_accept_content) == ["json"]
