@@ -154,6 +154,9 @@ class Run(Base):
     last_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     test_per_class_f1: Mapped[list[Any] | None]
     test_confusion: Mapped[list[Any] | None]  # rows: true class, columns: predicted class
+    # What the backbone started from: a weights name ("imagenet", "random", an imported name) and its file's sha256.
+    weights: Mapped[str | None] = mapped_column(String(100))
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -232,12 +235,54 @@ class Stylization(Base):
     steps: Mapped[int]
     size: Mapped[int]
     optimizer: Mapped[str] = mapped_column(String(16))
-    vgg_weights: Mapped[str] = mapped_column(String(300))  # "random", "imagenet:<file>" or "file:<path>"
+    vgg_weights: Mapped[str] = mapped_column(String(300))  # the weights' name: "imagenet", "random", an imported name
+    vgg_weights_sha256: Mapped[str | None] = mapped_column(String(64))  # None only for random init
+    init: Mapped[str] = mapped_column(String(16), default="noise")  # noise | content: where the optimisation starts
+    pool: Mapped[str] = mapped_column(String(8), default="avg")  # avg (the paper's) | max
+    loss: Mapped[str] = mapped_column(String(16), default="gatys")  # gatys (the paper's normalisation) | tutorial
+    seed: Mapped[int] = mapped_column(default=0)  # this pair's noise seed
+    tv_weight: Mapped[float] = mapped_column(default=0.0)
+    vgg_norm: Mapped[str] = mapped_column(String(64), default="none")  # key of the mean-activation scaling, or none
+    loss_ratio: Mapped[float | None]  # achieved beta*style / alpha*content at the final image
     content_loss: Mapped[float]
     style_loss: Mapped[float]
     classifier_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     predicted: Mapped[str] = mapped_column(String(200))
     top3: Mapped[list[Any]]
-    outcome: Mapped[str] = mapped_column(String(8))  # content | style | other
+    outcome: Mapped[str] = mapped_column(String(8))  # content | style | other | same (same-artist pair, never pooled)
     image_path: Mapped[str] = mapped_column(Text)  # PNG, relative to the artifacts root
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Weights(Base):
+    """A weight file every worker can load: kept under the artifacts root, known by its sha256."""
+
+    __tablename__ = "weights"
+    __table_args__ = (UniqueConstraint("arch", "sha256"), Index("ix_weights_arch_name", "arch", "name"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    arch: Mapped[str] = mapped_column(String(40))  # a train arch or a style VGG (vgg19)
+    name: Mapped[str] = mapped_column(String(100))  # what --weights names: "imagenet" or an imported name
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file at ``path``
+    path: Mapped[str] = mapped_column(Text)  # safetensors, relative to the artifacts root
+    source: Mapped[str] = mapped_column(Text)  # where it came from: torchvision's file, an imported file
+    features_only: Mapped[bool] = mapped_column(default=False)  # a backbone without its ImageNet classifier
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StyleControl(Base):
+    """An unstylized image classified through exactly the path a stylized one takes (resize, 8-bit PNG, crop)."""
+
+    __tablename__ = "style_controls"
+    __table_args__ = (UniqueConstraint("classifier_run_id", "image_id", "size"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    classifier_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    size: Mapped[int]  # long side in px, as the stylizations it controls
+    label: Mapped[str] = mapped_column(String(200))
+    predicted: Mapped[str] = mapped_column(String(200))
+    correct: Mapped[bool]
+    top3: Mapped[list[Any]]
+    image_path: Mapped[str] = mapped_column(Text)  # the control PNG, relative to the artifacts root
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -19,7 +19,8 @@ from worker.ml.errors import ConfigError
 # Every variable atelier reads; docker-compose.yml is checked against this list.
 ENV_VARS = ("ATELIER_HOME", "ATELIER_DATABASE_URL", "ATELIER_BROKER_URL", "ATELIER_ARTIFACTS",
             "ATELIER_VISIBILITY_TIMEOUT", "ATELIER_LEASE_SECONDS", "ATELIER_MAX_ATTEMPTS",
-            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD", "ATELIER_FAULT_OOM_ABOVE_BATCH")
+            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD", "ATELIER_FAULT_OOM_ABOVE_BATCH",
+            "ATELIER_OFFLINE")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Settings:
     # Fault injection for tests: a forward pass over more samples than this raises
     # torch.OutOfMemoryError, as CUDA would, so the OOM path runs without a GPU.
     fault_oom_above_batch: int | None = None
+    # Never reach for the network (torchvision's weight downloads): weights must be cached or imported.
+    # Tests set it, so a test machine that happens to be online behaves like this offline one.
+    offline: bool = False
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never with a password in them.
@@ -75,6 +79,7 @@ class Settings:
             flower_user=env.get("ATELIER_FLOWER_USER") or "atelier",
             flower_password=env.get("ATELIER_FLOWER_PASSWORD") or None,
             fault_oom_above_batch=_number(env, "ATELIER_FAULT_OOM_ABOVE_BATCH", None, int),
+            offline=(env.get("ATELIER_OFFLINE") or "0").strip().lower() not in ("0", "", "false", "no"),
         )
 
 

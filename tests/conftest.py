@@ -81,6 +81,7 @@ def make_stack(root: Path, redis_url: str, database_url: str | None = None) -> S
         "ATELIER_HOME": str(root / "home"),
         "ATELIER_BROKER_URL": redis_url,
         "ATELIER_LEASE_SECONDS": LEASE_SECONDS,
+        "ATELIER_OFFLINE": "1",  # never download weights, even on a machine that could
     }
     if database_url:
         env["ATELIER_DATABASE_URL"] = database_url
@@ -107,7 +108,7 @@ def pg_stack(tmp_path_factory, redis_server, pg_server):
 @pytest.fixture
 def cli_env(tmp_path):
     """A private SQLite store with no worker, for CLI tests that never enqueue."""
-    return {"ATELIER_HOME": str(tmp_path / "home"), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0"}
+    return {"ATELIER_HOME": str(tmp_path / "home"), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0", "ATELIER_OFFLINE": "1"}
 
 
 def unique(prefix: str) -> str:
