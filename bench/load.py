@@ -154,7 +154,7 @@ def main() -> int:
 
     procs = start_workers(env, args.workers, home)
     try:
-        clf = lab.json("train", "--dataset", "art", "--arch", "baseline-cnn", "--epochs", "1", "--image-size", "32",
+        clf = lab.json("train", "--dataset", "art", "--arch", "baseline-cnn", "--weights", "random", "--epochs", "1", "--image-size", "32",
                        "--batch-size", "32", "--augment", "none")
         wait_job(lab, clf["job"])
 
@@ -162,9 +162,9 @@ def main() -> int:
         t0 = time.perf_counter()
         batch = lab.json("stylize", "--dataset", "art", "--classifier", str(clf["run"]), "--pairs", str(home / "pairs.csv"),
                          "--style-weight", "1e3", "--steps", "1", "--size", "16", "--optimizer", "adam",
-                         "--chunk", str(chunk), "--device-batch", "64")
+                         "--chunk", str(chunk), "--device-batch", "64", "--vgg-weights", "random")
         t1 = time.perf_counter()
-        sweep = lab.json("grid", "--dataset", "art", "--arch", "baseline-cnn", "--mode", "feature-extract",
+        sweep = lab.json("grid", "--dataset", "art", "--arch", "baseline-cnn", "--weights", "random", "--mode", "feature-extract",
                          "--image-size", "32", "--dense1", f"1:1:{args.cells}", "--epochs", "1", "--batch-size", "32")
         t2 = time.perf_counter()
         submit = t2 - t0

@@ -120,8 +120,8 @@ def final_losses(images, content, style, vgg, cfg, batch: int) -> torch.Tensor:
         x, c, s = (t[part].to(device) for t in (images, content, style))
         f, fc, fs = vgg(x), vgg(c), vgg(s)
         grams = {n: gram_matrix(fs[n]) for n in STYLE_LAYERS}
-        out.append((cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER])
-                    + cfg.style_weight * style_loss(f, grams)).cpu())
+        out.append((cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER], cfg.loss)
+                    + cfg.style_weight * style_loss(f, grams, cfg.loss)).cpu())
     return torch.cat(out)
 
 
@@ -138,15 +138,16 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16, help="pairs per stylize_batch call")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--vgg", default="vgg19", choices=("vgg19", "vgg16"))
-    p.add_argument("--vgg-weights", default=None, help="'imagenet' (torch cache) or a file; random init if unset")
+    p.add_argument("--vgg-weights", default=None, help="a VGG features file (torchvision names); random init if unset")
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"), help="atelier's optimiser")
     p.add_argument("--style-weight", type=float, default=1e5)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
+    # The tutorial's objective on both sides, so the comparison is of optimisers and batching only.
     cfg = StyleConfig(vgg=args.vgg, style_weight=args.style_weight, steps=args.steps, optimizer=args.optimizer,
-                      init="content", seed=args.seed)
+                      init="content", pool="max", loss="tutorial", seed=args.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per size: let cuDNN pick its fastest kernels
         name = torch.cuda.get_device_name(device)
@@ -155,7 +156,8 @@ def main() -> None:
     else:
         name, precision = f"cpu ({torch.get_num_threads()} threads)", "both fp32"
     torch.manual_seed(args.seed)
-    vgg, weights = build_vgg(args.vgg, args.vgg_weights, device)
+    vgg = build_vgg(args.vgg, args.vgg_weights, device, pool="max")  # the tutorial's network: max pooling
+    weights = args.vgg_weights or "random init"
     print(f"device {name}; {args.vgg} ({weights}); {args.pairs} pairs, {args.steps} steps, batch {args.batch}, "
           f"beta {args.style_weight:g}; {precision}")
 

@@ -116,6 +116,8 @@ class Sweep(Base):
     spec: Mapped[dict[str, Any]]  # the axes and fixed options as submitted
     spec_hash: Mapped[str] = mapped_column(String(64), index=True)
     finetune_top: Mapped[int] = mapped_column(default=0)  # fine-tune the K best cells when all are done
+    # The validation metric that ranks the cells (grid_leaderboard, fine-tune follow-ups): macro_f1 | top1 | top2.
+    metric: Mapped[str] = mapped_column(String(16), default="macro_f1", server_default="macro_f1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

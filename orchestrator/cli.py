@@ -14,6 +14,7 @@ import click
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, stylize, train, worker
+from orchestrator.commands import weights
 from orchestrator.lab import Lab
 from orchestrator.settings import Settings
 from worker.ml.errors import ConfigError, one_line
@@ -45,7 +46,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (db, dataset, train, grid, stylize, worker, status, results, query, broker, flower, demo):
+for module in (db, dataset, train, grid, stylize, worker, status, results, query, broker, flower, demo, weights):
     for command in module.COMMANDS:
         cli.add_command(command)
 

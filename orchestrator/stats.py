@@ -11,6 +11,7 @@ Brown, Cai & DasGupta 2001).
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from worker.ml.errors import ConfigError
@@ -73,3 +74,50 @@ def three_way_split(counts: dict[str, int]) -> dict[str, dict[str, float | int]]
         low, high = wilson_interval(k[outcome], n)
         result[outcome] = {"count": k[outcome], "n": n, "rate": k[outcome] / n if n else 0.0, "low": low, "high": high}
     return result
+
+
+def chance_levels(k: int) -> dict[str, float]:
+    """What a classifier guessing uniformly among ``k`` artists scores: content 1/K, style 1/K, other (K-2)/K."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+        raise ConfigError(f"chance levels need at least 2 artists, got {k!r}")
+    return {"content": 1 / k, "style": 1 / k, "other": (k - 2) / k}
+
+
+def cluster_bootstrap(outcomes: Sequence[str], clusters: Sequence[Hashable], resamples: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile interval of each outcome's rate, resampling whole clusters with replacement.
+
+    In a style batch one content image recurs across many pairs (and doses), so its
+    stylizations are not independent trials: a classifier that finds one Monet easy
+    names "Monet" for every pair built on it. Resampling content images, not
+    stylizations (Davison & Hinkley 1997, sec. 3.8), keeps that dependence; each
+    resample's rate is its hits over its stylizations, so clusters weigh by size as in
+    the data. Seeded: the same rows, resamples and seed give the same interval.
+    With no rows every interval is (0.0, 1.0); with one cluster it is the point estimate.
+    """
+    import numpy as np  # numpy only when an interval is asked for: the CLI's start-up stays lean
+
+    if len(outcomes) != len(clusters):
+        raise ConfigError(f"{len(outcomes)} outcomes but {len(clusters)} cluster keys")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive int, got {resamples!r}")
+    if not 0 < level < 1:
+        raise ConfigError(f"level must be in (0, 1), got {level!r}")
+    unknown = sorted(set(outcomes) - set(OUTCOMES), key=str)
+    if unknown:
+        raise ConfigError(f"unknown outcome(s) {', '.join(map(repr, unknown))}; expected {', '.join(OUTCOMES)}")
+    if not outcomes:
+        return {o: (0.0, 1.0) for o in OUTCOMES}
+    index = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+    hits = np.zeros((len(index), len(OUTCOMES)))  # (clusters, outcomes)
+    for outcome, cluster in zip(outcomes, clusters):
+        hits[index[cluster], OUTCOMES.index(outcome)] += 1
+    sizes = hits.sum(1)  # (clusters,)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(index), size=(resamples, len(index)))  # each row: one resample of clusters
+    times = np.zeros((resamples, len(index)))
+    np.add.at(times, (np.arange(resamples)[:, None], draws), 1)  # how often each cluster was drawn
+    rates = (times @ hits) / (times @ sizes)[:, None]  # (resamples, outcomes)
+    tail = (1 - level) / 2
+    low, high = np.quantile(rates, [tail, 1 - tail], axis=0)
+    return {o: (float(low[i]), float(high[i])) for i, o in enumerate(OUTCOMES)}

@@ -82,6 +82,7 @@ def make_stack(root: Path, redis_url: str, database_url: str | None = None) -> S
         "ATELIER_BROKER_URL": redis_url,
         "ATELIER_LEASE_SECONDS": LEASE_SECONDS,
         "ATELIER_OFFLINE": "1",  # never download weights, even on a machine that could
+        "TORCH_HOME": str(root / "torch"),  # an empty torch cache: ImageNet weights only where a test puts them
     }
     if database_url:
         env["ATELIER_DATABASE_URL"] = database_url
@@ -108,7 +109,8 @@ def pg_stack(tmp_path_factory, redis_server, pg_server):
 @pytest.fixture
 def cli_env(tmp_path):
     """A private SQLite store with no worker, for CLI tests that never enqueue."""
-    return {"ATELIER_HOME": str(tmp_path / "home"), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0", "ATELIER_OFFLINE": "1"}
+    return {"ATELIER_HOME": str(tmp_path / "home"), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0", "ATELIER_OFFLINE": "1",
+            "TORCH_HOME": str(tmp_path / "torch")}
 
 
 def unique(prefix: str) -> str:

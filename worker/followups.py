@@ -61,6 +61,14 @@ def start_finetune_followups(settings: Settings, celery: Celery, sessions, sweep
         log.info("sweep %s: fine-tuning the %d best cells", sweep_id, len(created))
 
 
+def rank_cells(cells: list[tuple[SweepCell, Run]], metric: str) -> list[tuple[SweepCell, Run]]:
+    """Best first by the sweep's validation ``metric`` (as grid_leaderboard ranks), ties by cell index;
+    cells without a value are left out."""
+    column = f"best_val_{metric}"
+    done = [(c, r) for c, r in cells if getattr(r, column) is not None]
+    return sorted(done, key=lambda cr: (-getattr(cr[1], column), cr[0].cell_index))
+
+
 def _create_finetune_jobs(settings: Settings, sessions, sweep_id: str) -> list[Job]:
     with sessions.begin() as session:
         sweep = session.get(Sweep, sweep_id)
@@ -72,16 +80,21 @@ def _create_finetune_jobs(settings: Settings, sessions, sweep_id: str) -> list[J
         ).all()
         if any(c.stage == "finetune" for c, _, _ in cells) or any(s not in FINISHED_STATES for _, s, _ in cells):
             return []
-        done = [(c, r) for c, s, r in cells if s == "succeeded" and r.best_val_macro_f1 is not None]
-        best = sorted(done, key=lambda cr: -cr[1].best_val_macro_f1)[: sweep.finetune_top]
+        best = rank_cells([(c, r) for c, s, r in cells if s == "succeeded"], sweep.metric)[: sweep.finetune_top]
         created = []
         for cell, run in best:
-            config = {**run.config, "mode": "fine-tune", "lr": run.config["lr"] * sweep.spec.get("finetune_lr_scale", 0.1)}
+            # End to end on images: augmented on the fly, so no stored feature views (views 1).
+            config = {**run.config, "mode": "fine-tune", "lr": run.config["lr"] * sweep.spec.get("finetune_lr_scale", 0.1),
+                      "views": 1, "features_seed": 0}
             params = {"dataset": sweep.spec["dataset"], "dataset_id": sweep.dataset_id, "arch": sweep.arch,
                       "config": config, "init_head": run.checkpoint_path, "cell": cell.cell_index}
+            cell_params = session.get(Job, run.job_id).params
+            if "weights" in cell_params:  # the backbone starts from the weights the cell's features came from
+                params["weights"] = cell_params["weights"]
             job = jobs.create_job(session, "train", params, max_attempts=settings.max_attempts)
             job.group_id = sweep_id
-            new_run = Run(job_id=job.id, dataset_id=sweep.dataset_id, arch=sweep.arch, config=config)
+            new_run = Run(job_id=job.id, dataset_id=sweep.dataset_id, arch=sweep.arch, config=config,
+                          weights=run.weights, weights_sha256=run.weights_sha256)
             session.add(new_run)
             session.flush()
             job.params = {**params, "run_id": new_run.id}

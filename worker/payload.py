@@ -31,7 +31,7 @@ LIMITS = {
     "num_classes": (2, 100_000), "epochs": (1, 100_000), "batch_size": (1, 65_536), "image_size": (8, 8192),
     "plateau_patience": (0, 100_000), "early_stop_patience": (0, 100_000), "head_epochs": (0, 100_000),
     "finetune_epochs": (0, 100_000), "seed": (0, BIG), "steps": (1, 1_000_000), "size": (16, 8192),
-    "history": (1, 1000),
+    "history": (1, 1000), "views": (1, 256), "features_seed": (0, BIG),
 }
 TEXT = {"type": "string", "maxLength": 4096}
 ID = {"type": "integer", "minimum": 1, "maximum": BIG}
@@ -39,6 +39,14 @@ COUNT = {"type": "integer", "minimum": 0, "maximum": BIG}
 ARTIFACT = {"type": "string", "minLength": 1, "maxLength": 1024}  # where it may point is checked separately
 # A batch id becomes a folder name: no separators, no dots, nothing to escape.
 SAFE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+# worker.weights_store.WeightsRecord: what a backbone starts from (null: random init, from rows older than it).
+WEIGHTS = {"anyOf": [{"type": "null"}, {
+    "type": "object", "additionalProperties": False, "required": ["name", "sha256", "path"],
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                   "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]},
+                   "path": {"anyOf": [{"type": "null"}, ARTIFACT]}}}]}
+# Params keys holding a WeightsRecord, whose path must stay under the artifacts root too.
+WEIGHTS_KEYS = ("weights", "vgg_weights")
 
 
 def _field_schema(name: str, hint: Any) -> dict:
@@ -80,16 +88,22 @@ PAIR = _job({"content": ID, "style": ID, "style_weight": {"type": "number", "min
              "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
             ["content", "style", "style_weight", "seed", "hash"])
 
+# The mean-activation normalisation of a batch's VGG: a content key and the images it is measured on.
+VGG_NORM = {"anyOf": [{"type": "null"}, _job({"key": {"type": "string", "pattern": "^[0-9a-f]{16,64}$"},
+                                              "images": {"type": "array", "minItems": 1, "maxItems": 4096,
+                                                         "items": ID}}, ["key", "images"])]}
+
 SCHEMAS = {
     "train": _job({"dataset": TEXT, "dataset_id": ID, "run_id": ID, "arch": TEXT, "cell": COUNT,
-                   "config": dataclass_schema(TrainConfig), "features": ARTIFACT, "init_head": ARTIFACT},
+                   "config": dataclass_schema(TrainConfig), "features": ARTIFACT, "init_head": ARTIFACT,
+                   "weights": WEIGHTS},
                   ["dataset_id", "run_id", "config"]),
     "features": _job({"dataset_id": ID, "arch": TEXT, "image_size": {**_field_schema("image_size", int)},
                       "augment": TEXT, "views": {"type": "integer", "minimum": 1, "maximum": 256},
-                      "weights": {"anyOf": [TEXT, {"type": "null"}]}, "seed": COUNT, "output": ARTIFACT},
+                      "weights": WEIGHTS, "seed": COUNT, "output": ARTIFACT},
                      ["dataset_id", "arch", "image_size", "augment", "views", "output"]),
     "stylize": _job({"batch_id": SAFE_NAME, "classifier_run_id": ID, "style": dataclass_schema(StyleConfig),
-                     "vgg_weights": {"anyOf": [TEXT, {"type": "null"}]},
+                     "vgg_weights": WEIGHTS, "vgg_norm": VGG_NORM,
                      "pairs": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": PAIR},
                      "device_batch": {"type": "integer", "minimum": 1, "maximum": 4096}, "chunk": COUNT,
                      "dataset": TEXT},
@@ -111,6 +125,9 @@ def check_params(kind: str, params: Any, artifacts: Path) -> None:
     for key in ARTIFACT_KEYS:
         if key in params:
             artifact_path(artifacts, params[key])
+    for key in WEIGHTS_KEYS:
+        if isinstance(params.get(key), dict) and params[key].get("path") is not None:
+            artifact_path(artifacts, params[key]["path"])
 
 
 def _short(text: str, limit: int = 200) -> str:

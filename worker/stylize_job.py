@@ -1,13 +1,21 @@
-"""The `stylize` job: one chunk of (content, style) pairs, stylized and classified.
+"""The `stylize` job: one chunk of (content, style) pairs, stylized, classified, with matched controls.
 
-Loads the VGG and the classifier once, stylizes the chunk in device batches of
-pairs of the same shape, saves each result as PNG, classifies it, and writes one
-`stylizations` row per pair (idempotently, keyed by the pair's hash). The
-unstylized content and style images are classified too.
+Every picture the classifier sees takes one path: the painting resized to the
+batch's long side (Lanczos, 8-bit), then, for stylized works, the optimised
+image rounded to 8 bits; each is saved as PNG (lossless) and classified through
+the run's own evaluation path (``worker.ml.classify``). The unstylized content
+and style images of a chunk are classified on that same path (a beta = 0 null
+control) into ``style_controls``, never into the run's test predictions; a
+stylization differs from its control only in the optimisation.
+
+Pairs with any mix of style weights share a device batch (losses are per pair).
+Rows are written per device batch, idempotently (keyed by the pair's hash), so a
+retried chunk redoes only the batch in flight.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,46 +23,26 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy import select
 
-from db.models import Dataset, Image, Prediction, Run, Stylization
+from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
 from db.upsert import upsert
 from worker.artifacts import artifact_path
 from worker.lifecycle import JobContext, require_row
-from worker.ml.errors import ConfigError
-from worker.ml.augment import make_augment
-from worker.ml.imageio import open_rgb, square_crop
-from worker.ml.models import build_model
+from worker.ml.checkpoint import atomic_save
+from worker.ml.classify import Classifier
 from worker.ml.config import StyleConfig, TrainConfig
-from worker.ml.style import StyleResult, build_vgg, from_pil, resize_long_side, stylize_batch, to_pil
+from worker.ml.errors import ConfigError
+from worker.ml.imageio import open_rgb
+from worker.ml.models import build_model
+from worker.ml.style import VGGFeatures, build_vgg, from_pil, mean_activation_scales, resize_long_side, stylize_batch, to_pil
 from worker.ml.train import pick_device
 from worker.oom import halve_batch
-
-
-class Classifier:
-    """A trained run's best checkpoint, answering with labels and top-3 probabilities."""
-
-    def __init__(self, run: Run, classes: list[str], artifacts: Path, device: torch.device):
-        cfg = TrainConfig(**{**run.config, "dense": tuple(run.config["dense"])})
-        self.model = build_model(cfg.model_config())
-        self.model.load_state_dict(load_file(str(artifact_path(artifacts, run.checkpoint_path))))
-        self.model.to(device).eval()
-        self.size, self.classes, self.device, self.run_id = cfg.image_size, classes, device, run.id
-        self.prepare = make_augment("none", cfg.image_size, train=False)
-
-    @torch.no_grad()
-    def __call__(self, images: list, batch: int = 64) -> list[list]:
-        """PIL images -> [[label, p], ...] top-3 per image, best first; ``batch`` images at a time."""
-        answers = []
-        for start in range(0, len(images), batch):
-            part = images[start:start + batch]
-            x = torch.stack([torch.from_numpy(square_crop(im, self.size)).permute(2, 0, 1) for im in part])
-            probs = self.model(self.prepare(x.to(self.device), None)).float().softmax(1)
-            p, i = probs.topk(min(3, probs.shape[1]), dim=1)
-            answers += [[[self.classes[k], round(v, 6)] for k, v in zip(ki, pi)] for ki, pi in zip(i.tolist(), p.tolist())]
-        return answers
+from worker.weights_store import WeightsRecord, local_file
 
 
 def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
-    """Whom the classifier named. A same-artist pair counts as `content` when named."""
+    """Whom the classifier named: content, style or other artist; a same-artist pair is its own outcome, `same`."""
+    if content_artist == style_artist:
+        return "same"
     if predicted == content_artist:
         return "content"
     if predicted == style_artist:
@@ -62,86 +50,140 @@ def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
     return "other"
 
 
+def load_classifier(session, run: Run, classes: list[str], artifacts: Path, device: torch.device) -> Classifier:
+    """A run's best checkpoint as a Classifier: a full run, or a grid cell's head on its features job's backbone."""
+    if not run.checkpoint_path:
+        raise ConfigError(f"classifier run {run.id} has no checkpoint (it has not finished an epoch)")
+    job = session.get(Job, run.job_id)
+    cfg = TrainConfig(**{**run.config, "dense": tuple(run.config["dense"])})
+    state = load_file(str(artifact_path(artifacts, run.checkpoint_path)))
+    if "features" not in job.params:
+        model = build_model(cfg.model_config())  # the checkpoint holds every weight, backbone included
+        model.load_state_dict(state)
+        return Classifier(model.to(device).eval(), cfg, classes, device)
+    # A feature-extract grid cell: its checkpoint is the head; the backbone is what its features job ran.
+    features_job = session.get(Job, job.depends_on) if job.depends_on else None
+    if features_job is None:
+        raise ConfigError(f"grid cell run {run.id} has lost its features job: its backbone is unknown")
+    weights = WeightsRecord.from_json(features_job.params.get("weights"))
+    torch.manual_seed(features_job.params.get("seed", 0))  # as the features job did: random init is rebuilt exactly
+    model = build_model(cfg.model_config(), local_file(artifacts, weights))
+    model.head.load_state_dict(state)
+    return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval())
+
+
+def style_vgg(ctx: JobContext, cfg: StyleConfig, device, pictures: dict[int, object]) -> VGGFeatures:
+    """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation.
+
+    The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
+    kept under the artifacts root, so every chunk of a batch, and every batch with that key, optimises
+    against the very same network.
+    """
+    p = ctx.params
+    torch.manual_seed(cfg.seed)  # random weights (only when asked for) are drawn from the style seed
+    vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, WeightsRecord.from_json(p["vgg_weights"])), device, cfg.pool)
+    norm = p.get("vgg_norm")
+    if norm:
+        path = ctx.artifact(Path("vgg-norm") / f"{norm['key']}.safetensors")
+        if path.is_file():
+            scales = load_file(str(path))
+        else:
+            ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm['images'])} images")
+            scales = mean_activation_scales(vgg, [from_pil(pictures[i]) for i in norm["images"]])
+            atomic_save(scales, path, {"vgg": cfg.vgg, "images": json.dumps(norm["images"]), "size": str(cfg.size)})
+        vgg.rescale(scales)
+    return vgg
+
+
 def run_stylize(ctx: JobContext) -> None:
     p = ctx.params
     cfg = StyleConfig(**p["style"])
     device = pick_device()
+    norm_ids = (p.get("vgg_norm") or {}).get("images", [])
     with ctx.sessions() as s:
         run = require_row(s, Run, p["classifier_run_id"], "classifier run")
-        if not run.checkpoint_path:
-            raise ConfigError(f"classifier run {run.id} has no checkpoint (it has not finished an epoch)")
         ds = s.get(Dataset, run.dataset_id)
-        ids = sorted({pair["content"] for pair in p["pairs"]} | {pair["style"] for pair in p["pairs"]})
-        rows = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(ids), Image.status == "ok"))}
-        if missing := [i for i in ids if i not in rows]:
+        classify = load_classifier(s, run, list(ds.classes), ctx.artifacts, device)
+        ids = sorted({q["content"] for q in p["pairs"]} | {q["style"] for q in p["pairs"]})
+        wanted = sorted(set(ids) | set(norm_ids))
+        rows = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == "ok"))}
+        if missing := [i for i in wanted if i not in rows]:
             raise ConfigError(f"pairs name {len(missing)} image(s) not in the store, e.g. {missing[0]}")
-        root, classes = Path(ds.root), list(ds.classes)
+        root = Path(ds.root)
         done = set(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q["hash"] for q in p["pairs"]]))))
+        controlled = set(s.scalars(select(StyleControl.image_id).where(
+            StyleControl.classifier_run_id == run.id, StyleControl.size == cfg.size, StyleControl.image_id.in_(ids))))
         s.expunge_all()
-    classify = Classifier(run, classes, ctx.artifacts, device)
-    torch.manual_seed(cfg.seed)
-    vgg, vgg_used = build_vgg(cfg.vgg, p.get("vgg_weights"), device)
-
-    originals = {i: open_rgb(root / rows[i].path) for i in ids}
-    # The unstylized images, so the analysis can tell classifier error from the effect of style.
-    answers = classify([originals[i] for i in ids], p["device_batch"])
-    with ctx.write() as s:
-        upsert(s, Prediction, [
-            {"run_id": run.id, "image_id": i, "label": rows[i].label, "predicted": a[0][0],
-             "correct": a[0][0] == rows[i].label, "top3": a} for i, a in zip(ids, answers)
-        ], keys=("run_id", "image_id"))
-
+    # The first step of every path: the painting at the batch's long side, 8-bit.
+    pictures = {i: resize_long_side(open_rgb(root / rows[i].path), cfg.size) for i in wanted}
+    write_controls(ctx, classify, run.id, cfg.size, pictures, rows, [i for i in ids if i not in controlled])
     todo = [q for q in p["pairs"] if q["hash"] not in done]  # a retried chunk skips finished pairs
+    if not todo:
+        return
+    vgg = style_vgg(ctx, cfg, device, pictures)
     buckets: dict[tuple, list] = defaultdict(list)
     for q in todo:
-        content = from_pil(resize_long_side(originals[q["content"]], cfg.size))
+        content = from_pil(pictures[q["content"]])
         buckets[tuple(content.shape)].append((q, content))
     try:
-        _stylize_chunk(ctx, cfg, classify, vgg, vgg_used, device, buckets, rows, originals, len(p["pairs"]) - len(todo))
+        _stylize_chunk(ctx, cfg, classify, vgg, device, buckets, rows, pictures, len(p["pairs"]) - len(todo))
     except torch.OutOfMemoryError as err:
         # Finished pairs are stored; the retry skips them and goes on with smaller device batches.
         raise halve_batch(p, ("device_batch",), err) or err from err
 
 
-def _stylize_chunk(ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, vgg_used: str, device, buckets, rows,
-                   originals, finished: int) -> None:
-    p, run_id = ctx.params, classify.run_id
+def write_controls(ctx: JobContext, classify: Classifier, run_id: int, size: int, pictures, rows, ids: list[int]) -> None:
+    """Classify the unstylized pictures on the stylized works' path and store them as controls (PNG + row)."""
+    if not ids:
+        return
+    answers = classify([pictures[i] for i in ids])
+    out = []
+    for i, a in zip(ids, answers):
+        rel = Path("controls") / f"run-{run_id}" / str(size) / f"{i}.png"
+        path = ctx.artifact(rel)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pictures[i].save(path)
+        out.append({"classifier_run_id": run_id, "image_id": i, "size": size, "label": rows[i].label,
+                    "predicted": a[0][0], "correct": a[0][0] == rows[i].label, "top3": a, "image_path": rel.as_posix()})
+    with ctx.write() as s:
+        upsert(s, StyleControl, out, keys=("classifier_run_id", "image_id", "size"))
+
+
+def _stylize_chunk(ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures,
+                   finished: int) -> None:
+    p = ctx.params
+    vgg_record = WeightsRecord.from_json(p["vgg_weights"])
+    norm_key = (p.get("vgg_norm") or {}).get("key", "none")
     for shape, items in buckets.items():
         for start in range(0, len(items), p["device_batch"]):
             part = items[start:start + p["device_batch"]]
             content = torch.stack([c for _, c in part])
-            style = torch.stack([from_pil(originals[q["style"]].resize((shape[2], shape[1]))) for q, _ in part])
-            pair_cfg = [StyleConfig(**{**p["style"], "style_weight": q["style_weight"]}) for q, _ in part]
-            result = _stylize_by_weight(content, style, pair_cfg, vgg, [q["seed"] for q, _ in part], device)
-            pictures = [to_pil(img) for img in result.images]
-            answers = classify(pictures, p["device_batch"])
+            styles = [from_pil(pictures[q["style"]]) for q, _ in part]  # each at its own aspect, never stretched
+            result = stylize_batch(content, styles, cfg, vgg, device, pair_seeds=[q["seed"] for q, _ in part],
+                                   style_weights=[q["style_weight"] for q, _ in part])
+            works = [to_pil(img) for img in result.images]
+            answers = classify(works)
             out_rows = []
-            for (q, _), pic, ans, c_loss, s_loss in zip(part, pictures, answers, result.content_loss, result.style_loss):
+            for k, ((q, _), work, ans) in enumerate(zip(part, works, answers)):
                 rel = Path("stylized") / p["batch_id"] / f"{q['hash'][:16]}.png"
                 path = ctx.artifact(rel)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                pic.save(path)
+                work.save(path)
                 c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
+                ratio = float(result.loss_ratio[k])
                 out_rows.append({
                     "pair_hash": q["hash"], "batch_id": p["batch_id"], "job_id": ctx.job_id,
                     "content_image_id": q["content"], "content_artist": c_art, "style_image_id": q["style"],
                     "style_artist": s_art, "content_weight": cfg.content_weight, "style_weight": q["style_weight"],
-                    "steps": cfg.steps, "size": cfg.size, "optimizer": cfg.optimizer, "vgg_weights": vgg_used,
-                    "content_loss": float(c_loss), "style_loss": float(s_loss), "classifier_run_id": run_id,
-                    "predicted": ans[0][0], "top3": ans, "outcome": outcome(ans[0][0], c_art, s_art), "image_path": rel.as_posix(),
+                    "steps": cfg.steps, "size": cfg.size, "optimizer": cfg.optimizer, "init": cfg.init,
+                    "pool": cfg.pool, "loss": cfg.loss, "seed": q["seed"], "tv_weight": cfg.tv_weight,
+                    "vgg_weights": vgg_record.name, "vgg_weights_sha256": vgg_record.sha256, "vgg_norm": norm_key,
+                    "content_loss": float(result.content_loss[k]), "style_loss": float(result.style_loss[k]),
+                    "loss_ratio": ratio if ratio != float("inf") else None, "classifier_run_id": p["classifier_run_id"],
+                    "predicted": ans[0][0], "top3": ans, "outcome": outcome(ans[0][0], c_art, s_art),
+                    "image_path": rel.as_posix(),
                 })
             with ctx.write() as s:
                 upsert(s, Stylization, out_rows, keys=("pair_hash",))
             finished += len(part)
             ctx.progress(finished / len(p["pairs"]), f"{finished}/{len(p['pairs'])} pairs")
-
-
-def _stylize_by_weight(content, style, cfgs: list[StyleConfig], vgg, seeds, device):
-    """One optimisation per distinct style weight present in the device batch (weights are per run, not per pair)."""
-    images = torch.empty_like(content)
-    c_loss, s_loss, total = (torch.empty(len(cfgs)) for _ in range(3))
-    for weight in sorted({c.style_weight for c in cfgs}):
-        idx = [i for i, c in enumerate(cfgs) if c.style_weight == weight]
-        r = stylize_batch(content[idx], style[idx], cfgs[idx[0]], vgg, pair_seeds=[seeds[i] for i in idx], device=device)
-        images[idx], c_loss[idx], s_loss[idx], total[idx] = r.images, r.content_loss, r.style_loss, r.total_loss
-    return StyleResult(images, c_loss, s_loss, total)

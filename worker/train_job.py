@@ -23,8 +23,10 @@ from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
 from worker.ml.models import build_head, build_model
 from worker.ml.config import TrainConfig
+from worker.ml.errors import ConfigError
 from worker.ml.train import EpochResult, Split, Trainer, evaluate, fit, pick_device
 from worker.oom import halve_batch
+from worker.weights_store import job_record, local_file
 
 
 @dataclass
@@ -74,6 +76,7 @@ class Inputs:
     model: torch.nn.Module | None = None  # None: the classifier built from the config
     train_transform: object = None
     eval_transform: object = None
+    weights_file: Path | None = None  # the backbone's starting weights for that classifier (None: random init)
 
 
 def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
@@ -84,10 +87,13 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     images = cached_images(cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths,
                            keys, cfg.image_size)
     model = None
+    weights_file = local_file(ctx.artifacts, job_record(ctx.params))  # sha256 checked against the job's record
     if "init_head" in ctx.params:  # a sweep's fine-tune follow-up starts from the cell's trained head
-        model = build_model(cfg.model_config())
+        torch.manual_seed(cfg.seed)  # fit seeds the models it builds; this one is built here
+        model = build_model(cfg.model_config(), weights_file)
         model.head.load_state_dict(load_file(str(ctx.artifact(ctx.params["init_head"]))))
-    return Inputs(data.classes, splits_of(data, images), [i for i, s in zip(data.ids, data.splits) if s == "test"], model)
+    return Inputs(data.classes, splits_of(data, images), [i for i, s in zip(data.ids, data.splits) if s == "test"], model,
+                  weights_file=weights_file)
 
 
 def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
@@ -95,7 +101,11 @@ def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     with safe_open(str(ctx.artifact(ctx.params["features"])), framework="pt") as f:
         t = {k: f.get_tensor(k) for k in f.keys()}
         classes = json.loads(f.metadata()["classes"])
+    stored = t["train_features"].shape[1]  # (N, V, C, H, W)
+    if "views" in ctx.params["config"] and stored != cfg.views:  # rows from before views were recorded lack it
+        raise ConfigError(f"the cell's config says {cfg.views} feature views, its features file holds {stored}")
     splits = {s: Split(t[f"{s}_features"], t[f"{s}_labels"]) for s in ("train", "val", "test")}
+    torch.manual_seed(cfg.seed)  # the head's initial weights follow the cell's seed, not the worker's history
     head = build_head(cfg.model_config(), tuple(t["train_features"].shape[2:]))
     return Inputs(classes, splits, t["test_ids"].tolist(), head, random_view, plain_view)
 
@@ -144,7 +154,8 @@ def run_train(ctx: JobContext) -> None:
     device = pick_device()
     try:
         model, _ = fit(cfg, inputs.splits["train"], inputs.splits["val"], on_epoch, device=device, resume=resume,
-                       model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform)
+                       model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
+                       weights_file=inputs.weights_file)
     except torch.OutOfMemoryError as err:
         again = halve_batch(ctx.params, ("config", "batch_size"), err)
         if again is None:

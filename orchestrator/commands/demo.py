@@ -1,4 +1,10 @@
-"""`atelier demo`: the whole loop from nothing, on this machine."""
+"""`atelier demo`: the whole study from nothing, on this machine, in a few minutes on a CPU.
+
+A synthetic dataset, a classifier, a small cross-artist style batch over two doses, and the
+attribution table with the SQL behind it. ImageNet weights are used when they are on record
+or in the torch cache; otherwise the demo says so and uses random init (a demo of the
+machinery, not a finding). What the demo starts (a worker, the embedded Redis) it stops.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,36 @@ from sqlalchemy import select
 
 from db.models import Dataset
 from db.readonly import run_query
+from orchestrator import broker
+from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
+from orchestrator.commands.stylize import stylize_cmd
 from orchestrator.commands.train import submit_train
 from orchestrator.commands.wait import wait_for_jobs
+from worker import weights_store
+from worker.ml.errors import ConfigError
 
 METRICS_SQL = (
     "SELECT epoch, phase, round(loss, 4) AS loss, round(top1, 3) AS top1, round(top2, 3) AS top2, "
     "round(macro_f1, 3) AS macro_f1, lr FROM epoch_metrics WHERE run_id = {run} ORDER BY epoch, phase"
 )
+ATTRIBUTION_SQL = ("SELECT style_weight, stylizations, pairs, content_rate, style_rate, other_rate FROM ("
+                   "SELECT style_weight, n AS stylizations, pairs, round(content_rate, 3) AS content_rate, "
+                   "round(style_rate, 3) AS style_rate, round(other_rate, 3) AS other_rate FROM attribution_by_weight "
+                   "WHERE batch_id = '{batch}') ORDER BY style_weight")
+
+
+def weights_or_random(lab, arch: str) -> str:
+    """``imagenet`` when this machine has it on record or cached; else ``random``, said out loud."""
+    with lab.sessions.begin() as s:
+        try:
+            weights_store.resolve(s, lab.settings.artifacts, arch, weights_store.IMAGENET, offline=True)
+            return weights_store.IMAGENET
+        except ConfigError:
+            console.print(f"[yellow]no ImageNet weights for {arch} on record or cached: the demo uses random init "
+                          f"(`atelier weights import FILE --arch {arch}` to use real ones)[/]")
+            return weights_store.RANDOM
 
 
 @click.command("demo")
@@ -26,10 +53,14 @@ METRICS_SQL = (
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--image-size", type=click.IntRange(16), default=64, show_default=True)
 @click.option("--per-artist", type=click.IntRange(3), default=40, show_default=True)
+@click.option("--style-size", type=click.IntRange(16), default=48, show_default=True, help="Long side of stylized works.")
+@click.option("--style-steps", type=click.IntRange(1), default=40, show_default=True)
+@click.option("--style-weight", default="0,1e3", show_default=True, help="The two doses (beta) of the style batch.")
 @click.pass_context
-def demo_cmd(ctx, arch, epochs, image_size, per_artist) -> None:
-    """Broker, one local worker, a synthetic 6-artist dataset, a small classifier, its metrics."""
+def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps, style_weight) -> None:
+    """Broker, one local worker, a synthetic 6-artist dataset, a classifier, a style batch, the attribution table."""
     lab = ctx.obj
+    started_broker = lab.settings.embedded_broker and not broker.ping(lab.settings)
     lab.celery()  # starts the embedded broker when none is configured
     with lab.sessions() as s:
         exists = s.scalar(select(Dataset.id).where(Dataset.name == "demo")) is not None
@@ -41,20 +72,40 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist) -> None:
     with log.open("ab") as out:
         worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=out, stderr=subprocess.STDOUT)
     try:
+        weights = weights_or_random(lab, arch)
         job_id, run_id = submit_train(lab, "demo", dict(
-            arch=arch, epochs=epochs, batch_size=32, lr=1e-3, image_size=image_size, augment="crop-flip",
+            arch=arch, epochs=epochs, batch_size=32, lr=1e-3, image_size=image_size, augment="crop-flip", weights=weights,
         ))
-        console.print(f"training run {run_id} (job {job_id})")
+        console.print(f"training run {run_id} (job {job_id}), {arch} from {weights} weights")
         wait_for_jobs(lab, [job_id])
+        sql = METRICS_SQL.format(run=run_id)
+        result = run_query(lab.settings.database_url, sql)
+        console.print(table(f"run {run_id}: metrics per epoch", result.columns, result.rows))
+        console.print(f'  atelier query "{sql}"', highlight=False)
+
+        vgg_weights = weights_or_random(lab, "vgg19")
+        console.print(f"stylizing one pair per (style artist, content artist) at beta = {style_weight}")
+        batch = ctx.invoke(stylize_cmd, dataset_name="demo", classifier_run=run_id, pairs_spec="cross-artist",
+                           per_cell=1, split="test", style_weight=style_weight, content_weight=1.0, tv_weight=0.0,
+                           steps=style_steps, size=style_size, optimizer="lbfgs", init="noise", pool="avg",
+                           loss="gatys", vgg="vgg19", vgg_weights=vgg_weights, norm_images=16, chunk=30,
+                           device_batch=30, seed=0, as_json=False, wait=True)
+        ctx.invoke(attribution_cmd, batch_ref=batch, by="style-weight", condition="both", resamples=2000, seed=0,
+                   plot_dir=None, fmt="table")
+        sql = ATTRIBUTION_SQL.format(batch=batch)
+        result = run_query(lab.settings.database_url, sql)
+        console.print(table("the same counts from the view", result.columns, result.rows))
+        console.print(f'  atelier query "{sql}"', highlight=False)
+        console.print("  atelier results runs; atelier results attribution BATCH --by pair --plot DIR")
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-    sql = METRICS_SQL.format(run=run_id)
-    result = run_query(lab.settings.database_url, sql)
-    console.print(table(f"run {run_id}: metrics per epoch", result.columns, result.rows))
-    console.print("Query them yourself:")
-    console.print(f'  atelier query "{sql}"')
-    console.print("  atelier results runs")
+        if started_broker:
+            broker.stop(lab.settings)
+            console.print("stopped the local worker and the embedded Redis the demo started")
+        else:
+            console.print("stopped the local worker; the broker was already running and stays up "
+                          "(`atelier broker stop` stops an embedded one)")
 
 
 COMMANDS = [demo_cmd]

@@ -7,7 +7,7 @@ it and trains only its head on the stored maps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import click
 from sqlalchemy import select
@@ -18,10 +18,13 @@ from db.models import Job, Run, Sweep, SweepCell
 from orchestrator import enqueue
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.commands.dataset import get_dataset
+from orchestrator.commands.train import WEIGHTS_HELP, resolve_weights
 from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
+from worker import weights_store
 from worker.artifacts import features_path
-from worker.ml.config import ARCHS, METRICS, TrainConfig, default_image_size
+from worker.ml.config import ARCHS, METRICS, TrainConfig, check_feature_views, default_image_size
+from worker.ml.errors import ConfigError
 
 # Options that may take lists and ranges: (option name, type, default).
 AXES = {
@@ -37,6 +40,8 @@ AXES = {
     "augment": (str, "none"),
     "seed": (int, "0"),
 }
+# The features job draws the augmented views from this seed; every cell's config records it.
+FEATURES_SEED = 0
 
 
 @dataclass
@@ -47,13 +52,15 @@ class Cell:
 
 
 def cell_config(arch: str, num_classes: int, image_size: int, mode: str, metric: str, weights: str | None,
-                values: dict) -> TrainConfig:
+                values: dict, views: int = 1) -> TrainConfig:
     dense = tuple(d for d in (values.get("dense1"), values.get("dense2")) if d)
+    # A feature-extract cell trains on stored views; without augmentation the features job stores only view 0.
+    cached_views = views if mode == "feature-extract" and values["augment"] != "none" else 1
     return TrainConfig(
         arch=arch, num_classes=num_classes, epochs=values["epochs"], batch_size=values["batch_size"], lr=values["lr"],
         image_size=image_size, mode=mode, head=values["head"], dense=dense, dropout=values["dropout"], weights=weights,
         optimizer=values["optimizer"], weight_decay=values["weight_decay"], augment=values["augment"], metric=metric,
-        seed=values["seed"],
+        seed=values["seed"], views=cached_views, features_seed=FEATURES_SEED,
     )
 
 
@@ -76,9 +83,12 @@ def grid_options(f):
 @click.option("--mode", type=click.Choice(("feature-extract", "fine-tune")), default="feature-extract", show_default=True)
 @click.option("--image-size", type=click.IntRange(16), default=None)
 @click.option("--views", type=click.IntRange(1, 64), default=1, show_default=True,
-              help="feature-extract: augmented views cached per training image (view 0 is plain).")
-@click.option("--weights", default=None, help="'imagenet' or a weight file for the backbone.")
-@click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
+              help="feature-extract: views cached per training image (view 0 is plain); "
+                   "an --augment preset other than none needs at least 2.")
+@click.option("--weights", default=None, help=WEIGHTS_HELP)
+@click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True,
+              help="Validation metric each cell trains to (best checkpoint, plateau, early stop) and that ranks "
+                   "the cells: leaderboard, --finetune-top, heatmap.")
 @grid_options
 @click.option("--finetune-top", type=click.IntRange(0), default=0, show_default=True,
               help="When the cells are done, fine-tune the K best end to end.")
@@ -96,22 +106,26 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
             for name, text in axis_text.items() if text is not None}
     n = count(axes)
     check_max_cells(n, max_cells)
+    check_views(mode, axes.get("augment", ["none"]), views)
     image_size = image_size or default_image_size(arch)
+    weights = weights or weights_store.default_spec(arch)
     with lab.sessions() as s:
         ds = get_dataset(s, dataset_name)
         dataset_id, num_classes = ds.id, len(ds.classes)
     cells = []
     for i, values in enumerate(expand(axes)):
         values = {**{k: None for k in ("dense1", "dense2")}, **values}
-        cfg = cell_config(arch, num_classes, image_size, mode, metric, weights, values)
+        cfg = cell_config(arch, num_classes, image_size, mode, metric, weights, values, views)
         cfg.model_config().validate()
         cells.append(Cell(i, {k: v for k, v in values.items() if v is not None}, cfg))
     if dry_run:
         names = list(axes)
         console.print(table(f"{n} cells", ("cell", *names), [(c.index, *(c.values.get(k) for k in names)) for c in cells]))
         return
+    weights = resolve_weights(lab, arch, weights)  # before any row: unavailable weights fail here and leave none
+    cells = [replace(c, config=replace(c.config, weights=weights.name)) for c in cells]
     spec = {"dataset": dataset_name, "arch": arch, "mode": mode, "image_size": image_size, "views": views,
-            "weights": weights, "metric": metric, "axes": axes, "finetune_lr_scale": finetune_lr_scale}
+            "weights": weights.to_json(), "metric": metric, "axes": axes, "finetune_lr_scale": finetune_lr_scale}
     sweep_id, to_send, reused = submit_sweep(lab, dataset_id, arch, spec, cells, views, weights, finetune_top, force)
     if as_json:
         print_json({"sweep": sweep_id, "cells": n})
@@ -119,6 +133,15 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
         click.echo(f"sweep {sweep_id}: {n} cells queued ({reused} reused from earlier sweeps)")
     if wait:
         wait_for_group(lab, sweep_id, "sweep")
+
+
+def check_views(mode: str, augments: list[str], views: int) -> None:
+    """Refuse, before anything is written, a grid whose cells would not train on what they record."""
+    if mode == "feature-extract":
+        for augment in augments:
+            check_feature_views(augment, views)
+    elif views != 1:
+        raise ConfigError(f"--views applies to --mode feature-extract only: {mode} cells augment every batch on the fly")
 
 
 def _reusable(session, kind: str, params: dict) -> Job | None:
@@ -151,7 +174,7 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
     to_send: list[Job] = []
     with lab.sessions.begin() as s:
         sweep = Sweep(dataset_id=dataset_id, arch=arch, spec=spec, spec_hash=jobs.params_hash("sweep", spec),
-                      finetune_top=finetune_top)
+                      finetune_top=finetune_top, metric=spec["metric"])
         s.add(sweep)
         s.flush()
         features: dict[tuple, tuple[str | None, str]] = {}  # feature key -> (job id or None if done, file)
@@ -159,10 +182,10 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
         for cell in cells:
             cfg = cell.config
             params = {"dataset": spec["dataset"], "dataset_id": dataset_id, "arch": arch, "config": cfg.to_json(),
-                      "cell": cell.index}
+                      "cell": cell.index, "weights": weights.to_json()}
             depends_on = None
             if cfg.mode == "feature-extract":
-                key = (cfg.image_size, cfg.augment)
+                key = (cfg.image_size, cfg.augment, cfg.views, cfg.features_seed)
                 if key not in features:
                     features[key] = _features_job(s, sweep.id, dataset_id, arch, cfg, views, weights, force, to_send)
                 depends_on, params["features"] = features[key]
@@ -178,7 +201,8 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
                 continue
             job = jobs.new_job("train", params, max_attempts=lab.settings.max_attempts)
             job.group_id, job.depends_on = sweep.id, depends_on
-            created.append((cell, job, Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=params["config"])))
+            created.append((cell, job, Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=params["config"],
+                                              weights=weights.name, weights_sha256=weights.sha256)))
         s.add_all([job for _, job, _ in created])
         s.add_all([run for *_, run in created])
         s.flush()  # one batched INSERT per table; the runs get their ids
@@ -193,7 +217,7 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
 
 def _features_job(s, sweep_id, dataset_id, arch, cfg: TrainConfig, views, weights, force, to_send):
     params = {"dataset_id": dataset_id, "arch": arch, "image_size": cfg.image_size, "augment": cfg.augment,
-              "views": views if cfg.augment != "none" else 1, "weights": weights, "seed": 0}
+              "views": cfg.views, "weights": weights.to_json(), "seed": cfg.features_seed}
     output = features_path(jobs.params_hash("features", params)).as_posix()
     done = None if force else _reusable(s, "features", {**params, "output": output})
     if done is not None:

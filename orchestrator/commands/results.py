@@ -9,11 +9,14 @@ from sqlalchemy import select, text
 
 from pathlib import Path
 
-from db.models import Dataset, EpochMetric, Image, Job, Run
+from db.models import Dataset, EpochMetric, Job, Run, SweepCell
+from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, pass_lab, print_json, table
+from worker import weights_store
 from worker.ml.errors import ConfigError
 
-RUN_COLUMNS = ("run", "dataset", "arch", "mode", "status", "best epoch", "val top1", "val top2", "val F1", "test top1", "test F1")
+RUN_COLUMNS = ("run", "dataset", "arch", "mode", "weights", "weights sha256", "status", "best epoch", "val top1",
+               "val top2", "val F1", "test top1", "test F1")
 
 
 @click.group("results")
@@ -26,8 +29,21 @@ def run_rows(session, dataset: str | None = None) -> list[tuple]:
          .order_by(Run.id))
     if dataset:
         q = q.where(Dataset.name == dataset)
-    return [(r.id, name, r.arch, r.config.get("mode"), status, r.best_epoch, r.best_val_top1, r.best_val_top2,
-             r.best_val_macro_f1, r.test_top1, r.test_macro_f1) for r, name, status in session.execute(q)]
+    return [(r.id, name, r.arch, r.config.get("mode"), *run_weights(r), status, r.best_epoch, r.best_val_top1,
+             r.best_val_top2, r.best_val_macro_f1, r.test_top1, r.test_macro_f1) for r, name, status in session.execute(q)]
+
+
+def run_weights(run: Run) -> tuple[str, str | None]:
+    """(name, sha256) of what a run's backbone started from; runs older than the weights registry: their config's."""
+    return run.weights or run.config.get("weights") or weights_store.RANDOM, run.weights_sha256
+
+
+def warn_random(runs: list[tuple[int, str, str | None]], err: bool = False) -> None:
+    """One warning line for the (run id, arch, weights name) that started from random init where ImageNet exists."""
+    ids = [str(i) for i, arch, name in runs if weights_store.warns_random(arch, name)]
+    if ids:
+        shown = ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
+        click.echo(weights_store.random_warning(f"run {shown}" if len(ids) == 1 else f"runs {shown}"), err=err)
 
 
 @results_group.command("runs")
@@ -41,7 +57,8 @@ def runs_cmd(lab, dataset, as_json) -> None:
     if as_json:
         print_json([dict(zip(RUN_COLUMNS, r)) for r in rows])
     else:
-        console.print(table(None, RUN_COLUMNS, rows))
+        console.print(table(None, RUN_COLUMNS, [(*r[:5], r[5][:12] if r[5] else None, *r[6:]) for r in rows]))
+    warn_random([(r[0], r[2], r[4]) for r in rows], err=as_json)
 
 
 @results_group.command("run")
@@ -61,6 +78,9 @@ def run_cmd(lab, run_id, plot_dir) -> None:
                        macro_f1=e.macro_f1, lr=e.lr) for e in
                   s.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase))]
     console.print(f"[bold]run {run.id}[/] on {ds.name}: {run.arch}, job {job.id} {job.status}")
+    name, sha = run_weights(run)
+    console.print(f"weights: {weights_store.describe(name, sha)}", highlight=False)
+    warn_random([(run.id, run.arch, name)])
     console.print(table("configuration", ("option", "value"), sorted(run.config.items())))
     console.print(table("epochs", ("epoch", "phase", "stage", "loss", "top1", "top2", "macro F1", "lr"),
                         [tuple(e.values()) for e in epochs]))
@@ -82,19 +102,22 @@ def run_cmd(lab, run_id, plot_dir) -> None:
 
 
 GRID_COLUMNS = ("rank", "stage", "cell", "status", "run", "val F1", "val top1", "val top2", "test F1", "test top1")
+# A sweep's --metric: how it is spelled for people, and the GRID_COLUMNS column that holds it.
+METRIC_NAMES = {"macro_f1": "macro-F1", "top1": "top-1", "top2": "top-2"}
+METRIC_COLUMNS = {"macro_f1": "val F1", "top1": "val top1", "top2": "val top2"}
 
 
 @results_group.command("grid")
 @click.argument("sweep_ref")
 @click.option("--top", type=click.IntRange(1), default=None, help="Only the N best cells.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write a heatmap of validation F1 over two axes as PNG here.")
+              help="Write a heatmap of the sweep's validation --metric over two axes as PNG here.")
 @click.option("--x", "x_axis", default="dense1", show_default=True, help="Heatmap column axis.")
 @click.option("--y", "y_axis", default="dense2", show_default=True, help="Heatmap row axis.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_lab
 def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
-    """Cells of a sweep ranked by validation macro-F1 (the `grid_leaderboard` view)."""
+    """Cells of a sweep ranked by its validation --metric (the `grid_leaderboard` view)."""
     from orchestrator.commands.status import find_sweep
 
     with lab.sessions() as s:
@@ -104,96 +127,35 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
         rows = s.execute(text(
             "SELECT rank, stage, cell, status, run_id, val_macro_f1, val_top1, val_top2, test_macro_f1, test_top1 "
             "FROM grid_leaderboard WHERE sweep_id = :sid ORDER BY stage DESC, rank, cell_index"), {"sid": sweep.id}).all()
+        weights = {r.id: (r.arch, *run_weights(r)) for r in s.scalars(
+            select(Run).join(SweepCell, SweepCell.run_id == Run.id).where(SweepCell.sweep_id == sweep.id))}
     rows = [tuple(r) for r in rows]
     rows = [(r[0], r[1], r[2] if isinstance(r[2], dict) else json.loads(r[2]), *r[3:]) for r in rows]
     if top:
         rows = [r for r in rows if r[0] <= top]
     if as_json:
-        print_json([dict(zip(GRID_COLUMNS, r)) for r in rows])
+        print_json([{**dict(zip(GRID_COLUMNS, r)), "weights": weights.get(r[4], (None,) * 3)[1],
+                     "weights sha256": weights.get(r[4], (None,) * 3)[2]} for r in rows])
     else:
-        console.print(table(f"sweep {sweep.id}", GRID_COLUMNS,
+        console.print(table(f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}", GRID_COLUMNS,
                             [(r[0], r[1], " ".join(f"{k}={v}" for k, v in r[2].items()), *r[3:]) for r in rows]))
+        used = sorted({weights_store.describe(name, sha) for _, name, sha in weights.values()})
+        click.echo(f"weights: {', '.join(used) or '-'}")
+    warn_random([(run_id, arch, name) for run_id, (arch, name, _) in sorted(weights.items())], err=as_json)
     if plot_dir:
         from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
 
         plot_dir.mkdir(parents=True, exist_ok=True)
         grid_rows = [r for r in rows if r[1] == "grid"]
-        path = plots.grid_heatmap([(r[2], r[5]) for r in grid_rows], x_axis, y_axis,
-                                  plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png", f"sweep {sweep.id[:8]}: val macro-F1")
+        value = GRID_COLUMNS.index(METRIC_COLUMNS[sweep.metric])
+        path = plots.grid_heatmap([(r[2], r[value]) for r in grid_rows], x_axis, y_axis,
+                                  plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
+                                  f"sweep {sweep.id[:8]}: val {METRIC_NAMES[sweep.metric]}")
         click.echo(f"wrote {path}")
 
 
-@results_group.command("attribution")
-@click.argument("batch_ref")
-@click.option("--by", "by", type=click.Choice(("overall", "style-weight", "pair")), default="style-weight", show_default=True)
-@click.option("--all-pairs", is_flag=True, help="Include pairs whose unstylized content image was misclassified.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write the style-attribution heatmap, the dose-response curve and a contact sheet as PNG.")
-@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
-@pass_lab
-def attribution_cmd(lab, batch_ref, by, all_pairs, plot_dir, fmt) -> None:
-    """Whom the classifier names for stylized pairs: content / style / other, with Wilson 95% intervals."""
-    from db.models import StyleBatch
-
-    with lab.sessions() as s:
-        batches = s.scalars(select(StyleBatch).where(StyleBatch.id.startswith(batch_ref)).limit(2)).all()
-        if len(batches) != 1:
-            raise ConfigError(f"no style batch {batch_ref!r}" if not batches else f"batch prefix {batch_ref!r} is ambiguous")
-        batch = batches[0]
-        where = "batch_id = :b" + ("" if all_pairs else " AND content_correct")
-        pairs = [dict(r._mapping) for r in s.execute(text(f"SELECT * FROM attribution_pairs WHERE {where}"), {"b": batch.id})]
-    groups = {"overall": lambda p: ("all",), "style-weight": lambda p: (p["style_weight"],),
-              "pair": lambda p: (p["style_artist"], p["content_artist"])}[by]
-    keys = {"overall": ("pairs",), "style-weight": ("style weight",), "pair": ("style artist", "content artist")}[by]
-    rows = attribution_rows(pairs, groups)
-    columns = (*keys, "n", "content", "content 95% CI", "style", "style 95% CI", "other", "other 95% CI")
-    out = [(*k, n, *(x for o in OUTCOMES for x in (cells[o][0], f"{cells[o][1]:.2f} [{cells[o][2]:.2f}, {cells[o][3]:.2f}]")))
-           for k, n, cells in rows]
-    if fmt == "json":
-        print_json([dict(zip(columns, r)) for r in out])
-    elif fmt == "csv":
-        import csv
-        import sys
-
-        w = csv.writer(sys.stdout)
-        w.writerow(columns)
-        w.writerows(out)
-    else:
-        console.print(table(f"batch {batch.id}: {len(pairs)} pairs" + ("" if all_pairs else " (content image classified correctly)"),
-                            columns, out))
-    if plot_dir:
-        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
-
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        with lab.sessions() as s:
-            ds = s.get(Dataset, batch.dataset_id)
-            ids = {p["content_image_id"] for p in pairs[:8]} | {p["style_image_id"] for p in pairs[:8]}
-            originals = {i: Path(ds.root) / path for i, path in s.execute(select(Image.id, Image.path).where(Image.id.in_(ids)))}
-        for path in plots.attribution_plots(pairs, attribution_rows(pairs, lambda p: (p["style_weight"],)),
-                                            lab.settings.artifacts, originals, plot_dir, batch.id[:8]):
-            click.echo(f"wrote {path}")
-
-
-OUTCOMES = ("content", "style", "other")
-
-
-def attribution_rows(pairs: list[dict], key) -> list[tuple]:
-    """[(group key, n, {outcome: (count, rate, lo, hi)})] sorted by key; intervals are Wilson 95 %."""
-    from orchestrator.stats import wilson_interval
-
-    grouped: dict[tuple, list[dict]] = {}
-    for p in pairs:
-        grouped.setdefault(key(p), []).append(p)
-    rows = []
-    for k in sorted(grouped, key=lambda t: tuple(str(x) if not isinstance(x, float) else f"{x:020.6f}" for x in t)):
-        members = grouped[k]
-        n = len(members)
-        cells = {}
-        for outcome in OUTCOMES:
-            hits = sum(p["outcome"] == outcome for p in members)
-            cells[outcome] = (hits, hits / n, *wilson_interval(hits, n))
-        rows.append((k, n, cells))
-    return rows
+# The attribution analysis has its own module; it is a results subcommand like the others.
+results_group.add_command(attribution_cmd)
 
 
 COMMANDS = [results_group]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
 import click
 
@@ -12,6 +12,7 @@ from orchestrator import enqueue
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.wait import wait_for_jobs
+from worker import weights_store
 from worker.ml.config import ARCHS, HEADS, METRICS, MODES, PRESETS, TrainConfig, default_image_size
 from worker.ml.errors import ConfigError
 
@@ -28,26 +29,38 @@ def parse_dense(text: str | None) -> tuple[int, ...]:
     return sizes
 
 
+def resolve_weights(lab, arch: str, spec: str) -> weights_store.WeightsRecord:
+    """``--weights`` for ``arch`` as a record every worker can load (a copy or download is recorded and committed)."""
+    with lab.sessions.begin() as s:
+        return weights_store.resolve(s, lab.settings.artifacts, arch, spec, lab.settings.offline)
+
+
+WEIGHTS_HELP = ("'imagenet' (the default for archs with ImageNet weights: torchvision's file, from the store, the torch "
+                "cache or downloaded; offline, see `atelier weights import`), 'random' (explicit random init, warned "
+                "about in results; the default for baseline-cnn and logistic, which have no ImageNet weights), a name "
+                "from `atelier weights list`, or a weight file (.safetensors, .pt, .pth; imported on the fly).")
+
+
 def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
     """Validate, commit a job and its run row, then enqueue; returns (job id, run id)."""
     with lab.sessions() as s:
         ds = get_dataset(s, dataset_name)
         dataset_id, classes = ds.id, list(ds.classes)
     arch = cfg_fields["arch"]
-    weights = cfg_fields.get("weights")
-    if weights and weights != "imagenet":
-        # Workers read it from shared storage: store the absolute path, and fail now if it is missing.
-        path = Path(weights).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"weight file {weights} not found")
-        cfg_fields = {**cfg_fields, "weights": str(path)}
-    cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
+    spec = cfg_fields.get("weights") or weights_store.default_spec(arch)
+    cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "weights": None,
+                                                   "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
     cfg.model_config().validate()
+    # Before any job row: unavailable weights fail here, in one line, and leave nothing behind.
+    weights = resolve_weights(lab, arch, spec)
+    cfg = replace(cfg, weights=weights.name)
     celery = lab.celery()  # the broker must be reachable before anything is committed
     with lab.sessions.begin() as s:
         job = jobs.create_job(s, "train", {"dataset": dataset_name, "dataset_id": dataset_id, "arch": arch,
-                                           "config": cfg.to_json()}, max_attempts=lab.settings.max_attempts)
-        run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json())
+                                           "config": cfg.to_json(), "weights": weights.to_json()},
+                              max_attempts=lab.settings.max_attempts)
+        run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json(), weights=weights.name,
+                  weights_sha256=weights.sha256)
         s.add(run)
         s.flush()
         job.params = {**job.params, "run_id": run.id}
@@ -69,7 +82,7 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
 @click.option("--optimizer", type=click.Choice(("sgd", "adam", "rmsprop")), default="adam", show_default=True)
 @click.option("--augment", type=click.Choice(PRESETS), default="crop-flip", show_default=True)
 @click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
-@click.option("--weights", default=None, help="'imagenet' (from the local torch cache) or a weight file path.")
+@click.option("--weights", default=None, help=WEIGHTS_HELP)
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
 @click.option("--plateau-patience", type=click.IntRange(1), default=4, show_default=True,
               help="Epochs without improvement of --metric before the LR is cut.")

@@ -87,8 +87,8 @@ def test_corrupt_and_empty_files_are_recorded_and_skipped(cli_env, tmp_path):
 
 def test_duplicate_dataset_name_writes_nothing_twice(cli_env, tmp_path):
     for artist in ("a", "b"):
-        for i in range(3):
-            write_image(tmp_path / "art" / artist / f"{i}.png", (i * 50, 0, 0))
+        for i in range(3):  # other bytes per artist: the same file under two labels would be skipped
+            write_image(tmp_path / "art" / artist / f"{i}.png", (i * 50, ord(artist), 0))
     assert run(cli_env, "dataset", "add", "d", str(tmp_path / "art")).exit_code == 0
     assert_one_line_error(run(cli_env, "dataset", "add", "d", str(tmp_path / "art")), 1, "already exists")
     assert datasets(cli_env)[0]["images"] == 6
@@ -134,7 +134,10 @@ def synth(env, name="toy"):
     (["--arch", "resnet18", "--dense", "128,x"], 1, "--dense"),
     (["--arch", "resnet18", "--mode", "staged"], 1, "--head-epochs"),
     (["--arch", "inception_v3", "--image-size", "64"], 1, "at least 75"),
-    (["--arch", "resnet18", "--weights", "/nonexistent/w.safetensors"], 1, "not found"),
+    (["--arch", "resnet18", "--weights", "/nonexistent/w.safetensors"], 1, "weight file /nonexistent/w.safetensors not found"),
+    (["--arch", "resnet18", "--weights", "never-imported"], 1, "no weights 'never-imported' for resnet18"),
+    (["--arch", "resnet18"], 1, "`atelier weights import resnet18-f37072fd.pth --arch resnet18`"),  # imagenet by default
+    (["--arch", "baseline-cnn", "--weights", "imagenet"], 1, "baseline-cnn has no ImageNet weights"),
 ])
 def test_bad_training_options_submit_nothing(cli_env, args, code, fragment):
     synth(cli_env)

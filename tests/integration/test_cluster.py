@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 REDIS_PASSWORD = "redis-" + uuid.uuid4().hex  # unique, so finding it anywhere is never a coincidence
 FLOWER_USER, FLOWER_PASSWORD = "atelier", "flower-" + uuid.uuid4().hex
 WORKERS = ("gpu0@cluster-a", "gpu1@cluster-b")
-GRID = ["--arch", "resnet18", "--image-size", "32", "--head", "gap", "--dense1", "8:8:16", "--dense2", "4",
+GRID = ["--arch", "resnet18", "--weights", "random", "--image-size", "32", "--head", "gap", "--dense1", "8:8:16", "--dense2", "4",
         "--epochs", "2", "--batch-size", "8", "--lr", "1e-3"]
 REFUSAL = "Refusing to deserialize untrusted content of type pickle"
 TASK_NAMES = {"atelier.train", "atelier.features", "atelier.stylize"}
@@ -80,12 +80,12 @@ def workload(cluster, pickled_message):
         name = unique("cluster")
         stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
         grid = stack.json("grid", "--dataset", name, *GRID)
-        classifier = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "2",
+        classifier = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2",
                                 "--image-size", "32", "--lr", "1e-3", "--batch-size", "8")
         assert stack.wait_job(classifier["job"])["status"] == "succeeded"
         batch = stack.json("stylize", "--dataset", name, "--classifier", str(classifier["run"]), "--per-cell", "1",
                            "--style-weight", "1e2", "--steps", "3", "--size", "24", "--chunk", "3",
-                           "--device-batch", "3", "--optimizer", "adam")
+                           "--device-batch", "3", "--optimizer", "adam", "--vgg-weights", "random")
         groups = f"'{grid['sweep']}', '{batch['batch']}'"
         wait_until(lambda: all(r["status"] in ("succeeded", "failed", "cancelled") for r in stack.query(
             f"SELECT status FROM jobs WHERE group_id IN ({groups})")) or None, 240, "grid and style batch", interval=1)
@@ -175,7 +175,7 @@ def test_flower_shows_progress_of_running_tasks(workload):
 def test_a_killed_workers_job_is_requeued_over_tls_by_the_other_reaper(cluster, workload):
     """Last but one: it leaves one worker. The survivor's reaper re-sends the job through the rediss:// broker."""
     stack, _, _ = cluster
-    out = stack.json("train", "--dataset", workload["dataset"], "--arch", "baseline-cnn", "--epochs", "12",
+    out = stack.json("train", "--dataset", workload["dataset"], "--arch", "baseline-cnn", "--weights", "random", "--epochs", "12",
                      "--image-size", "32", "--batch-size", "4", "--augment", "none")
     running = wait_until(lambda: [r for r in stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}' AND "
                                                          "status = 'running' AND progress > 0")], 120, "a running job")

@@ -54,14 +54,14 @@ def wait_group(stack, group, timeout=240):
 
 
 def grid(stack, dense1, epochs=1):
-    return stack.json("grid", "--dataset", DATASET, "--arch", "baseline-cnn", "--image-size", "32", "--mode",
+    return stack.json("grid", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--image-size", "32", "--mode",
                       "feature-extract", "--dense1", dense1, "--epochs", str(epochs), "--batch-size", str(OOM_ABOVE),
                       "--augment", "none")
 
 
 def test_cuda_oom_retries_with_half_the_batch(cluster):
     stack, _ = cluster
-    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--epochs", "2", "--image-size", "32",
+    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2", "--image-size", "32",
                      "--batch-size", "32", "--augment", "none")
     final = stack.wait_job(out["job"])
     assert final["status"] == "succeeded", final["error"]
@@ -88,7 +88,7 @@ def test_style_batch_oom_halves_the_device_batch(cluster, tmp_path):
     pairs.write_text("content,style\n" + "".join(f"{paths[0]},{style}\n" for style in paths[1:]))
     out = stack.json("stylize", "--dataset", DATASET, "--classifier", str(cluster_state["classifier"]), "--pairs",
                      str(pairs), "--style-weight", "1e3", "--steps", "2", "--size", "24", "--chunk", "12",
-                     "--device-batch", "12", "--optimizer", "adam")
+                     "--device-batch", "12", "--optimizer", "adam", "--vgg-weights", "random")
     assert (out["pairs"], out["jobs"]) == (10, 1)
     (job,) = wait_group(stack, out["batch"])
     assert job["status"] == "succeeded", job["error"]
@@ -134,7 +134,7 @@ def test_a_cell_that_raises_fails_alone_and_retries_alone(cluster):
 def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(cluster):
     stack, _ = cluster
     epochs = 30
-    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--epochs", str(epochs), "--image-size",
+    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--epochs", str(epochs), "--image-size",
                      "32", "--batch-size", "4", "--augment", "none")
     count = f"SELECT count(*) AS n FROM epoch_metrics WHERE run_id = {out['run']}"
     wait_until(lambda: stack.query(count)[0]["n"] >= 4, 120, "two epochs")

@@ -113,7 +113,7 @@ def test_malformed_messages_are_logged_and_dropped(sqlite_stack, lab):
     worker = stack.workers[0]
     name = unique("fuzzmsg")
     stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "4", "--size", "32")
-    good = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "1", "--image-size", "32",
+    good = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "1", "--image-size", "32",
                       "--batch-size", "4", "--augment", "none")
     assert stack.wait_job(good["job"])["status"] == "succeeded"
     with sessions.begin() as s:  # a queued train job, to be named by a message of the wrong kind

@@ -14,7 +14,7 @@ def test_synth_train_records_epochs_above_chance(request, stack_name):
     stack = request.getfixturevalue(stack_name)
     name = unique("synth")
     stack.atelier("dataset", "synth", name, "--artists", "4", "--per-artist", "16", "--size", "40", "--seed", "1")
-    out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "4", "--image-size", "32",
+    out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "4", "--image-size", "32",
                      "--batch-size", "16", "--lr", "1e-3", "--augment", "none")
     row = stack.wait_job(out["job"])
     assert row["status"] == "succeeded", row["error"]
@@ -33,7 +33,7 @@ def test_synth_train_records_epochs_above_chance(request, stack_name):
 def test_resnet18_feature_extract_and_status(sqlite_stack):
     name = unique("r18")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "8", "--size", "40")
-    out = sqlite_stack.json("train", "--dataset", name, "--arch", "resnet18", "--mode", "feature-extract",
+    out = sqlite_stack.json("train", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--mode", "feature-extract",
                             "--epochs", "1", "--image-size", "32", "--batch-size", "8")
     assert sqlite_stack.wait_job(out["job"])["status"] == "succeeded"
     status = sqlite_stack.atelier("status", out["job"]).stdout
@@ -43,7 +43,7 @@ def test_resnet18_feature_extract_and_status(sqlite_stack):
 def test_test_split_predictions_and_plots(sqlite_stack, tmp_path):
     name = unique("pred")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "12", "--size", "40")
-    out = sqlite_stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "2", "--image-size", "32",
+    out = sqlite_stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2", "--image-size", "32",
                             "--lr", "1e-3", "--batch-size", "8")
     assert sqlite_stack.wait_job(out["job"])["status"] == "succeeded"
     (n_test,) = sqlite_stack.query(

@@ -16,7 +16,7 @@ def test_sigkilled_worker_job_is_taken_over(tmp_path, redis_server):
         name = unique("crash")
         stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "10", "--size", "40")
         epochs = 12
-        out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", str(epochs),
+        out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", str(epochs),
                          "--image-size", "32", "--batch-size", "4", "--augment", "none")
         wait_until(lambda: stack.query(f"SELECT count(*) AS n FROM epoch_metrics WHERE run_id = {out['run']}")[0]["n"] >= 2,
                    120, "the first epoch")

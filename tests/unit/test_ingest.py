@@ -92,10 +92,26 @@ def test_unicode_labels_are_nfc_and_stripped(tmp_path):
 def test_duplicate_files_within_a_label_are_kept_once(tmp_path):
     img(tmp_path / "a" / "0.png", (1, 1, 1))
     img(tmp_path / "a" / "copy.png", (1, 1, 1))
-    img(tmp_path / "b" / "0.png", (1, 1, 1))  # same bytes, another label: both kept
+    img(tmp_path / "b" / "0.png", (2, 2, 2))
     out = ingest(tmp_path)
     assert labels_of(out) == {"a": 1, "b": 1}
-    assert [(s.path, s.reason) for s in out.skipped] == [("a/copy.png", "duplicate of a/0.png")]
+    assert [(s.path, s.reason, s.kind) for s in out.skipped] == [("a/copy.png", "duplicate of a/0.png", "duplicate")]
+
+
+def test_the_same_bytes_under_two_labels_are_all_skipped_as_ambiguous(tmp_path):
+    img(tmp_path / "a" / "0.png", (1, 1, 1))
+    img(tmp_path / "a" / "copy.png", (1, 1, 1))
+    img(tmp_path / "b" / "0.png", (1, 1, 1))  # same bytes, another label: which label is right?
+    img(tmp_path / "c" / "x.png", (1, 1, 1))
+    img(tmp_path / "a" / "fine.png", (9, 9, 9))
+    img(tmp_path / "b" / "fine.png", (8, 8, 8))
+    out = ingest(tmp_path)
+    assert [im.path for im in out.images] == ["a/fine.png", "b/fine.png"]
+    reasons = {s.path: s.reason for s in out.skipped}
+    assert {s.kind for s in out.skipped} == {"ambiguous"} and len(reasons) == 4
+    assert reasons["a/0.png"] == "ambiguous: same bytes as b/0.png under label 'b' and 1 other label(s); every copy skipped"
+    assert reasons["b/0.png"].startswith("ambiguous: same bytes as a/0.png under label 'a'")
+    assert reasons["c/x.png"].startswith("ambiguous: same bytes as a/0.png under label 'a'")
 
 
 def test_top_and_min_images(tmp_path):
@@ -317,3 +333,173 @@ def test_stratified_split_per_label_and_deterministic():
 def test_stratified_split_without_a_test_set():
     split = stratified_split(["a"] * 10 + ["b"] * 4, (0.8, 0.2, 0.0), seed=0)
     assert "test" not in split and Counter(split) == {"train": 11, "val": 3}
+
+
+# --- near-duplicates ---------------------------------------------------------------------------
+
+
+def painting(seed, size=(160, 120)):
+    """A structured picture (smooth random blobs and an edge), so its perceptual hash means something."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    a = np.asarray(coarse).copy()
+    a[: size[1] // 3, rng.integers(0, size[0]):] //= 2
+    return Image.fromarray(a)
+
+
+def save(im, path, fmt=None, **kwargs):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, fmt, **kwargs)
+
+
+def resized_jpeg(im, path, scale=0.5, quality=60):
+    w, h = im.size
+    save(im.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BICUBIC), path, "JPEG",
+         quality=quality)
+
+
+def test_perceptual_hash_survives_resizing_re_encoding_and_exif_rotation(tmp_path):
+    from worker.ml.imageio import perceptual_hash, probe
+    from worker.ml.neardup import DEFAULT_BITS, hamming
+
+    originals = [painting(s) for s in range(12)]
+    hashes = [perceptual_hash(im) for im in originals]
+    assert all(h is not None and len(h) == 16 for h in hashes)
+    assert min(hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1:]) > DEFAULT_BITS
+    for k, im in enumerate(originals):
+        for scale, quality in ((0.5, 75), (0.3, 50), (2.0, 90)):
+            resized_jpeg(im, tmp_path / f"{k}-{scale}.jpg", scale, quality)
+            assert hamming(probe(tmp_path / f"{k}-{scale}.jpg", phash=True).phash, hashes[k]) <= DEFAULT_BITS
+    # Stored rotated with an EXIF orientation (6: rotate 90 clockwise to show it): hashes as shown.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save(originals[0].transpose(Image.Transpose.ROTATE_90), tmp_path / "rotated.jpg", "JPEG", quality=90, exif=exif)
+    assert hamming(probe(tmp_path / "rotated.jpg", phash=True).phash, hashes[0]) <= DEFAULT_BITS
+    # One colour has no structure to hash: it never matches anything.
+    assert perceptual_hash(Image.new("RGB", (40, 30), (10, 20, 30))) is None
+    assert probe(tmp_path / "rotated.jpg").phash is None  # only when asked
+
+
+def brute_force_groups(hashes, max_bits):
+    from worker.ml.neardup import hamming
+
+    n = len(hashes)
+    parent = list(range(n))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if hashes[i] and hashes[j] and hamming(hashes[i], hashes[j]) <= max_bits:
+                parent[find(j)] = find(i)
+    roots = Counter(find(i) for i in range(n))
+    return {frozenset(i for i in range(n) if find(i) == r) for r, k in roots.items() if k > 1}
+
+
+def as_sets(groups):
+    by = {}
+    for i, g in enumerate(groups):
+        if g is not None:
+            by.setdefault(g, set()).add(i)
+    return {frozenset(v) for v in by.values()}
+
+
+@pytest.mark.parametrize("block_pairs", [1, 7, 1 << 22])
+def test_near_duplicate_groups_match_a_brute_force_union_find(block_pairs):
+    from worker.ml.neardup import near_duplicate_groups
+
+    rng = np.random.default_rng(3)
+    base = [int(x) for x in rng.integers(0, 2**63, 40, dtype=np.uint64)]
+    hashes = [f"{x:016x}" for x in base]
+    for k in range(0, 40, 4):  # copies a few bits off, chains of copies, exact repeats
+        hashes.append(f"{base[k] ^ 0b1011:016x}")
+        hashes.append(f"{base[k] ^ 0b1011 ^ (0b11111 << 50):016x}")  # 9 bits from the original, 5 from the copy
+        hashes.append(hashes[k])
+    hashes += [None, None, f"{base[1] ^ (1 << 63):016x}"]
+    order = rng.permutation(len(hashes))
+    hashes = [hashes[i] for i in order]
+    for bits in (0, 1, 4, 8, 12):
+        groups = near_duplicate_groups(hashes, bits, block_pairs=block_pairs)
+        assert as_sets(groups) == (brute_force_groups(hashes, bits) if bits else set())
+        numbers = [g for g in groups if g is not None]
+        assert sorted(set(numbers)) == list(range(1, len(set(numbers)) + 1))
+        assert list(dict.fromkeys(numbers)) == sorted(set(numbers))  # numbered by first member
+    assert near_duplicate_groups([], 8) == [] and near_duplicate_groups(["00ff"], 8) == [None]
+
+
+def test_grouping_twenty_thousand_hashes_is_quick():
+    import time
+
+    from worker.ml.neardup import near_duplicate_groups
+
+    values = np.random.default_rng(0).integers(0, 2**63, 20_000, dtype=np.uint64)
+    hashes = [f"{int(x):016x}" for x in values] + [f"{int(values[7]) ^ 0b111:016x}"]
+    start = time.perf_counter()
+    groups = near_duplicate_groups(hashes, 8)
+    assert time.perf_counter() - start < 30  # ~1 s measured on one core: 2 x 10^8 pairs in numpy blocks
+    assert as_sets(groups) == {frozenset({7, 20_000})}
+
+
+def test_split_keeps_every_group_in_one_split():
+    labels = ["a"] * 30 + ["b"] * 12 + ["c"] * 5
+    groups = [None] * len(labels)
+    for g, members in enumerate(([0, 1, 2], [3, 29], [10, 11, 12, 13, 14, 15], [30, 31], [42, 43, 44],
+                                 [5, 35]), 1):  # the last one mixes labels a and b
+        for i in members:
+            groups[i] = g
+    fractions = (0.6, 0.2, 0.2)
+    for seed in range(20):
+        split = stratified_split(labels, fractions, seed, groups)
+        assert split == stratified_split(labels, fractions, seed, groups)
+        for g in set(groups) - {None}:
+            assert len({split[i] for i, x in enumerate(groups) if x == g}) == 1, (seed, g)
+        counts = Counter(zip(labels, split))
+        for lbl in "abc":
+            assert counts[lbl, "train"] >= 1 and counts[lbl, "val"] >= 1 and counts[lbl, "test"] >= 1, (seed, lbl)
+        assert 4 <= counts["a", "val"] <= 7 and 4 <= counts["a", "test"] <= 7  # targets 6 and 6, in whole groups
+    # No groups (or all None) is the plain stratified split, so datasets without near-duplicates keep their split.
+    assert stratified_split(labels, fractions, 4, [None] * len(labels)) == stratified_split(labels, fractions, 4)
+
+
+def test_split_of_a_label_made_of_big_groups():
+    # 7 images of one label in 3 units (3 + 3 + 1): val and test get one unit each, train at least one.
+    labels = ["a"] * 7 + ["b"] * 3
+    groups = [1, 1, 1, 2, 2, 2, None, None, None, None]
+    for seed in range(10):
+        split = stratified_split(labels, (0.7, 0.15, 0.15), seed, groups)
+        units = {"g1": split[0], "g2": split[3], "s": split[6]}
+        assert sorted(units.values()) == ["test", "train", "val"], (seed, units)
+        assert len(set(split[:3])) == 1 and len(set(split[3:6])) == 1
+
+
+def test_ingest_groups_a_resized_copy_and_stores_the_hash(tmp_path):
+    for label, seeds in (("Anna", range(0, 8)), ("Bert", range(8, 16))):
+        for s in seeds:
+            save(painting(s), tmp_path / label / f"{s}.png")
+    resized_jpeg(painting(2), tmp_path / "Anna" / "2-small.jpg")
+    resized_jpeg(painting(9), tmp_path / "Anna" / "9-small.jpg", 0.4)  # a copy under another label: grouped, not skipped
+    out = ingest(tmp_path)
+    assert len(out.images) == 18 and out.skipped == [] and out.near_dup_bits == 8
+    groups = [[(im.path, im.label) for im in g] for g in out.groups()]
+    assert groups == [[("Anna/2-small.jpg", "Anna"), ("Anna/2.png", "Anna")],
+                      [("Anna/9-small.jpg", "Anna"), ("Bert/9.png", "Bert")]]
+    copy = next(im for im in out.images if im.path == "Anna/2-small.jpg")
+    assert copy.stored_attrs() == {"phash": copy.phash, "near_dup_group": 1}
+    split = stratified_split([im.label for im in out.images], (0.5, 0.25, 0.25), 0, [im.group for im in out.images])
+    where = {im.path: sp for im, sp in zip(out.images, split)}
+    assert where["Anna/2-small.jpg"] == where["Anna/2.png"] and where["Anna/9-small.jpg"] == where["Bert/9.png"]
+
+    assert all(im.group is None and im.phash for im in ingest(tmp_path, near_dup_bits=0).images)
+    with pytest.raises(ConfigError, match="--near-dup-bits"):
+        ingest(tmp_path, near_dup_bits=40)
+
+
+def test_a_source_attribute_named_like_ours_is_kept_aside(tmp_path):
+    save(painting(0), tmp_path / "a.png")
+    save(painting(1), tmp_path / "b.png")
+    write_manifest(tmp_path / "manifest.csv", "path,label,phash\na.png,x,mine\nb.png,y,\n")
+    stored = ingest(tmp_path, fmt="csv").images[0].stored_attrs()
+    assert stored["source_phash"] == "mine" and len(stored["phash"]) == 16

@@ -31,6 +31,7 @@ def stylize_params(**overrides):
             "device_batch": 4, "dataset": "d", "chunk": 0, **overrides}
 
 
+WEIGHTS = {"name": "imagenet", "sha256": HASH, "path": f"weights/resnet18/{HASH}.safetensors"}
 FEATURES = {"dataset_id": 1, "arch": "resnet18", "image_size": 32, "augment": "none", "views": 1, "weights": None,
             "seed": 0, "output": "features/x.safetensors"}
 
@@ -40,6 +41,10 @@ def test_the_params_the_cli_writes_pass(tmp_path):
     check_params("train", {**train_params(), "features": "features/f.safetensors"}, tmp_path)
     check_params("stylize", stylize_params(), tmp_path)
     check_params("features", FEATURES, tmp_path)
+    check_params("train", {**train_params(weights="imagenet"), "weights": WEIGHTS}, tmp_path)
+    check_params("features", {**FEATURES, "weights": WEIGHTS}, tmp_path)
+    check_params("train", {**train_params(weights="random"), "weights": {"name": "random", "sha256": None, "path": None}},
+                 tmp_path)
     # A JSON round trip (what the store does) changes nothing.
     check_params("train", json.loads(json.dumps(train_params())), tmp_path)
 
@@ -58,6 +63,10 @@ def test_the_params_the_cli_writes_pass(tmp_path):
     ("train", {**train_params(), "init_head": "/etc/passwd"}, "is absolute"),
     ("train", {**train_params(), "features": "a\x00b"}, "NUL"),
     ("features", {**FEATURES, "views": 10**6}, "views"),
+    ("train", {**train_params(), "weights": {**WEIGHTS, "path": "../../etc/passwd"}}, "leaves the artifacts root"),
+    ("features", {**FEATURES, "weights": {**WEIGHTS, "path": "/etc/passwd"}}, "is absolute"),
+    ("train", {**train_params(), "weights": {**WEIGHTS, "sha256": "x"}}, "weights"),
+    ("features", {**FEATURES, "weights": "imagenet"}, "weights"),
     ("features", {**FEATURES, "output": "../x"}, "leaves the artifacts root"),
     ("stylize", stylize_params(batch_id="../../x"), "batch_id"),
     ("stylize", stylize_params(pairs=[]), "pairs"),

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.stats import OUTCOMES, Z95, three_way_split, wilson_interval
+from orchestrator.stats import OUTCOMES, Z95, chance_levels, cluster_bootstrap, three_way_split, wilson_interval
 from worker.ml.errors import ConfigError
 
 
@@ -137,3 +137,50 @@ def test_three_way_split_properties(counts):
         assert 0.0 <= row["low"] <= row["rate"] <= row["high"] <= 1.0
     if n:
         assert sum(row["rate"] for row in split.values()) == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------- design-respecting intervals
+
+def test_chance_levels():
+    assert chance_levels(10) == {"content": 0.1, "style": 0.1, "other": 0.8}
+    assert chance_levels(2)["other"] == 0.0
+    with pytest.raises(ConfigError, match="at least 2 artists"):
+        chance_levels(1)
+
+
+def test_cluster_bootstrap_is_reproducible_for_a_seed():
+    outcomes = ["style", "content", "other", "style"] * 10
+    clusters = [i // 3 for i in range(40)]
+    a = cluster_bootstrap(outcomes, clusters, resamples=500, seed=7)
+    assert a == cluster_bootstrap(outcomes, clusters, resamples=500, seed=7)
+    assert a != cluster_bootstrap(outcomes, clusters, resamples=500, seed=8)
+    for o in OUTCOMES:
+        lo, hi = a[o]
+        rate = outcomes.count(o) / len(outcomes)
+        assert 0 <= lo <= rate <= hi <= 1
+
+
+def test_cluster_bootstrap_is_wider_than_wilson_when_one_content_image_recurs():
+    # 8 content images, each reused in 10 pairs; whether the classifier is fooled depends on the image
+    # (the same answer across its 10 pairs): 80 stylizations, but only 8 independent draws.
+    outcomes, clusters = [], []
+    for image in range(8):
+        answer = "style" if image % 2 else "content"
+        outcomes += [answer] * 10
+        clusters += [image] * 10
+    boot = cluster_bootstrap(outcomes, clusters, resamples=2000, seed=0)
+    wilson = wilson_interval(outcomes.count("style"), len(outcomes))
+    assert boot["style"][1] - boot["style"][0] > 1.5 * (wilson[1] - wilson[0])
+    # Independent trials (one stylization per image) give about Wilson's width: the bootstrap is not just wide.
+    solo = cluster_bootstrap(outcomes, list(range(80)), resamples=2000, seed=0)
+    assert solo["style"][1] - solo["style"][0] < 1.2 * (wilson[1] - wilson[0])
+
+
+def test_cluster_bootstrap_edges():
+    assert cluster_bootstrap([], []) == {o: (0.0, 1.0) for o in OUTCOMES}
+    one = cluster_bootstrap(["style", "content"], ["a", "a"], resamples=50)
+    assert one["style"] == (0.5, 0.5)
+    with pytest.raises(ConfigError, match="unknown outcome"):
+        cluster_bootstrap(["same"], [1])
+    with pytest.raises(ConfigError, match="2 outcomes but 1 cluster"):
+        cluster_bootstrap(["style", "style"], [1])

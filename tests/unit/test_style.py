@@ -1,6 +1,6 @@
 """Style transfer: the maths against hand-computed values, the VGG layer map, and batch independence."""
 
-import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from worker.ml.config import StyleConfig
 from worker.ml.errors import ConfigError
 from worker.ml.style import (
+    STYLE_LAYERS,
     batched_lbfgs,
     build_vgg,
     content_loss,
@@ -19,6 +20,7 @@ from worker.ml.style import (
     gram_matrix,
     initial_image,
     layer_indices,
+    mean_activation_scales,
     resize_long_side,
     style_loss,
     stylize_batch,
@@ -55,7 +57,8 @@ def test_gram_matrix_is_fp32_even_under_autocast():
 def test_content_and_tv_losses_by_hand():
     a = torch.zeros(2, 1, 2, 2)
     b = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]], [[[2.0, 0.0], [0.0, 0.0]]]])
-    assert torch.equal(content_loss(a, b), torch.tensor([1.0, 1.0]))  # means of (1,1,1,1) and (4,0,0,0)
+    assert torch.equal(content_loss(a, b, "tutorial"), torch.tensor([1.0, 1.0]))  # means of (1,1,1,1) and (4,0,0,0)
+    assert torch.equal(content_loss(a, b), torch.tensor([2.0, 2.0]))  # the paper's 1/2 sum: 4/2 and 4/2
     img = torch.tensor([
         [[[0.0, 1.0], [0.0, 1.0]]],  # horizontal steps 1, 1; vertical 0, 0
         [[[0.0, 0.0], [2.0, 4.0]]],  # horizontal steps 0, 2 (mean 1); vertical 2, 4 (mean 3)
@@ -69,11 +72,28 @@ def test_style_loss_by_hand():
     grams = {n: torch.tensor([[[0.0]], [[1.0]]]) for n in STYLE_NAMES}  # (2, 1, 1)
     grams["relu3_1"] = torch.tensor([[[3.0]], [[5.0]]])  # layer 3 now errs by 2 and 0
     # sample 0: 4 layers x 1^2 + 2^2 = 8; sample 1: 4 layers x 4^2 + 0 = 64 (equal layer weights)
-    assert torch.equal(style_loss(feats, grams), torch.tensor([8.0, 64.0]))
+    assert torch.equal(style_loss(feats, grams, "tutorial"), torch.tensor([8.0, 64.0]))
     # With two channels the squared error is averaged over the C*C Gram entries.
     two = {n: torch.tensor([[[[1.0]], [[1.0]]]]) for n in STYLE_NAMES}  # (1, 2, 1, 1): Gram all ones / 2
     zero = {n: torch.zeros(1, 2, 2) for n in STYLE_NAMES}
-    assert torch.equal(style_loss(two, zero), torch.tensor([5 * 0.25]))
+    assert torch.equal(style_loss(two, zero, "tutorial"), torch.tensor([5 * 0.25]))
+
+
+def test_gatys_style_loss_is_the_papers_E_l_by_hand():
+    """E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 with raw Grams G = F F^T, L_style = sum_l E_l / 5."""
+    g = torch.Generator().manual_seed(3)
+    x_feats = {n: torch.rand(1, 2, 1, 3, generator=g) for n in STYLE_LAYERS}  # N_l = 2 filters, M_l = 3 positions
+    a_feats = {n: torch.rand(1, 2, 1, 3, generator=g) for n in STYLE_LAYERS}
+    expected = 0.0
+    for n in STYLE_LAYERS:
+        f, p = x_feats[n][0].reshape(2, 3).double(), a_feats[n][0].reshape(2, 3).double()
+        n_l, m_l = 2, 3
+        e_l = sum(((sum(f[i, k] * f[j, k] for k in range(m_l)) - sum(p[i, k] * p[j, k] for k in range(m_l))) ** 2)
+                  for i in range(n_l) for j in range(n_l)) / (4 * n_l ** 2 * m_l ** 2)
+        expected += e_l / 5
+    targets = {n: gram_matrix(a_feats[n]) for n in STYLE_LAYERS}
+    assert torch.allclose(style_loss(x_feats, targets), torch.tensor([float(expected)]), rtol=1e-6)
+    assert torch.allclose(style_loss(x_feats, targets, "gatys"), style_loss(x_feats, targets))  # the default
 
 
 # ---------------------------------------------------------------------------- VGG layers and weights
@@ -98,9 +118,7 @@ def test_paper_layer_names_map_onto_torchvision(vgg, expected):
 @pytest.fixture(scope="module")
 def vgg():
     torch.manual_seed(0)
-    model, used = build_vgg("vgg19")
-    assert used == "random"
-    return model
+    return build_vgg("vgg19", pool="max")
 
 
 def test_extractor_is_truncated_frozen_and_normalises(vgg):
@@ -115,31 +133,24 @@ def test_extractor_is_truncated_frozen_and_normalises(vgg):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     assert torch.allclose(out["relu1_1"], torch.relu(vgg.body[0]((img - mean) / std)), atol=1e-6)
-    avg, _ = build_vgg("vgg16", pool="avg")
+    avg = build_vgg("vgg16")  # the paper's average pooling is the default
     assert sum(isinstance(m, nn.AvgPool2d) for m in avg.body) == 4
     assert not any(isinstance(m, nn.MaxPool2d) for m in avg.body)
 
 
-def test_weights_from_imagenet_cache_and_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    cached = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
-    with pytest.raises(ConfigError, match=re.escape(f"place the file at {cached}")):
-        build_vgg("vgg16", "imagenet")
-
+def test_weights_from_files(tmp_path):
     torch.manual_seed(1)
-    source, _ = build_vgg("vgg16")
+    source = build_vgg("vgg16")
     state = {f"features.{k}": v for k, v in source.body.state_dict().items()}  # torchvision's key names
-    cached.parent.mkdir(parents=True)
-    torch.save(state, cached)
-    model, used = build_vgg("vgg16", "imagenet")
-    assert used == "imagenet:vgg16-397923af.pth"
+    torch.save(state, tmp_path / "vgg16.pth")
+    model = build_vgg("vgg16", tmp_path / "vgg16.pth")
     assert torch.equal(model.body[24].weight, source.body[24].weight)  # conv5_1
 
     # Our own checkpoints keep the backbone under a prefix; safetensors is the safe default format.
     ours = tmp_path / "mine.safetensors"
     save_file({f"backbone.{k}": v.contiguous() for k, v in state.items()}, str(ours))
-    model, used = build_vgg("vgg16", str(ours))
-    assert used == f"file:{ours}" and torch.equal(model.body[0].weight, source.body[0].weight)
+    model = build_vgg("vgg16", str(ours))
+    assert torch.equal(model.body[0].weight, source.body[0].weight)
 
     with pytest.raises(ConfigError, match=r"does not fit torchvision's vgg19: it lacks features\.16\.weight"):
         build_vgg("vgg19", str(ours))
@@ -225,19 +236,28 @@ def runs(vgg):
             alone = [stylize_batch(content[i:i + 1], style[i:i + 1], cfg, vgg, pair_seeds=seeds[i:i + 1])
                      for i in range(3)]
             out[optimizer] = (cfg, alone, stylize_batch(content, style, cfg, vgg, pair_seeds=seeds))
+            # Three doses in one optimisation: each pair must get exactly what it gets alone with its own beta.
+            betas = [1e1, 1e3, 1e5]
+            mixed_alone = [stylize_batch(content[i:i + 1], style[i:i + 1], replace(cfg, style_weight=betas[i]), vgg,
+                                         pair_seeds=seeds[i:i + 1]) for i in range(3)]
+            out[optimizer + "-mixed"] = (cfg, mixed_alone, stylize_batch(content, style, cfg, vgg, pair_seeds=seeds,
+                                                                         style_weights=betas))
         return out
     finally:
         torch.backends.mkldnn.enabled = mkldnn
         torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "adam-mixed", "lbfgs-mixed"])
 def test_a_pair_is_the_same_alone_and_in_a_batch(runs, optimizer):
+    # Even with oneDNN off, a CPU's matmul kernels may block by batch size (AVX2 and AVX-512 machines differ),
+    # so pixels can drift at ~1e-4 after a few steps: the tolerances leave room for that and none for coupling
+    # (a shared step length, history or beta moves pixels by 1e-2 and losses by percent).
     _, alone, batch = runs[optimizer]
     for i, single in enumerate(alone):
-        assert torch.allclose(single.images[0], batch.images[i], atol=1e-6, rtol=0)
-        assert torch.allclose(single.trace[:, 0], batch.trace[:, i], rtol=1e-6)
-        assert torch.allclose(single.total_loss[0], batch.total_loss[i], rtol=1e-6)
+        assert torch.allclose(single.images[0], batch.images[i], atol=2e-3, rtol=0)
+        assert torch.allclose(single.trace[:, 0], batch.trace[:, i], rtol=1e-4)
+        assert torch.allclose(single.total_loss[0], batch.total_loss[i], rtol=1e-4)
     assert not torch.allclose(batch.images[0], batch.images[1], atol=1e-2)  # and the pairs did differ
 
 
@@ -249,8 +269,8 @@ def test_a_pair_is_as_good_alone_as_in_a_batch_with_default_kernels(vgg, optimiz
     g = torch.Generator().manual_seed(4)
     content, style = torch.rand(3, 3, 24, 24, generator=g), torch.rand(3, 3, 24, 24, generator=g)
     cfg = StyleConfig(optimizer=optimizer, steps=4)
-    alone = stylize_batch(content[2:], style[2:], cfg, vgg)
-    batch = stylize_batch(content, style, cfg, vgg)
+    alone = stylize_batch(content[2:], style[2:], cfg, vgg, pair_seeds=[2])
+    batch = stylize_batch(content, style, cfg, vgg, pair_seeds=[0, 1, 2])
     assert torch.allclose(alone.images[0], batch.images[2], atol=1e-2, rtol=0)
     assert torch.allclose(alone.total_loss[0], batch.total_loss[2], rtol=1e-3)
 
@@ -296,6 +316,43 @@ def test_stylize_batch_rejects_bad_inputs(vgg):
         stylize_batch(torch.rand(2, 3, 16, 16), torch.rand(1, 3, 16, 16), cfg, vgg)
     with pytest.raises(ConfigError, match="at least 16 px"):
         stylize_batch(torch.rand(1, 3, 16, 12), torch.rand(1, 3, 16, 16), cfg, vgg)
+
+
+def test_style_images_keep_their_own_size_and_aspect(vgg, one_thread):
+    g = torch.Generator().manual_seed(6)
+    content = torch.rand(2, 3, 16, 20, generator=g)
+    styles = [torch.rand(3, 32, 16, generator=g), torch.rand(3, 16, 40, generator=g)]  # portrait and landscape
+    cfg = StyleConfig(steps=2, optimizer="adam")
+    both = stylize_batch(content, styles, cfg, vgg, pair_seeds=[0, 1])
+    second = stylize_batch(content[1:], styles[1:], cfg, vgg, pair_seeds=[1])
+    assert torch.allclose(both.style_loss[1], second.style_loss[0], rtol=1e-4)
+    assert both.images.shape == (2, 3, 16, 20)
+
+
+def test_a_zero_dose_from_the_content_image_leaves_it_untouched(vgg):
+    content = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8).float() / 255
+    style = torch.rand(2, 3, 16, 16)
+    for optimizer in ("lbfgs", "adam"):
+        r = stylize_batch(content, style, StyleConfig(init="content", style_weight=0.0, steps=3, optimizer=optimizer), vgg)
+        assert torch.equal(r.images, content)  # content loss 0 and no style term: a null stylization
+        assert torch.equal(r.loss_ratio, torch.zeros(2))
+
+
+def test_mean_activation_scales_make_every_filter_average_one():
+    torch.manual_seed(2)
+    net = build_vgg("vgg16")  # average pooling: the scales are measured on max pooling, as the paper's network
+    images = [torch.rand(3, 24, 32), torch.rand(3, 32, 16)]
+    scales = mean_activation_scales(net, images)
+    assert len(scales) == 11  # conv1_1 .. conv5_1
+    net.rescale(scales)
+    measured = build_vgg("vgg16", pool="max")
+    measured.load_state_dict(net.state_dict())
+    # (Deeper, on 2x2 maps of random filters, a filter that barely fires has a mean of rounding size: not tested.)
+    for name in ("relu1_1", "relu2_1", "relu3_1"):
+        acts = [measured(img[None])[name] for img in images]
+        mean = sum(a.sum((0, 2, 3)) for a in acts) / sum(a.shape[2] * a.shape[3] for a in acts)
+        fired = mean > 0
+        assert fired.any() and torch.allclose(mean[fired], torch.ones(int(fired.sum())), rtol=1e-3)
 
 
 def test_resize_and_png_round_trip(tmp_path):

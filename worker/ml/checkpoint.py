@@ -1,7 +1,10 @@
 """Training state on disk without pickle: tensors in safetensors, the rest as JSON metadata.
 
 A ``last`` state is written after every epoch so a retried job resumes from its
-last completed epoch instead of starting over.
+last completed epoch instead of starting over. It holds every random stream training
+draws from, as uint8 tensors: the trainer's generator (batch order, augmentation),
+torch's global CPU stream and, on a GPU, that device's stream (dropout). Python's
+``random`` and NumPy are not used by training, so they are not saved.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ def save_state(trainer: "Trainer", path: Path, metadata: dict[str, str]) -> None
     tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
     tensors.update(opt_tensors)
     tensors["rng"] = trainer.generator.get_state()
+    tensors["rng.cpu"] = torch.get_rng_state()
+    device = _device_of(trainer.model)
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
     meta = {
         **metadata,
         "optimizer": json.dumps(opt_json),
@@ -55,6 +62,11 @@ def save_state(trainer: "Trainer", path: Path, metadata: dict[str, str]) -> None
         "progress": json.dumps(trainer.progress.to_json()),
     }
     atomic_save(tensors, path, meta)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
 
 @dataclass
@@ -88,4 +100,10 @@ class SavedState:
         trainer.optimizer.load_state_dict({"state": state, "param_groups": opt_json["param_groups"]})
         trainer.plateau.load_state_dict(json.loads(self.metadata["plateau"]))
         trainer.generator.set_state(self.tensors["rng"])
+        # States written before these were saved lack them: such a run resumes on the reseeded streams.
+        if "rng.cpu" in self.tensors:
+            torch.set_rng_state(self.tensors["rng.cpu"])
+        device = _device_of(trainer.model)
+        if "rng.cuda" in self.tensors and device.type == "cuda":  # a CPU run resumed on a GPU keeps its seed
+            torch.cuda.set_rng_state(self.tensors["rng.cuda"], device)
         trainer.progress = self.progress

@@ -31,7 +31,7 @@ class ModelConfig:
     dense: tuple[int, ...] = ()  # widths of the Linear -> ReLU -> Dropout -> BatchNorm1d blocks before the output
     dropout: float = 0.5  # dropout probability inside each dense block (no dense blocks: unused)
     image_size: int | None = None  # square input side in px; None: default_image_size(arch)
-    weights: str | None = None  # None: random init; "imagenet": torchvision's file from the torch hub cache; a path
+    weights: str | None = None  # the weights' name, for the record: None or "random", "imagenet", an imported name
 
     def __post_init__(self) -> None:
         if self.image_size is None:  # frozen: resolve the default once, so every reader sees a number
@@ -56,9 +56,9 @@ class ModelConfig:
             raise ConfigError(f"{self.arch} needs images of at least {MIN_IMAGE_SIZE[self.arch]} px, "
                               f"got {self.image_size}")
         if self.weights == "imagenet" and self.arch not in IMAGENET_ARCHS:
-            raise ConfigError(f"{self.arch} has no ImageNet weights; use random init or a weight file")
+            raise ConfigError(f"{self.arch} has no ImageNet weights; use --weights random or a weight file")
         if self.weights is not None and not self.weights:
-            raise ConfigError("weights must be None, 'imagenet' or a file path, got an empty string")
+            raise ConfigError("weights must be None or a name ('random', 'imagenet', an imported name), got ''")
         return self
 
 
@@ -75,6 +75,17 @@ PRESETS = ("none", "crop-flip", "rotate-zoom-flip", "keras")
 METRICS = ("macro_f1", "top1", "top2")
 
 
+def check_feature_views(augment: str, views: int) -> None:
+    """Cached features carry augmentation only in their extra views: refuse a preset with one view.
+
+    With ``views == 1`` only the plain view 0 is stored, so every epoch would train on the same
+    unaugmented maps while the run's record says it was augmented.
+    """
+    if augment != "none" and views < 2:
+        raise ConfigError(f"augmentation in feature-extract mode needs --views >= 2: with {views} view every cell "
+                          f"trains on the plain image only (--augment {augment}); pass e.g. --views 4, or --augment none")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     arch: str  # backbone name, one of ARCHS
@@ -87,7 +98,7 @@ class TrainConfig:
     head: str = "gap"  # linear | gap | spp
     dense: tuple[int, ...] = ()  # widths of the dense blocks after pooling
     dropout: float = 0.5
-    weights: str | None = None  # None (random init) | "imagenet" | path to a local file
+    weights: str | None = None  # the weights' name: None or "random" (random init) | "imagenet" | an imported name
     optimizer: str = "adam"  # sgd | adam | rmsprop
     weight_decay: float = 0.0
     augment: str = "crop-flip"  # one of PRESETS
@@ -99,8 +110,15 @@ class TrainConfig:
     finetune_epochs: int = 0  # staged: epochs fine-tuning everything at lr * finetune_lr_scale
     finetune_lr_scale: float = 1e-3
     seed: int = 0
+    # A grid cell trained on cached backbone features (feature-extract grids) sees its augmentation only
+    # through these: views stored per training image (view 0 plain), drawn by the features job from this seed.
+    # Images trained end to end are augmented on the fly and keep the defaults.
+    views: int = 1
+    features_seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.views < 1:
+            raise ConfigError(f"--views must be at least 1, got {self.views}")
         if self.epochs < 1:
             raise ConfigError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -148,13 +166,20 @@ VGG_NAMES = ("vgg19", "vgg16")
 MIN_SIDE = 16
 
 
+STYLE_LOSSES = ("gatys", "tutorial")
+STYLE_POOLS = ("avg", "max")
+STYLE_INITS = ("noise", "content")
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     vgg: str = "vgg19"  # vgg19 (Gatys' choice) | vgg16
     content_weight: float = 1.0  # alpha: weight of the relu4_2 content loss
-    style_weight: float = 1e5  # beta: weight of the Gram style loss (Grams normalised by C*H*W, so beta is large)
+    style_weight: float = 1e3  # beta: weight of the style loss (the paper's alpha/beta = 1e-3 with alpha = 1)
     tv_weight: float = 0.0  # total variation: smooths high-frequency noise; 0 is the paper's objective
-    init: str = "content"  # content | noise: the image optimisation starts from (paper: white noise)
+    init: str = "noise"  # noise (the paper's white noise) | content: the image the optimisation starts from
+    pool: str = "avg"  # avg (the paper: "slightly more appealing results") | max (the network as trained)
+    loss: str = "gatys"  # gatys: the paper's E_l and 1/2 sum content loss | tutorial: PyTorch tutorial's MSEs
     optimizer: str = "lbfgs"  # lbfgs (batched, per pair) | adam
     steps: int = 300  # optimiser iterations; an L-BFGS iteration costs >= 1 forward+backward
     size: int = 256  # long side of the output in px, aspect kept (the caller resizes)
@@ -167,8 +192,9 @@ class StyleConfig:
             raise ConfigError(f"unknown vgg {self.vgg!r}; choose from {', '.join(VGG_NAMES)}")
         if self.optimizer not in ("lbfgs", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from lbfgs, adam")
-        if self.init not in ("content", "noise"):
-            raise ConfigError(f"unknown init {self.init!r}; choose from content, noise")
+        for name, allowed in (("init", STYLE_INITS), ("pool", STYLE_POOLS), ("loss", STYLE_LOSSES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")
         if self.steps < 1:
             raise ConfigError(f"steps must be at least 1, got {self.steps}")
         if self.size < MIN_SIDE:

@@ -49,6 +49,7 @@ class ImageInfo:
     width: int  # after EXIF rotation
     height: int
     sha256: str  # of the file's bytes
+    phash: str | None = None  # perceptual hash (16 hex digits) when asked for; None for a flat image
 
 
 def _scale_to_8bit(a: np.ndarray, top: float) -> np.ndarray:
@@ -170,17 +171,42 @@ def _read(path: Path | str) -> bytes:
         raise ImageError("not a valid file name") from None
 
 
-def probe(path: Path | str, max_pixels: int = MAX_PIXELS) -> ImageInfo:
+def probe(path: Path | str, max_pixels: int = MAX_PIXELS, phash: bool = False) -> ImageInfo:
     """Decode once to verify the file; size after EXIF rotation, sha256 of the bytes.
 
     The hash is of the very bytes that were decoded, so it describes the verified file.
+    ``phash``: also the perceptual hash of the same decoded pixels (see ``perceptual_hash``).
     """
     data = _read(path)
     im, orientation = _decode(data, max_pixels)
     w, h = im.size
     if orientation in _SWAPS_SIDES:
         w, h = h, w
-    return ImageInfo(w, h, hashlib.sha256(data).hexdigest())
+    return ImageInfo(w, h, hashlib.sha256(data).hexdigest(), perceptual_hash(im, orientation) if phash else None)
+
+
+PHASH_SIDE = 32  # imagehash.phash's working size for a 64-bit hash: hash_size 8 x highfreq_factor 4
+FLAT_STD = 1.0  # grey levels: below this the 32 x 32 thumbnail has no structure to hash
+
+
+def perceptual_hash(im: Image.Image, orientation: int = 1) -> str | None:
+    """64-bit pHash (``imagehash.phash``) of the upright image as 16 hex digits, or None if it is flat.
+
+    The DCT of a 32 x 32 greyscale thumbnail, each of the 8 x 8 lowest frequencies
+    compared with their median: resizing, re-encoding and mild colour changes move
+    few bits. The thumbnail is made here (reducing_gap: box-averaged first, ~3x
+    faster on a 12 MP scan than one Lanczos pass) and rotated by the EXIF
+    orientation, so an upright copy without EXIF hashes like its original. An image
+    without structure (one colour) would hash to a constant, making every blank
+    canvas a "duplicate" of every other: it gets None and is never grouped.
+    """
+    import imagehash  # loads scipy: ingestion pays for it, the CLI's start does not
+
+    small = upright(im.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0),
+                    orientation)
+    if float(np.asarray(small, dtype=np.float32).std()) < FLAT_STD:
+        return None
+    return str(imagehash.phash(small))  # already 32 x 32 greyscale: phash's own resize is a copy
 
 
 def load_resized(path: Path | str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -16,11 +16,18 @@ CLI writes it to the store in one transaction. Four source layouts:
 
 A bad file is never fatal: it is skipped with its reason. Bad options, a
 missing folder or a source with nothing usable raise ``ConfigError``.
+
+Duplicates: the same bytes twice under one label are kept once; the same bytes
+under two labels cannot be told apart and every copy is skipped as ambiguous.
+Near-duplicates (a resized, re-encoded copy; the same work photographed twice)
+are grouped by perceptual hash (``worker.ml.neardup``), and ``stratified_split``
+keeps every group in one split.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import posixpath
@@ -36,6 +43,7 @@ from typing import Callable, Iterator
 
 from worker.ml.errors import ConfigError
 from worker.ml.imageio import ImageError, ImageInfo, default_threads, probe
+from worker.ml.neardup import DEFAULT_BITS, near_duplicate_groups
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 FORMATS = ("imagefolder", "csv", "kaggle-best-artworks", "rijksmuseum")
@@ -46,6 +54,10 @@ ANONYMOUS = frozenset({"", "?", "anoniem", "anonymous", "onbekend", "unknown", "
                        "anonymous artist", "unknown artist", "onbekende kunstenaar"})
 
 
+# Keys ingestion adds to an image's stored attributes; a source column of the same name is kept as source_<name>.
+PHASH_ATTR, GROUP_ATTR = "phash", "near_dup_group"
+
+
 @dataclass(frozen=True)
 class IndexedImage:
     path: str  # relative to the dataset root, posix
@@ -54,12 +66,24 @@ class IndexedImage:
     height: int
     sha256: str  # of the file's bytes
     attrs: dict[str, str] = field(default_factory=dict)  # other columns / metadata, e.g. genre, date
+    phash: str | None = None  # 64-bit perceptual hash, 16 hex digits; None for a flat image
+    group: int | None = None  # near-duplicate group (1, 2, ...) when it has near-duplicates
+
+    def stored_attrs(self) -> dict[str, object]:
+        """``attrs`` as the store keeps them, with the perceptual hash and the group added."""
+        out: dict[str, object] = {(f"source_{k}" if k in (PHASH_ATTR, GROUP_ATTR) else k): v for k, v in self.attrs.items()}
+        if self.phash is not None:
+            out[PHASH_ATTR] = self.phash
+        if self.group is not None:
+            out[GROUP_ATTR] = self.group
+        return out
 
 
 @dataclass(frozen=True)
 class SkippedFile:
     path: str  # relative to the dataset root, posix
     reason: str
+    kind: str = "unusable"  # unusable | duplicate (same bytes, same label) | ambiguous (same bytes, other label)
 
 
 @dataclass
@@ -67,6 +91,15 @@ class Ingested:
     root: Path  # what ``IndexedImage.path`` is relative to (a csv manifest's folder)
     images: list[IndexedImage]
     skipped: list[SkippedFile]
+    near_dup_bits: int = DEFAULT_BITS  # the grouping threshold used; 0: not grouped
+
+    def groups(self) -> list[list[IndexedImage]]:
+        """Near-duplicate groups in group order, members in image order."""
+        by: dict[int, list[IndexedImage]] = defaultdict(list)
+        for im in self.images:
+            if im.group is not None:
+                by[im.group].append(im)
+        return [by[g] for g in sorted(by)]
 
 
 @dataclass(frozen=True)
@@ -353,17 +386,22 @@ def _candidates(root: Path, fmt: str, label: str | None) -> tuple[Path, list[Can
 
 def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: int | None = None,
            min_images: int | None = None, progress: Callable[[int, int], None] | None = None,
-           *, threads: int | None = None) -> Ingested:
+           *, threads: int | None = None, near_dup_bits: int = DEFAULT_BITS) -> Ingested:
     """Index and verify a dataset; see the module docstring for the layouts.
 
-    Every file is decoded once (in ``threads`` threads) to verify it; unreadable,
-    corrupt, empty, oversized and duplicate files (same bytes, same label) are
-    skipped with a reason. ``min_images`` drops labels with fewer good images,
-    then ``top`` keeps the labels with the most (ties broken by name).
-    ``progress(done, total)`` is called as files are verified.
+    Every file is decoded once (in ``threads`` threads) to verify it and hash it
+    (sha256 of the bytes, pHash of the pixels); unreadable, corrupt, empty and
+    oversized files are skipped with a reason, and so are duplicates: a second
+    copy of the same bytes under the same label, and every copy of bytes found
+    under two labels or more. ``min_images`` drops labels with fewer good images,
+    then ``top`` keeps the labels with the most (ties broken by name). The images
+    kept are grouped by perceptual hashes at most ``near_dup_bits`` of 64 apart
+    (0: no grouping). ``progress(done, total)`` is called as files are verified.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not 0 <= near_dup_bits <= 32:
+        raise ConfigError(f"--near-dup-bits must be 0 (no grouping) to 32 of 64 bits, got {near_dup_bits}")
     if top is not None and top <= 0:
         raise ConfigError(f"--top must be a positive number of labels, got {top}")
     if min_images is not None and min_images <= 0:
@@ -392,27 +430,51 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
 
     def check(c: Candidate) -> ImageInfo | ImageError:
         try:
-            return probe(base / c.path)
+            return probe(base / c.path, phash=True)
         except ImageError as err:
             return err
 
-    images: list[IndexedImage] = []
-    first_of: dict[tuple[str, str], str] = {}  # (label, sha256) -> first path with those bytes
+    probed: list[tuple[Candidate, ImageInfo]] = []
     # Threads: decoding releases the GIL, and a full decode of every file is most of the work.
     with ThreadPoolExecutor(max_workers=max(1, threads or default_threads())) as pool:
         for done, (c, info) in enumerate(zip(todo, pool.map(check, todo)), 1):
             if isinstance(info, ImageError):
                 skipped.append(SkippedFile(c.path, info.reason))
-            elif (first := first_of.setdefault((c.label, info.sha256), c.path)) != c.path:
-                skipped.append(SkippedFile(c.path, f"duplicate of {first}"))
             else:
-                images.append(IndexedImage(c.path, c.label, info.width, info.height, info.sha256, c.attrs))
+                probed.append((c, info))
             if progress:
                 progress(done, len(todo))
+    images, duplicates = _drop_duplicates(probed)
+    skipped += duplicates
     if not images:
         example = f", e.g. {skipped[0].path}: {skipped[0].reason}" if skipped else ""
         raise ConfigError(f"none of the {len(candidates)} files under {root} is a usable image{example}")
-    return Ingested(base, select_labels(images, top, min_images), skipped)
+    images = select_labels(images, top, min_images)
+    groups = near_duplicate_groups([im.phash for im in images], near_dup_bits)
+    images = [dataclasses.replace(im, group=g) if g is not None else im for im, g in zip(images, groups)]
+    return Ingested(base, images, skipped, near_dup_bits)
+
+
+def _drop_duplicates(probed: list[tuple[Candidate, ImageInfo]]) -> tuple[list[IndexedImage], list[SkippedFile]]:
+    """Same bytes, same label: the first copy is kept. Same bytes under two labels or more: which
+    label is right cannot be told, so every copy is skipped, each naming a copy with another label."""
+    by_sha: dict[str, list[Candidate]] = defaultdict(list)
+    for c, info in probed:
+        by_sha[info.sha256].append(c)
+    images, skipped = [], []
+    for c, info in probed:
+        copies = by_sha[info.sha256]
+        other = next((o for o in copies if o.label != c.label), None)
+        if other is not None:
+            n_labels = len({o.label for o in copies})
+            more = f" and {n_labels - 2} other label(s)" if n_labels > 2 else ""
+            skipped.append(SkippedFile(c.path, f"ambiguous: same bytes as {other.path} under label {other.label!r}{more}; "
+                                               f"every copy skipped", "ambiguous"))
+        elif (first := next(o for o in copies if o.label == c.label)) is not c:
+            skipped.append(SkippedFile(c.path, f"duplicate of {first.path}", "duplicate"))
+        else:
+            images.append(IndexedImage(c.path, c.label, info.width, info.height, info.sha256, c.attrs, info.phash))
+    return images, skipped
 
 
 def select_labels(images: list[IndexedImage], top: int | None, min_images: int | None) -> list[IndexedImage]:
@@ -448,29 +510,58 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5 + 1e-9)  # half up, and 20 * 0.15 = 3.0000000000000004 is 3
 
 
-def stratified_split(labels: list[str], fractions: tuple[float, float, float], seed: int) -> list[str]:
-    """'train' | 'val' | 'test' per item, each label split on its own.
+def stratified_split(labels: list[str], fractions: tuple[float, float, float], seed: int,
+                     groups: list[int | None] | None = None) -> list[str]:
+    """'train' | 'val' | 'test' per item, each label split on its own, every group in one split.
 
-    Each label's items (in input order) are shuffled by a generator seeded with
-    the seed and the label's name, so adding or reordering other labels never
-    reshuffles this one. Counts are rounded; every label keeps at least one
-    training image, and one validation and one test image when it has 3 or more
-    (and that fraction is not 0).
+    Items sharing a ``groups`` value (near-duplicates) are one unit; other items
+    are units of one. A group is split with the label most of its members carry
+    (ties: the first by name). Each label's units (in the order of their first
+    item) are shuffled by a generator seeded with the seed and the label's name,
+    so adding or reordering other labels never reshuffles this one. Counts are
+    rounded; walking the shuffled units, a unit goes to validation if it still
+    fits there, else to test if it fits there, else to training, so without
+    groups this is the plain stratified split. Every label keeps at least one
+    training image, and one validation and one test unit when it has 3 units or
+    more (and that fraction is not 0).
     """
     _, f_val, f_test = fractions
-    by_label: dict[str, list[int]] = defaultdict(list)
+    members: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups or ()):
+        if g is not None:
+            members[g].append(i)
+    units: dict[str, list[list[int]]] = defaultdict(list)
     for i, lbl in enumerate(labels):
-        by_label[lbl].append(i)
+        g = groups[i] if groups else None
+        if g is None:
+            units[lbl].append([i])
+        elif members[g][0] == i:  # a group is placed where its first member appears
+            votes = Counter(labels[k] for k in members[g])
+            units[min(votes, key=lambda x: (-votes[x], x))].append(members[g])
     out = [""] * len(labels)
-    for lbl, idx in by_label.items():
-        random.Random(f"{seed}:{lbl}").shuffle(idx)  # str seeds hash with sha512: stable across runs
-        n = len(idx)
+    for lbl, unit_list in units.items():
+        random.Random(f"{seed}:{lbl}").shuffle(unit_list)  # str seeds hash with sha512: stable across runs
+        n = sum(len(u) for u in unit_list)
         n_val, n_test = _round(n * f_val), _round(n * f_test)
-        if n >= 3:
+        if len(unit_list) >= 3:
             n_val = max(n_val, 1 if f_val > 0 else 0)
             n_test = max(n_test, 1 if f_test > 0 else 0)
         n_val = min(n_val, n - 1)
         n_test = min(n_test, n - 1 - n_val)
-        for k, i in enumerate(idx):
-            out[i] = "val" if k < n_val else "test" if k < n_val + n_test else "train"
+        chosen: dict[str, list[list[int]]] = {"val": [], "test": [], "train": []}
+        filled = Counter()
+        for u in unit_list:
+            where = next((sp for sp, cap in (("val", n_val), ("test", n_test)) if filled[sp] + len(u) <= cap), "train")
+            chosen[where].append(u)
+            filled[where] += len(u)
+        # Groups too large for a small label's targets: still one unit each for val and test.
+        for sp, f in (("val", f_val), ("test", f_test)):
+            if f > 0 and not chosen[sp] and len(unit_list) >= 3 and len(chosen["train"]) >= 2:
+                smallest = min(chosen["train"], key=len)  # the first of the smallest, in shuffled order
+                chosen["train"].remove(smallest)
+                chosen[sp].append(smallest)
+        for sp, us in chosen.items():
+            for u in us:
+                for i in u:
+                    out[i] = sp
     return out

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from numbers import Integral
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -333,11 +334,18 @@ class Classifier(nn.Module):
         return self
 
 
-def build_model(cfg: ModelConfig) -> Classifier:
-    """A validated Classifier: random init, then the backbone weights named by ``cfg.weights`` if any."""
+def build_model(cfg: ModelConfig, weights_file: str | Path | None = None) -> Classifier:
+    """A validated Classifier: random init, then the backbone weights of ``weights_file`` if given.
+
+    ``cfg.weights`` names the weights for the record ("imagenet", an imported name, "random"); which file
+    that is was settled at submit time (``worker.weights_store``), so the caller hands the file over. A
+    config naming weights without a file is refused rather than silently trained from random init.
+    """
     model = Classifier(cfg.validate())
-    if cfg.weights is not None:
-        load_backbone_weights(model, cfg.arch, cfg.weights)
+    if weights_file is not None:
+        load_backbone_weights(model, cfg.arch, weights_file)
+    elif cfg.weights not in (None, "random"):
+        raise ConfigError(f"the model config names weights {cfg.weights!r} but no weight file was given")
     return model
 
 

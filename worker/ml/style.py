@@ -3,9 +3,16 @@
 The method (Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style"): pass
 three images through a frozen VGG, match the content image's activations at
 relu4_2 and the style image's Gram matrices at relu1_1 .. relu5_1, and optimise
-the *image* (not the network) to minimise
+the *image* (not the network), from white noise, to minimise
 
     alpha * content_loss + beta * style_loss (+ tv_weight * tv_loss).
+
+The paper's choices are the defaults: L_content = 1/2 sum (F - P)^2 at relu4_2,
+L_style = sum_l 1/5 * E_l with E_l = 1/(4 N_l^2 M_l^2) sum (G - A)^2 (``loss="gatys"``),
+average pooling, noise init, and a VGG normalised so that every filter's mean
+activation over images and positions is 1 (``mean_activation_scales``): only then
+do alpha/beta mean what the paper's ratios (1e-3, 1e-4) mean. The PyTorch
+tutorial's normalisation (MSE, Grams / CHW, equal layer weights) is ``loss="tutorial"``.
 
 Batching without coupling. Pairs share a batch only to fill the GPU; a pair's
 result must not depend on which pairs sit next to it. So:
@@ -37,7 +44,6 @@ losses are always fp32. The final losses reported are recomputed in fp32.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,15 +76,28 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
         return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)  # (B, C, C)
 
 
-def content_loss(f: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared error per sample: (B, C, H, W) x2 -> (B,)."""
-    return (f.float() - target.float()).pow(2).flatten(1).mean(1)
+def content_loss(f: torch.Tensor, target: torch.Tensor, kind: str = "gatys") -> torch.Tensor:
+    """Per sample, (B, C, H, W) x2 -> (B,).
+
+    gatys: the paper's L_content = 1/2 sum (F - P)^2 over every entry; tutorial: the mean squared error.
+    """
+    sq = (f.float() - target.float()).pow(2).flatten(1)
+    return 0.5 * sq.sum(1) if kind == "gatys" else sq.mean(1)
 
 
-def style_loss(feats: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Sum over relu1_1 .. relu5_1 (equal weights) of the per-sample MSE between Grams -> (B,)."""
-    per_layer = [(gram_matrix(feats[n]) - target_grams[n].float()).pow(2).flatten(1).mean(1) for n in STYLE_LAYERS]
-    return torch.stack(per_layer).sum(0)  # (5, B) -> (B,)
+def style_loss(feats: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], kind: str = "gatys") -> torch.Tensor:
+    """Gram mismatch over relu1_1 .. relu5_1 -> (B,).
+
+    gatys: the paper's L_style = sum_l w_l E_l, w_l = 1/5, E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 with the
+    raw Grams G = F F^T. With gram_matrix's G / (N_l M_l) that is exactly 1/4 sum_ij (G^ - A^)^2, computed that way
+    so no raw Gram (up to ~1e9 at relu1_1) is formed; it also keeps E_l defined when the style image has another
+    size than the image being painted (each Gram is a mean over its own positions).
+    tutorial: the PyTorch tutorial's sum over layers of the mean over the C^2 entries (= N_l^2 / 4 times E_l).
+    """
+    per_layer = [(gram_matrix(feats[n]) - target_grams[n].float()).pow(2).flatten(1) for n in STYLE_LAYERS]
+    if kind == "gatys":
+        return torch.stack([0.25 * d.sum(1) for d in per_layer]).sum(0) / len(STYLE_LAYERS)  # (5, B) -> (B,)
+    return torch.stack([d.mean(1) for d in per_layer]).sum(0)
 
 
 def tv_loss(img: torch.Tensor) -> torch.Tensor:
@@ -124,7 +143,7 @@ def layer_indices(name: str) -> dict[str, int]:
 class VGGFeatures(nn.Module):
     """Frozen VGG trunk, cut after the last layer the losses need; returns {layer name: activation}."""
 
-    def __init__(self, features: nn.Sequential, name: str, pool: str = "max"):
+    def __init__(self, features: nn.Sequential, name: str, pool: str = "avg"):
         super().__init__()
         if pool not in ("max", "avg"):
             raise ConfigError(f"unknown pool {pool!r}; choose from max, avg")
@@ -143,6 +162,18 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
+    @torch.no_grad()
+    def rescale(self, scales: dict[str, torch.Tensor]) -> "VGGFeatures":
+        """Multiply each conv's filters (weight and bias) by its factor from ``mean_activation_scales``."""
+        convs = {str(i): m for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)}
+        if set(scales) != set(convs):
+            raise ConfigError(f"VGG normalisation has factors for {len(scales)} convs, the {self.name} trunk has {len(convs)}")
+        for i, conv in convs.items():
+            f = scales[i].to(conv.weight.device, conv.weight.dtype)
+            conv.weight.mul_(f.view(-1, 1, 1, 1))
+            conv.bias.mul_(f)
+        return self
+
     def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
         """(B, 3, H, W) in [0, 1] -> {name: (B, C, h, w)} at relu1_1 .. relu5_1 and relu4_2."""
         x = (img - self.mean) / self.std
@@ -154,12 +185,6 @@ class VGGFeatures(nn.Module):
             if i in self.wanted:
                 out[self.wanted[i]] = x
         return out
-
-
-def imagenet_path(name: str) -> Path:
-    """Where torchvision's weights API caches ``name``'s ImageNet weights: the only place they are looked for."""
-    weights = tvm.get_model_weights(name)["IMAGENET1K_V1"]
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
 def _read_features_state(path: Path) -> dict[str, torch.Tensor]:
@@ -185,13 +210,13 @@ def _read_features_state(path: Path) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def build_vgg(name: str = "vgg19", weights: str | None = None, device: str | torch.device | None = None,
-              pool: str = "max") -> tuple[VGGFeatures, str]:
-    """The frozen feature extractor and a record of its weights: 'random', 'imagenet:<file>' or 'file:<path>'.
+def build_vgg(name: str = "vgg19", weights: str | Path | None = None, device: str | torch.device | None = None,
+              pool: str = "avg") -> VGGFeatures:
+    """The frozen feature extractor, up to relu5_1.
 
-    weights: None -> torchvision's random init (seed torch first for reproducibility);
-    "imagenet" -> torchvision's IMAGENET1K_V1 file, only if already in the torch hub cache;
-    anything else -> a .safetensors / .pth file path.
+    weights: None -> torchvision's random init (seed torch first for reproducibility); otherwise a
+    .safetensors / .pth file with torchvision's ``features.*`` names (resolving "imagenet" to a file is the
+    job's business: see worker.weights_store). Every conv up to relu5_1 must be in the file, with its shape.
     """
     index = layer_indices(name)
     features = _vgg_features(name)[: max(index[n] for n in (*STYLE_LAYERS, CONTENT_LAYER)) + 1]  # up to relu5_1
@@ -200,16 +225,8 @@ def build_vgg(name: str = "vgg19", weights: str | None = None, device: str | tor
             if isinstance(m, nn.Conv2d):  # torchvision's VGG init
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
-        used = "random"
     else:
-        if weights == "imagenet":
-            path = imagenet_path(name)
-            if not path.is_file():
-                raise ConfigError(f"no ImageNet weights for {name} in the torch cache: place the file at {path}")
-            used = f"imagenet:{path.name}"
-        else:
-            path = Path(weights)
-            used = f"file:{weights}"
+        path = Path(weights)
         needed = features.state_dict()
         state = {k: v for k, v in _read_features_state(path).items() if k in needed}  # convs after relu5_1 unused
         # A vgg16 file on a vgg19 net (or the reverse) misses a conv or has one of the wrong shape: say which.
@@ -220,7 +237,40 @@ def build_vgg(name: str = "vgg19", weights: str | None = None, device: str | tor
             problem = "lacks" if missing else f"has shape {tuple(state[k].shape)}, not {tuple(needed[k].shape)}, for"
             raise ConfigError(f"{path} does not fit torchvision's {name}: it {problem} features.{k}")
         features.load_state_dict(state, strict=True)
-    return VGGFeatures(features, name, pool).to(device or "cpu"), used
+    return VGGFeatures(features, name, pool).to(device or "cpu")
+
+
+@torch.no_grad()
+def mean_activation_scales(vgg: VGGFeatures, images: list[torch.Tensor], batch: int = 8) -> dict[str, torch.Tensor]:
+    """Gatys et al.'s normalisation: per conv filter, the factor that makes its mean activation 1.
+
+    "We normalized the network by scaling the weights such that the mean activation of each convolutional
+    filter over images and positions is equal to one." Convs are taken in order, each measured with the
+    ones before it already rescaled (ReLU and pooling commute with a positive per-channel scale, so the
+    network's answers are unchanged, only each layer's scale). Measured on the network as trained
+    (max pooling, whatever ``vgg.pool`` is), like the paper, so the same factors serve both poolings.
+    A filter that never fires keeps the factor 1. Style loss is quartic and content loss quadratic in the
+    activations, so without this a given beta means something else for every weight file.
+
+    images: (3, H, W) floats in [0, 1], any sizes. Returns {"<body index>": (C,) factors} for every conv.
+    """
+    device = next(vgg.parameters()).device
+    layers = [nn.MaxPool2d(2, 2) if isinstance(m, nn.AvgPool2d) else m for m in vgg.body]
+    # One activation per image, advanced layer by layer: each conv is measured on the rescaled ones before it.
+    acts = [((img[None].to(device, torch.float32) - vgg.mean) / vgg.std) for img in images]
+    scales: dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d):
+            acts = [layer(a) for a in acts]
+            total = sum(torch.relu(a).sum((0, 2, 3)) for a in acts)
+            positions = sum(a.shape[0] * a.shape[2] * a.shape[3] for a in acts)
+            mean = total / positions
+            factor = torch.where(mean > 0, 1.0 / mean.clamp(min=1e-30), torch.ones_like(mean))
+            scales[str(i)] = factor.cpu()
+            acts = [a * factor.view(1, -1, 1, 1) for a in acts]
+        else:
+            acts = [layer(a) for a in acts]
+    return scales
 
 
 # ---------------------------------------------------------------------------- optimisers
@@ -343,10 +393,20 @@ class StyleResult:
     total_loss: torch.Tensor  # (B,) fp32, alpha * content + beta * style + tv_weight * tv
     trace: torch.Tensor | None = None  # (steps + 1, B) objective at each iterate, as the optimiser saw it
     evaluations: int = 0  # forward+backward passes over the batch (L-BFGS backtracks add to steps + 1)
+    weighted_content: torch.Tensor | None = None  # (B,) alpha * content loss
+    weighted_style: torch.Tensor | None = None  # (B,) beta * style loss
+
+    @property
+    def loss_ratio(self) -> torch.Tensor:
+        """(B,) beta * style / (alpha * content) at the final image: what a dose achieved, comparable across
+        studies whatever their loss scale; 0 for a zero dose, inf when only the content term is exactly 0."""
+        content, style = self.weighted_content, self.weighted_style
+        ratio = torch.where(content > 0, style / content.clamp(min=1e-30), torch.full_like(content, torch.inf))
+        return torch.where(style > 0, ratio, torch.zeros_like(ratio))
 
 
 def initial_image(content: torch.Tensor, cfg: StyleConfig, pair_seeds: list[int] | None = None) -> torch.Tensor:
-    """The start: the content image, or per-pair white noise in [0, 1) seeded by (cfg.seed, pair key).
+    """The start: per-pair white noise in [0, 1) seeded by (cfg.seed, pair key) (the paper's), or the content image.
 
     Without ``pair_seeds`` the key is the position in the batch, so noise then depends on batch order.
     """
@@ -362,11 +422,26 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def stylize_batch(content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, vgg: VGGFeatures,
-                  device: str | torch.device | None = None, pair_seeds: list[int] | None = None) -> StyleResult:
+def _per_pair(value: float | torch.Tensor | list, b: int, device: torch.device, what: str) -> torch.Tensor:
+    """A weight for every pair, (B,) fp32: a scalar is broadcast, a list or tensor must have B entries."""
+    t = torch.as_tensor(value, dtype=torch.float32, device=device).reshape(-1)
+    if t.numel() == 1:
+        return t.expand(b)
+    if t.numel() != b:
+        raise ValueError(f"{t.numel()} {what} for {b} pairs")
+    return t
+
+
+def stylize_batch(content: torch.Tensor, style: torch.Tensor | list[torch.Tensor], cfg: StyleConfig, vgg: VGGFeatures,
+                  device: str | torch.device | None = None, pair_seeds: list[int] | None = None,
+                  style_weights: torch.Tensor | list[float] | None = None,
+                  content_weights: torch.Tensor | list[float] | None = None) -> StyleResult:
     """Paint style[i] onto content[i] for every i; each pair's result is independent of the others.
 
-    content: (B, 3, H, W), style: (B, 3, H', W'), floats in [0, 1] (the caller resizes).
+    content: (B, 3, H, W) floats in [0, 1] (the caller resizes); style: (B, 3, H', W') or a list of B
+    (3, H_i, W_i), each style image at its own size and aspect (only its Grams, C x C, are used).
+    style_weights / content_weights: beta and alpha per pair, (B,); default cfg.style_weight / content_weight.
+    Pairs with different betas share one optimisation: every loss and every optimiser quantity is per pair.
     device: where to run; defaults to the VGG's device, which it must match.
     pair_seeds: a stable key per pair for the noise init (ignored for init="content").
     """
@@ -374,31 +449,43 @@ def stylize_batch(content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, 
     device = torch.device(device) if device is not None else vgg_device
     if device.type != vgg_device.type or device.index not in (None, vgg_device.index):
         raise ValueError(f"vgg is on {vgg_device} but device is {device}: build_vgg(..., device={str(device)!r})")
-    if content.ndim != 4 or style.ndim != 4 or content.shape[1] != 3 or style.shape[1] != 3:
-        raise ValueError(f"content and style must be (B, 3, H, W), got {tuple(content.shape)} and {tuple(style.shape)}")
-    if content.shape[0] != style.shape[0]:
-        raise ValueError(f"{content.shape[0]} content images but {style.shape[0]} style images")
-    if pair_seeds is not None and len(pair_seeds) != content.shape[0]:
-        raise ValueError(f"{len(pair_seeds)} pair_seeds for {content.shape[0]} pairs")
-    if min(*content.shape[2:], *style.shape[2:]) < MIN_SIDE:
+    styles = list(style) if isinstance(style, (list, tuple)) else list(style.unbind(0)) if style.ndim == 4 else None
+    if content.ndim != 4 or content.shape[1] != 3 or styles is None or any(t.ndim != 3 or t.shape[0] != 3 for t in styles):
+        shapes = [tuple(t.shape) for t in styles] if styles else tuple(getattr(style, "shape", ()))
+        raise ValueError(f"content must be (B, 3, H, W) and style (B, 3, H, W) or B (3, H, W), got {tuple(content.shape)} and {shapes}")
+    b = content.shape[0]
+    if b != len(styles):
+        raise ValueError(f"{b} content images but {len(styles)} style images")
+    if pair_seeds is not None and len(pair_seeds) != b:
+        raise ValueError(f"{len(pair_seeds)} pair_seeds for {b} pairs")
+    if min(*content.shape[2:], *(side for t in styles for side in t.shape[1:])) < MIN_SIDE:
         raise ConfigError(f"images must be at least {MIN_SIDE} px on each side for relu5_1, got content "
-                          f"{tuple(content.shape[2:])} and style {tuple(style.shape[2:])}")
+                          f"{tuple(content.shape[2:])} and style {[tuple(t.shape[1:]) for t in styles]}")
+    beta = _per_pair(cfg.style_weight if style_weights is None else style_weights, b, device, "style weights")
+    alpha = _per_pair(cfg.content_weight if content_weights is None else content_weights, b, device, "content weights")
     shape = content.shape
-    content, style = content.to(device, torch.float32), style.to(device, torch.float32)
+    content = content.to(device, torch.float32)
 
     with torch.no_grad(), _autocast(device):
         target_content = vgg(content)[CONTENT_LAYER].float()  # (B, 512, H/8, W/8)
-        style_feats = vgg(style)
-    target_grams = {n: gram_matrix(style_feats[n]) for n in STYLE_LAYERS}  # (B, C, C) each
-    del style_feats
+        # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
+        target_grams = {n: torch.empty(b, *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
+        by_shape: dict[tuple, list[int]] = {}
+        for i, t in enumerate(styles):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+        for idx in by_shape.values():
+            feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
+            for n in STYLE_LAYERS:
+                target_grams[n][idx] = gram_matrix(feats[n])
+            del feats
 
     def losses(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> total, content, style losses, each (B,). fast: bf16 convolutions on CUDA."""
         with _autocast(device) if fast else contextlib.nullcontext():
             feats = vgg(img)
-        c = content_loss(feats[CONTENT_LAYER], target_content)
-        s = style_loss(feats, target_grams)
-        total = cfg.content_weight * c + cfg.style_weight * s
+        c = content_loss(feats[CONTENT_LAYER], target_content, cfg.loss)
+        s = style_loss(feats, target_grams, cfg.loss)
+        total = alpha * c + beta * s
         if cfg.tv_weight:
             total = total + cfg.tv_weight * tv_loss(img)
         return total, c, s
@@ -418,7 +505,13 @@ def stylize_batch(content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, 
     images = x.view(shape)
     with torch.no_grad():
         total, c, s = losses(images, fast=False)  # reported in full fp32, comparable across devices
-    return StyleResult(images.cpu(), c.cpu(), s.cpu(), total.cpu(), trace.float().cpu(), calls)
+    return StyleResult(images.cpu(), c.cpu(), s.cpu(), total.cpu(), trace.float().cpu(), calls,
+                       (alpha * c).cpu(), (beta * s).cpu())
+
+
+def vgg_channels(layer: str) -> int:
+    """Filters at a paper layer name (relu<block>_<k>): 64, 128, 256, 512, 512 by block."""
+    return {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}[layer[4]]
 
 
 # ---------------------------------------------------------------------------- images in and out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -194,20 +195,24 @@ def fit(
     model: torch.nn.Module | None = None,
     train_transform=None,
     eval_transform=None,
+    weights_file: str | Path | None = None,
 ) -> tuple[torch.nn.Module, FitResult]:
     """Train through every phase of ``cfg``; ``on_epoch`` persists each epoch.
 
     With ``resume`` (a state saved by the caller after some epoch) training
     continues after that epoch with the same model, optimizer, scheduler and
-    random stream, so a retried job ends as an uninterrupted one would. The
+    random streams (the trainer's generator, torch's global CPU stream and, on a
+    GPU, the device's stream that dropout draws from), so a retried job ends as
+    an uninterrupted one would. The
     callback may raise to stop training (cancellation, a lost claim).
 
     ``model`` and the transforms replace the image classifier and its
-    augmentation, e.g. to train a head on cached backbone features.
+    augmentation, e.g. to train a head on cached backbone features. ``weights_file``: the backbone's
+    starting weights for the classifier built here (``cfg.weights`` only names them).
     """
     device = device or pick_device()
-    torch.manual_seed(cfg.seed)
-    model = (model or build_model(cfg.model_config())).to(device).to(memory_format=torch.channels_last)
+    torch.manual_seed(cfg.seed)  # initial weights; a resume then restores the streams as they were saved
+    model = (model or build_model(cfg.model_config(), weights_file)).to(device).to(memory_format=torch.channels_last)
     train = Split(place_cache(train.images, device), train.labels)
     augment = train_transform or make_augment(cfg.augment, cfg.image_size, train=True)
     phases = cfg.phases()

@@ -1,0 +1,121 @@
+"""`atelier results attribution`: whom the classifier names when artist A's style is painted onto B's work."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select, text
+
+from db.models import Dataset, Run, StyleBatch, StyleControl, Stylization, StyleBatchPair
+from orchestrator.attribution import CONDITION_TEXT, CONDITIONS, GROUPS, chance_text, pairs_sql, strata
+from orchestrator.commands.common import console, pass_lab, print_json, table
+from orchestrator.stats import OUTCOMES, chance_levels
+from worker import weights_store
+from worker.ml.errors import ConfigError
+
+KEY_COLUMNS = {"style_weight": "β", "style_artist": "style artist", "content_artist": "content artist"}
+METHOD = ("intervals: cluster bootstrap 95 % over content images ({resamples} resamples, seed {seed}, percentile), "
+          "the one to report, since content and style images recur across pairs and doses; "
+          "W = per-cell Wilson 95 %, which treats every stylization as independent")
+
+
+def find_batch(session, ref: str) -> StyleBatch:
+    batches = session.scalars(select(StyleBatch).where(StyleBatch.id.startswith(ref)).limit(2)).all()
+    if len(batches) != 1:
+        raise ConfigError(f"no style batch {ref!r}" if not batches else f"batch prefix {ref!r} is ambiguous")
+    return batches[0]
+
+
+def describe_batch(batch: StyleBatch, run: Run, k: int) -> list[str]:
+    """What produced the numbers: the classifier and its weights, the style transfer and its weights."""
+    st, vgg = batch.spec["style"], weights_store.WeightsRecord.from_json(batch.spec.get("vgg_weights"))
+    norm = batch.spec.get("vgg_norm")
+    lines = [
+        f"classifier: run {run.id} ({run.arch}, {run.config.get('mode')}, {k} artists), "
+        f"weights {weights_store.describe(run.weights, run.weights_sha256)}",
+        f"style transfer: Gatys et al. with loss {st['loss']}, {st['pool']} pooling, {st['init']} init, "
+        f"{st['optimizer']} {st['steps']} steps, {st['size']} px long side, α = {st['content_weight']:g}; "
+        f"VGG {st['vgg']} weights {vgg.label()}, "
+        + (f"normalised to mean activation 1 on {len(norm['images'])} train images" if norm else "not normalised"),
+    ]
+    if weights_store.warns_random(run.arch, run.weights):
+        lines.append(weights_store.random_warning(f"classifier run {run.id}", run.arch))
+    if vgg.is_random:
+        lines.append(weights_store.random_warning("the style VGG", st["vgg"]))
+    return lines
+
+
+@click.command("attribution")
+@click.argument("batch_ref")
+@click.option("--by", "by", type=click.Choice(tuple(GROUPS)), default="style-weight", show_default=True,
+              help="Rows per dose, or per dose and artist pair / style artist / content artist.")
+@click.option("--condition", type=click.Choice(tuple(CONDITIONS)), default="both", show_default=True,
+              help="Which unstylized images (matched controls) the classifier must recognise for a pair to count.")
+@click.option("--resamples", type=click.IntRange(100), default=2000, show_default=True, help="Bootstrap resamples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the dose-response curve, per-dose heatmaps and a contact sheet as PNG here.")
+@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+@pass_lab
+def attribution_cmd(lab, batch_ref, by, condition, resamples, seed, plot_dir, fmt) -> None:
+    """Content / style / other per dose, with cluster-bootstrap and Wilson 95 % intervals and chance levels."""
+    sql = pairs_sql(condition)
+    with lab.sessions() as s:
+        batch = find_batch(s, batch_ref)
+        run, ds = s.get(Run, batch.classifier_run_id), s.get(Dataset, batch.dataset_id)
+        rows = [dict(r._mapping) for r in s.execute(text(sql), {"batch": batch.id})]
+        totals = dict(s.execute(
+            select(Stylization.outcome == "same", func.count()).join(StyleBatchPair, StyleBatchPair.pair_hash == Stylization.pair_hash)
+            .where(StyleBatchPair.batch_id == batch.id).group_by(Stylization.outcome == "same")).all())
+        asked = s.scalar(select(func.count()).select_from(StyleBatchPair).where(StyleBatchPair.batch_id == batch.id))
+    k = len(ds.classes)
+    result = strata(rows, by, resamples, seed)
+    keys = GROUPS[by]
+    chance = chance_levels(k)
+    if fmt == "json":
+        print_json([{**dict(zip(keys, r.key)), "stylizations": r.n, "pairs": r.pairs, "content_images": r.content_images,
+                     "style_images": r.style_images, "median_loss_ratio": r.median_loss_ratio,
+                     **{o: {"count": r.counts[o], "rate": r.rate(o), "bootstrap_95": list(r.bootstrap[o]),
+                            "wilson_95": list(r.wilson[o]), "chance": chance[o]} for o in OUTCOMES},
+                     "condition": condition, "resamples": resamples, "seed": seed} for r in result])
+        return
+    if fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow([*keys, "stylizations", "pairs", "content_images", "style_images", "median_loss_ratio",
+                    *(f"{o}_{x}" for o in OUTCOMES for x in ("count", "rate", "boot_lo", "boot_hi", "wilson_lo",
+                                                             "wilson_hi", "chance"))])
+        for r in result:
+            w.writerow([*r.key, r.n, r.pairs, r.content_images, r.style_images, r.median_loss_ratio,
+                        *(x for o in OUTCOMES for x in (r.counts[o], r.rate(o), *r.bootstrap[o], *r.wilson[o], chance[o]))])
+        return
+    cross = totals.get(False, 0)
+    console.print(f"[bold]batch {batch.id}[/] on {ds.name}: {asked} stylizations asked, {cross} cross-artist done, "
+                  f"{totals.get(True, 0)} same-artist (their own outcome, never pooled)", highlight=False)
+    for line in describe_batch(batch, run, k):
+        console.print(line, highlight=False, style="yellow" if line.startswith("warning") else None)
+    console.print(f"kept {len(rows)} of {cross} cross-artist stylizations: {CONDITION_TEXT[condition]}", highlight=False)
+    columns = (*(KEY_COLUMNS[c] for c in keys), "n", "pairs", "content imgs", "style imgs",
+               *(f"{o} [boot] W[Wilson]" for o in OUTCOMES), "β·style/α·content")
+    console.print(table(f"whom the classifier names, by {by}", columns, [
+        (*(f"{v:g}" if isinstance(v, float) else v for v in r.key), r.n, r.pairs, r.content_images, r.style_images,
+         *(f"{r.rate(o):.2f} [{r.bootstrap[o][0]:.2f}, {r.bootstrap[o][1]:.2f}] W[{r.wilson[o][0]:.2f}, {r.wilson[o][1]:.2f}]"
+           for o in OUTCOMES),
+         "" if r.median_loss_ratio is None else f"{r.median_loss_ratio:.3g}") for r in result]))
+    console.print(chance_text(k), highlight=False)
+    console.print(METHOD.format(resamples=resamples, seed=seed), highlight=False)
+    console.print(f"rows: atelier query \"{sql.replace(':batch', repr(batch.id))}\"", highlight=False)
+    if condition == "both":
+        console.print("counts per dose and per artist pair: views attribution_by_weight, attribution_by_pair", highlight=False)
+    if plot_dir:
+        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        with lab.sessions() as s:
+            controls = {(c.image_id): c.image_path for c in s.scalars(select(StyleControl).where(
+                StyleControl.classifier_run_id == run.id, StyleControl.size == batch.spec["style"]["size"]))}
+        doses = strata(rows, "style-weight", resamples, seed) if by != "style-weight" else result
+        for path in plots.attribution_plots(rows, doses, chance, lab.settings.artifacts, controls, plot_dir, batch.id[:8]):
+            click.echo(f"wrote {path}")

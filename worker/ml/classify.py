@@ -1,0 +1,49 @@
+"""A trained classifier answering for pictures exactly as its run was evaluated.
+
+A run's test predictions come from ``worker.ml.train.predict`` on the uint8
+cache (``square_crop`` at the run's image size, its eval normalisation, bf16
+autocast on CUDA). A grid cell trained on cached features was evaluated on
+``worker.ml.features.extract``'s plain view of the frozen backbone, stored in
+bf16, then its head. Whatever is classified later (stylized works, their
+controls) goes through the same functions, so a difference in answers is the
+picture's, not the pipeline's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from worker.ml.config import TrainConfig
+from worker.ml.features import extract, plain_view
+from worker.ml.imageio import square_crop
+from worker.ml.train import Split, predict
+
+
+@dataclass
+class Classifier:
+    model: torch.nn.Module  # a full classifier, or a grid cell's head
+    cfg: TrainConfig  # the run's configuration: image size, normalisation, batch size
+    classes: list[str]
+    device: torch.device
+    backbone: torch.nn.Module | None = None  # a grid cell: the frozen backbone its features job ran
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, S, S) at the run's image size -> fp32 logits (N, K) on the CPU."""
+        dummy = torch.zeros(images.shape[0], dtype=torch.long)
+        if self.backbone is None:
+            return predict(self.model, Split(images, dummy), self.cfg, self.device)
+        feats = extract(self.backbone, images, self.cfg.image_size, "none", 1, self.device)  # (N, 1, C, H, W) bf16
+        return predict(self.model, Split(feats, dummy), self.cfg, self.device, transform=plain_view)
+
+    def __call__(self, pictures: list[Image.Image]) -> list[list]:
+        """8-bit pictures -> [[label, p], ...] top-3 per picture, best first."""
+        if not pictures:
+            return []
+        size = self.cfg.image_size
+        x = torch.stack([torch.from_numpy(square_crop(im, size)).permute(2, 0, 1) for im in pictures])  # (N, 3, S, S)
+        probs = self.logits(x).softmax(1)
+        p, i = probs.topk(min(3, probs.shape[1]), dim=1)
+        return [[[self.classes[k], round(v, 6)] for k, v in zip(ki, pi)] for ki, pi in zip(i.tolist(), p.tolist())]
