@@ -17,9 +17,9 @@ from worker import weights_store
 from worker.ml.errors import ConfigError
 
 KEY_COLUMNS = {"style_weight": "β", "style_artist": "style artist", "content_artist": "content artist"}
-METHOD = ("intervals: cluster bootstrap 95 % over content images ({resamples} resamples, seed {seed}, percentile), "
-          "the one to report, since content and style images recur across pairs and doses; "
-          "W = per-cell Wilson 95 %, which treats every stylization as independent")
+METHOD = ("95 % intervals: first a cluster bootstrap over content images ({resamples} resamples, seed {seed}, "
+          "percentile), the one to report, since content and style images recur across pairs and doses; "
+          "then W, the per-cell Wilson interval, which treats every stylization as independent")
 
 
 def find_batch(session, ref: str) -> StyleBatch:
@@ -98,10 +98,10 @@ def attribution_cmd(lab, batch_ref, by, condition, resamples, seed, plot_dir, fm
         console.print(line, highlight=False, style="yellow" if line.startswith("warning") else None)
     console.print(f"kept {len(rows)} of {cross} cross-artist stylizations: {CONDITION_TEXT[condition]}", highlight=False)
     columns = (*(KEY_COLUMNS[c] for c in keys), "n", "pairs", "content imgs", "style imgs",
-               *(f"{o} [boot] W[Wilson]" for o in OUTCOMES), "β·style/α·content")
+               *(f"{o}: rate, bootstrap, Wilson" for o in OUTCOMES), "β·style/α·content")
     console.print(table(f"whom the classifier names, by {by}", columns, [
         (*(f"{v:g}" if isinstance(v, float) else v for v in r.key), r.n, r.pairs, r.content_images, r.style_images,
-         *(f"{r.rate(o):.2f} [{r.bootstrap[o][0]:.2f}, {r.bootstrap[o][1]:.2f}] W[{r.wilson[o][0]:.2f}, {r.wilson[o][1]:.2f}]"
+         *(f"{r.rate(o):.2f} ({r.bootstrap[o][0]:.2f}-{r.bootstrap[o][1]:.2f}; W {r.wilson[o][0]:.2f}-{r.wilson[o][1]:.2f})"
            for o in OUTCOMES),
          "" if r.median_loss_ratio is None else f"{r.median_loss_ratio:.3g}") for r in result]))
     console.print(chance_text(k), highlight=False)
