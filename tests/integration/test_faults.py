@@ -6,6 +6,8 @@ workers simulate CUDA running out of memory above 8 samples per training batch.
 """
 
 import json
+import sqlite3
+import time
 
 import pytest
 from sqlalchemy import text
@@ -41,6 +43,30 @@ def cluster(tmp_path_factory):
 def store(stack):
     """A read-write connection to the stack's store, for the test to play a corrupted row."""
     return make_engine(f"sqlite:///{stack.home / 'home' / 'atelier.db'}")
+
+
+def freeze_between_transactions(stack, worker, tries: int = 20) -> None:
+    """SIGSTOP ``worker`` at a moment it holds no lock on the SQLite store.
+
+    A box frozen inside a write transaction blocks every writer of an SQLite file (and a
+    reader that finds the WAL index half-written) until it wakes: that is SQLite's design,
+    not a fault atelier can survive, and it made this test fail now and then on a busy
+    machine. Writes last milliseconds, so a freeze that caught one is undone and retried.
+    """
+    path = stack.home / "home" / "atelier.db"
+    for _ in range(tries):
+        worker.pause()
+        probe = sqlite3.connect(f"file:{path}", uri=True, timeout=2.0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # the lock a writer needs: free unless the frozen worker holds it
+            probe.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            worker.resume()
+            time.sleep(0.1)
+        finally:
+            probe.close()
+    raise AssertionError(f"could not freeze {worker.name} outside a write transaction in {tries} tries")
 
 
 def group_jobs(stack, group):
@@ -141,7 +167,7 @@ def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(cluster):
     (row,) = stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}'")
     frozen = next(w for w in stack.workers if row["worker"] == w.name)
     other = next(w for w in stack.workers if w is not frozen)
-    frozen.pause()
+    freeze_between_transactions(stack, frozen)
     try:
         wait_until(lambda: stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}'")[0]["worker"] == other.name,
                    60, "the other worker to take the job over")
