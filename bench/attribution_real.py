@@ -71,6 +71,9 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("attribution-real"), help="where tables and PNGs go")
     p.add_argument("--size", type=int, default=96, help="long side of the stylized works in px")
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="classifier input side (default: --size, so the unstylized controls are recognisable at the "
+                        "resolution the stylized works have)")
     p.add_argument("--doses", default="0,1e2,1e3,1e4", help="beta values (alpha = 1)")
     p.add_argument("--per-cell", type=int, default=1, help="pairs per (style artist, content artist)")
     p.add_argument("--init", default="noise", choices=("noise", "content"))
@@ -98,6 +101,7 @@ def main() -> None:
         atelier(env, "dataset", "add", "real", str(subset), "--seed", "0")
         atelier(env, "dataset", "show", "real")
         sweep = json.loads(atelier(env, "grid", "--dataset", "real", "--arch", "vgg16", "--mode", "feature-extract",
+                                   "--image-size", str(args.image_size or args.size),
                                    "--head", "gap", "--dense1", "128,256", "--lr", "1e-3,1e-4", "--epochs", "30",
                                    "--batch-size", "16", "--augment", "none", "--json"))["sweep"]
         wait_group(env, sweep)

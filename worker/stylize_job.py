@@ -72,7 +72,7 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
     return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval())
 
 
-def style_vgg(ctx: JobContext, cfg: StyleConfig, device, pictures: dict[int, object]) -> VGGFeatures:
+def style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:
     """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation.
 
     The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
@@ -89,7 +89,7 @@ def style_vgg(ctx: JobContext, cfg: StyleConfig, device, pictures: dict[int, obj
             scales = load_file(str(path))
         else:
             ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm['images'])} images")
-            scales = mean_activation_scales(vgg, [from_pil(pictures[i]) for i in norm["images"]])
+            scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm["images"]])
             atomic_save(scales, path, {"vgg": cfg.vgg, "images": json.dumps(norm["images"]), "size": str(cfg.size)})
         vgg.rescale(scales)
     return vgg
@@ -114,13 +114,16 @@ def run_stylize(ctx: JobContext) -> None:
         controlled = set(s.scalars(select(StyleControl.image_id).where(
             StyleControl.classifier_run_id == run.id, StyleControl.size == cfg.size, StyleControl.image_id.in_(ids))))
         s.expunge_all()
-    # The first step of every path: the painting at the batch's long side, 8-bit.
-    pictures = {i: resize_long_side(open_rgb(root / rows[i].path), cfg.size) for i in wanted}
+    def picture(i: int):
+        """The first step of every path: the painting at the batch's long side, 8-bit."""
+        return resize_long_side(open_rgb(root / rows[i].path), cfg.size)
+
+    pictures = {i: picture(i) for i in ids}
     write_controls(ctx, classify, run.id, cfg.size, pictures, rows, [i for i in ids if i not in controlled])
     todo = [q for q in p["pairs"] if q["hash"] not in done]  # a retried chunk skips finished pairs
     if not todo:
         return
-    vgg = style_vgg(ctx, cfg, device, pictures)
+    vgg = style_vgg(ctx, cfg, device, picture)  # normalisation images are read only when not yet computed
     buckets: dict[tuple, list] = defaultdict(list)
     for q in todo:
         content = from_pil(pictures[q["content"]])
