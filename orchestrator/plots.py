@@ -83,6 +83,7 @@ def _dose_axis(ax, doses: list[float]) -> None:
     """A log axis that still shows the null dose: linear below the smallest positive beta."""
     positive = [d for d in doses if d > 0]
     ax.set_xscale("symlog", linthresh=min(positive) if positive else 1.0)
+    ax.set_xlim(min(doses), max(doses) * 1.5 if positive else 1.0)  # no empty negative half
     ax.set_xticks(doses, [f"{d:g}" for d in doses])
 
 
