@@ -53,8 +53,8 @@ def weights_or_random(lab, arch: str) -> str:
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--image-size", type=click.IntRange(16), default=64, show_default=True)
 @click.option("--per-artist", type=click.IntRange(3), default=40, show_default=True)
-@click.option("--style-size", type=click.IntRange(16), default=32, show_default=True, help="Long side of stylized works.")
-@click.option("--style-steps", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--style-size", type=click.IntRange(16), default=48, show_default=True, help="Long side of stylized works.")
+@click.option("--style-steps", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--style-weight", default="0,1e3", show_default=True, help="The two doses (beta) of the style batch.")
 @click.pass_context
 def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps, style_weight) -> None:
