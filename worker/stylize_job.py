@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -58,7 +59,8 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
     cfg = TrainConfig(**{**run.config, "dense": tuple(run.config["dense"])})
     state = load_file(str(artifact_path(artifacts, run.checkpoint_path)))
     if "features" not in job.params:
-        model = build_model(cfg.model_config())  # the checkpoint holds every weight, backbone included
+        # The checkpoint holds every weight, backbone included: the ImageNet file it started from is not needed.
+        model = build_model(replace(cfg.model_config(), weights=None))
         model.load_state_dict(state)
         return Classifier(model.to(device).eval(), cfg, classes, device)
     # A feature-extract grid cell: its checkpoint is the head; the backbone is what its features job ran.
