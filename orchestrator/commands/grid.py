@@ -126,7 +126,7 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
     cells = [replace(c, config=replace(c.config, weights=weights.name)) for c in cells]
     spec = {"dataset": dataset_name, "arch": arch, "mode": mode, "image_size": image_size, "views": views,
             "weights": weights.to_json(), "metric": metric, "axes": axes, "finetune_lr_scale": finetune_lr_scale}
-    sweep_id, to_send, reused = submit_sweep(lab, dataset_id, arch, spec, cells, views, weights, finetune_top, force)
+    sweep_id, to_send, reused = submit_sweep(lab, dataset_id, arch, spec, cells, weights, finetune_top, force)
     if as_json:
         print_json({"sweep": sweep_id, "cells": n})
     else:
@@ -164,7 +164,7 @@ def _finished_runs(session, hashes: list[str]) -> dict[str, tuple[str, int]]:
     return found
 
 
-def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights, finetune_top, force):
+def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], weights, finetune_top, force):
     """Commit the sweep, its features jobs and one job per cell; then send what can run now.
 
     Rows are added in bulk and flushed twice (jobs and runs, then the run ids into
@@ -187,7 +187,7 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
             if cfg.mode == "feature-extract":
                 key = (cfg.image_size, cfg.augment, cfg.views, cfg.features_seed)
                 if key not in features:
-                    features[key] = _features_job(s, sweep.id, dataset_id, arch, cfg, views, weights, force, to_send)
+                    features[key] = _features_job(s, sweep.id, dataset_id, arch, cfg, weights, force, to_send)
                 depends_on, params["features"] = features[key]
             planned.append((cell, params, depends_on, jobs.params_hash("train", params)))
         done = {} if force else _finished_runs(s, [h for *_, h in planned])
@@ -215,7 +215,7 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], views, weights,
     return sweep.id, to_send, len(planned) - len(created)
 
 
-def _features_job(s, sweep_id, dataset_id, arch, cfg: TrainConfig, views, weights, force, to_send):
+def _features_job(s, sweep_id, dataset_id, arch, cfg: TrainConfig, weights, force, to_send):
     params = {"dataset_id": dataset_id, "arch": arch, "image_size": cfg.image_size, "augment": cfg.augment,
               "views": cfg.views, "weights": weights.to_json(), "seed": cfg.features_seed}
     output = features_path(jobs.params_hash("features", params)).as_posix()
