@@ -49,6 +49,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY orchestrator ./orchestrator
 COPY worker ./worker
 COPY db ./db
+COPY core ./core
+COPY corpus ./corpus
 RUN pip install . "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
  && atelier --help > /dev/null
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.ml.config import StyleConfig  # noqa: E402
+from core.config import StyleConfig  # noqa: E402
 from worker.ml.style import (  # noqa: E402
     CONTENT_LAYER,
     STYLE_LAYERS,
@@ -39,7 +39,7 @@ from worker.ml.style import (  # noqa: E402
     style_loss,
     stylize_batch,
 )
-from worker.ml.synth import make_artists, paint  # noqa: E402
+from corpus.synth import make_artists, paint  # noqa: E402
 
 
 def make_pairs(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

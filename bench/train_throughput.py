@@ -27,10 +27,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker.ml.augment import make_augment  # noqa: E402
-from worker.ml.imageio import decode_all  # noqa: E402
-from worker.ml.config import ModelConfig, TrainConfig  # noqa: E402
+from corpus.imageio import decode_all  # noqa: E402
+from core.config import ModelConfig, TrainConfig  # noqa: E402
 from worker.ml.models import build_model, build_optimizer  # noqa: E402
-from worker.ml.synth import make_artists, paint  # noqa: E402
+from corpus.synth import make_artists, paint  # noqa: E402
 from worker.ml.train import Split, train_one_epoch  # noqa: E402
 
 

@@ -17,7 +17,7 @@ import statistics
 from dataclasses import dataclass
 
 from orchestrator.stats import OUTCOMES, chance_levels, cluster_bootstrap, wilson_interval
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 # Which matched controls must be recognised for a pair to count: SQL over attribution_pairs.
 CONDITIONS = {

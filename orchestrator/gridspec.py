@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 MAX_CELLS = 10_000
 # One range may not expand past this many values: "1:1:1e12" must fail fast, not fill memory.

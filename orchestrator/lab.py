@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from orchestrator import broker
-from orchestrator.settings import Settings
+from core.settings import Settings
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Lab:
     def celery(self) -> Celery:
         """The configured Celery app, with the broker reachable (started if embedded)."""
         if self._celery is None:
-            from worker.celery_app import configure
+            from core.messages import configure
 
             broker.ensure(self.settings)
             self._celery = configure(self.settings)

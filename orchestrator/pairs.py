@@ -6,7 +6,7 @@ import csv
 import random
 from pathlib import Path
 
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 MODES = ("cross-artist", "all")
 

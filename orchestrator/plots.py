@@ -50,7 +50,7 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, ti
 
 def grid_heatmap(cells: list[tuple[dict, float | None]], x: str, y: str, path: Path, title: str) -> Path:
     """Best value per (y, x) over the other axes; empty squares are cells without a result."""
-    from worker.ml.errors import ConfigError
+    from core.errors import ConfigError
 
     if not cells or any(x not in c or y not in c for c, _ in cells):
         axes = sorted(cells[0][0]) if cells else []

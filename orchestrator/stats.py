@@ -14,7 +14,7 @@ import math
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 Z95 = 1.959963984540054  # the 97.5th percentile of the standard normal: a two-sided 95 % interval
 OUTCOMES = ("content", "style", "other")

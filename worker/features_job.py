@@ -10,11 +10,12 @@ from worker.lifecycle import JobContext
 from worker.ml.cache import cached_images
 from worker.ml.checkpoint import atomic_save
 from worker.ml.features import extract
-from worker.ml.config import ModelConfig, check_feature_views
+from core.config import ModelConfig, check_feature_views
 from worker.ml.models import build_model
 from worker.ml.train import pick_device
 from worker.train_job import cache_path, load_dataset_images
-from worker.weights_store import WeightsRecord, local_file
+from core.weights import WeightsRecord
+from worker.weights_store import local_file
 
 SPLITS = ("train", "val", "test")
 

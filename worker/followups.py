@@ -14,8 +14,8 @@ from sqlalchemy.exc import IntegrityError
 
 from db import jobs
 from db.models import FINISHED_STATES, Job, Run, Sweep, SweepCell, utcnow
-from orchestrator.enqueue import send
-from orchestrator.settings import Settings
+from core.messages import send
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from db import jobs
 from db.engine import make_engine, make_sessionmaker
 from db.models import Job
-from orchestrator.settings import Settings
-from worker.artifacts import artifact_path
-from worker.ml.errors import ConfigError, one_line
+from core.settings import Settings
+from core.artifacts import artifact_path
+from core.errors import ConfigError, one_line
 from worker.payload import check_params
 
 log = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from worker.artifacts import artifact_path
-from worker.ml.config import StyleConfig, TrainConfig
-from worker.ml.errors import ConfigError
+from core.artifacts import artifact_path
+from core.config import StyleConfig, TrainConfig
+from core.errors import ConfigError
 
 BIG = 2**31 - 1  # ids and seeds fit a 32-bit signed integer column
 # Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.
@@ -39,7 +39,7 @@ COUNT = {"type": "integer", "minimum": 0, "maximum": BIG}
 ARTIFACT = {"type": "string", "minLength": 1, "maxLength": 1024}  # where it may point is checked separately
 # A batch id becomes a folder name: no separators, no dots, nothing to escape.
 SAFE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
-# worker.weights_store.WeightsRecord: what a backbone starts from (null: random init, from rows older than it).
+# core.weights.WeightsRecord: what a backbone starts from (null: random init, from rows older than it).
 WEIGHTS = {"anyOf": [{"type": "null"}, {
     "type": "object", "additionalProperties": False, "required": ["name", "sha256", "path"],
     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},

@@ -21,8 +21,8 @@ from celery import Celery
 
 from db import jobs
 from db.engine import make_engine, make_sessionmaker
-from orchestrator.enqueue import send
-from orchestrator.settings import Settings
+from core.messages import send
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def reap_once(settings: Settings, celery: Celery, sessions) -> int:
 
 
 def run_forever(settings: Settings) -> None:
-    from worker.celery_app import configure
+    from core.messages import configure
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     celery = configure(settings)

@@ -26,18 +26,19 @@ from sqlalchemy import select
 
 from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
 from db.upsert import upsert
-from worker.artifacts import artifact_path
+from core.artifacts import artifact_path
 from worker.lifecycle import JobContext, require_row
 from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier
-from worker.ml.config import StyleConfig, TrainConfig
-from worker.ml.errors import ConfigError
-from worker.ml.imageio import open_rgb
+from core.config import StyleConfig, TrainConfig
+from core.errors import ConfigError
+from corpus.imageio import open_rgb
 from worker.ml.models import build_model
 from worker.ml.style import VGGFeatures, build_vgg, from_pil, mean_activation_scales, resize_long_side, stylize_batch, to_pil
 from worker.ml.train import pick_device
 from worker.oom import halve_batch
-from worker.weights_store import WeightsRecord, local_file
+from core.weights import WeightsRecord
+from worker.weights_store import local_file
 
 
 def outcome(predicted: str, content_artist: str, style_artist: str) -> str:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _run(task, kind: str, job_id, runner) -> str:
-    settings = task.app.atelier_settings
+    settings = task.app.settings
     if not isinstance(job_id, str) or not 0 < len(job_id) <= 64:
         # Only our CLI sends these messages; anything else is logged and dropped, the worker goes on.
         log.error("refused %s message: the job id must be a short string, got %.80r", kind, job_id)

@@ -22,11 +22,12 @@ from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
 from worker.ml.models import build_head, build_model
-from worker.ml.config import TrainConfig
-from worker.ml.errors import ConfigError
+from core.config import TrainConfig
+from core.errors import ConfigError
 from worker.ml.train import EpochResult, Split, Trainer, evaluate, fit, pick_device
 from worker.oom import halve_batch
-from worker.weights_store import job_record, local_file
+from core.weights import job_record
+from worker.weights_store import local_file
 
 
 @dataclass

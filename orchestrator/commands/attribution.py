@@ -13,8 +13,8 @@ from db.models import Dataset, Run, StyleBatch, StyleControl, Stylization, Style
 from orchestrator.attribution import CONDITION_TEXT, CONDITIONS, GROUPS, chance_text, pairs_sql, strata
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.stats import OUTCOMES, chance_levels
-from worker import weights_store
-from worker.ml.errors import ConfigError
+from core import weights as names
+from core.errors import ConfigError
 
 KEY_COLUMNS = {"style_weight": "β", "style_artist": "style artist", "content_artist": "content artist"}
 METHOD = ("95 % intervals: first a cluster bootstrap over content images ({resamples} resamples, seed {seed}, "
@@ -31,20 +31,20 @@ def find_batch(session, ref: str) -> StyleBatch:
 
 def describe_batch(batch: StyleBatch, run: Run, k: int) -> list[str]:
     """What produced the numbers: the classifier and its weights, the style transfer and its weights."""
-    st, vgg = batch.spec["style"], weights_store.WeightsRecord.from_json(batch.spec.get("vgg_weights"))
+    st, vgg = batch.spec["style"], names.WeightsRecord.from_json(batch.spec.get("vgg_weights"))
     norm = batch.spec.get("vgg_norm")
     lines = [
         f"classifier: run {run.id} ({run.arch}, {run.config.get('mode')}, {k} artists), "
-        f"weights {weights_store.describe(run.weights, run.weights_sha256)}",
+        f"weights {names.describe(run.weights, run.weights_sha256)}",
         f"style transfer: Gatys et al. with loss {st['loss']}, {st['pool']} pooling, {st['init']} init, "
         f"{st['optimizer']} {st['steps']} steps, {st['size']} px long side, α = {st['content_weight']:g}; "
         f"VGG {st['vgg']} weights {vgg.label()}, "
         + (f"normalised to mean activation 1 on {len(norm['images'])} train images" if norm else "not normalised"),
     ]
-    if weights_store.warns_random(run.arch, run.weights):
-        lines.append(weights_store.random_warning(f"classifier run {run.id}", run.arch))
+    if names.warns_random(run.arch, run.weights):
+        lines.append(names.random_warning(f"classifier run {run.id}", run.arch))
     if vgg.is_random:
-        lines.append(weights_store.random_warning("the style VGG", st["vgg"]))
+        lines.append(names.random_warning("the style VGG", st["vgg"]))
     return lines
 
 

@@ -6,7 +6,7 @@ import click
 
 from orchestrator import broker
 from orchestrator.commands.common import pass_lab
-from orchestrator.settings import redact
+from core.settings import redact
 
 
 @click.group("broker")

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from db.models import Dataset, Image
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from worker.ml.errors import ConfigError, one_line
-from worker.ml.ingest import FORMATS, GROUP_ATTR, Ingested, ingest, parse_split, stratified_split
-from worker.ml.neardup import DEFAULT_BITS
-from worker.ml.synth import write_synthetic
+from core.errors import ConfigError, one_line
+from corpus.ingest import FORMATS, GROUP_ATTR, Ingested, ingest, parse_split, stratified_split
+from corpus.neardup import DEFAULT_BITS
+from corpus.synth import write_synthetic
 
 
 @click.group("dataset")

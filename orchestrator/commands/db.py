@@ -7,7 +7,7 @@ import click
 from db.engine import make_engine
 from db.migrate import current_revision, head_revision, upgrade
 from orchestrator.commands.common import pass_lab
-from orchestrator.settings import redact
+from core.settings import redact
 
 
 @click.group("db")

@@ -23,8 +23,9 @@ from orchestrator.commands.dataset import synth_cmd
 from orchestrator.commands.stylize import stylize_cmd
 from orchestrator.commands.train import submit_train
 from orchestrator.commands.wait import wait_for_jobs
-from worker import weights_store
-from worker.ml.errors import ConfigError
+from core import weights as names
+from orchestrator.weights import resolve as resolve_weights_spec
+from core.errors import ConfigError
 
 METRICS_SQL = (
     "SELECT epoch, phase, round(loss, 4) AS loss, round(top1, 3) AS top1, round(top2, 3) AS top2, "
@@ -38,14 +39,13 @@ ATTRIBUTION_SQL = ("SELECT style_weight, stylizations, pairs, content_rate, styl
 
 def weights_or_random(lab, arch: str) -> str:
     """``imagenet`` when this machine has it on record or cached; else ``random``, said out loud."""
-    with lab.sessions.begin() as s:
-        try:
-            weights_store.resolve(s, lab.settings.artifacts, arch, weights_store.IMAGENET, offline=True)
-            return weights_store.IMAGENET
-        except ConfigError:
-            console.print(f"[yellow]no ImageNet weights for {arch} on record or cached: the demo uses random init "
-                          f"(`atelier weights import FILE --arch {arch}` to use real ones)[/]")
-            return weights_store.RANDOM
+    try:
+        resolve_weights_spec(lab, arch, names.IMAGENET, offline=True)
+        return names.IMAGENET
+    except ConfigError:
+        console.print(f"[yellow]no ImageNet weights for {arch} on record or cached: the demo uses random init "
+                      f"(`atelier weights import FILE --arch {arch}` to use real ones)[/]")
+        return names.RANDOM
 
 
 @click.command("demo")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from core.messages import configure
 from orchestrator.commands.common import pass_lab
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 
 @click.command("flower")
@@ -17,12 +18,10 @@ def flower_cmd(lab, port, address) -> None:
     if not lab.settings.flower_password:
         raise ConfigError("set ATELIER_FLOWER_PASSWORD: Flower never runs without authentication")
     lab.celery()  # checks the broker (and starts the embedded one)
-    from worker.celery_app import app, configure
-    import worker.tasks  # noqa: F401  so Flower knows the task names
-
     from orchestrator.flower_routes import make_read_only
 
-    celery = configure(lab.settings, app)
+    # A plain client app: Flower learns the task names from the workers' events, not from importing the tasks.
+    celery = configure(lab.settings)
     make_read_only()  # the job table is the truth: nothing may revoke or send tasks behind it
 
     celery.start(["flower", f"--port={port}", f"--address={address}",

@@ -15,16 +15,16 @@ from sqlalchemy import select
 from db import jobs
 from db.engine import in_slices
 from db.models import Job, Run, Sweep, SweepCell
-from orchestrator import enqueue
+from core import messages
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.train import WEIGHTS_HELP, resolve_weights
 from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
-from worker import weights_store
-from worker.artifacts import features_path
-from worker.ml.config import ARCHS, METRICS, TrainConfig, check_feature_views, default_image_size
-from worker.ml.errors import ConfigError
+from core import weights as names
+from core.artifacts import features_path
+from core.config import ARCHS, METRICS, TrainConfig, check_feature_views, default_image_size
+from core.errors import ConfigError
 
 # Options that may take lists and ranges: (option name, type, default).
 AXES = {
@@ -108,7 +108,7 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
     check_max_cells(n, max_cells)
     check_views(mode, axes.get("augment", ["none"]), views)
     image_size = image_size or default_image_size(arch)
-    weights = weights or weights_store.default_spec(arch)
+    weights = weights or names.default_spec(arch)
     with lab.sessions() as s:
         ds = get_dataset(s, dataset_name)
         dataset_id, num_classes = ds.id, len(ds.classes)
@@ -119,8 +119,8 @@ def grid_cmd(lab, dataset_name, arch, mode, image_size, views, weights, metric, 
         cfg.model_config().validate()
         cells.append(Cell(i, {k: v for k, v in values.items() if v is not None}, cfg))
     if dry_run:
-        names = list(axes)
-        console.print(table(f"{n} cells", ("cell", *names), [(c.index, *(c.values.get(k) for k in names)) for c in cells]))
+        axis_names = list(axes)
+        console.print(table(f"{n} cells", ("cell", *axis_names), [(c.index, *(c.values.get(k) for k in axis_names)) for c in cells]))
         return
     weights = resolve_weights(lab, arch, weights)  # before any row: unavailable weights fail here and leave none
     cells = [replace(c, config=replace(c.config, weights=weights.name)) for c in cells]
@@ -211,7 +211,7 @@ def submit_sweep(lab, dataset_id, arch, spec, cells: list[Cell], weights, finetu
             s.add(SweepCell(sweep_id=sweep.id, cell_index=cell.index, cell=cell.values, job_id=job.id, run_id=run.id))
             if job.depends_on is None:
                 to_send.append(job)
-    enqueue.send(celery, to_send)
+    messages.send(celery, to_send)
     return sweep.id, to_send, len(planned) - len(created)
 
 

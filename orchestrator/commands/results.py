@@ -12,8 +12,8 @@ from pathlib import Path
 from db.models import Dataset, EpochMetric, Job, Run, SweepCell
 from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from worker import weights_store
-from worker.ml.errors import ConfigError
+from core import weights as names
+from core.errors import ConfigError
 
 RUN_COLUMNS = ("run", "dataset", "arch", "mode", "weights", "weights sha256", "status", "best epoch", "val top1",
                "val top2", "val F1", "test top1", "test F1")
@@ -35,15 +35,15 @@ def run_rows(session, dataset: str | None = None) -> list[tuple]:
 
 def run_weights(run: Run) -> tuple[str, str | None]:
     """(name, sha256) of what a run's backbone started from; runs older than the weights registry: their config's."""
-    return run.weights or run.config.get("weights") or weights_store.RANDOM, run.weights_sha256
+    return run.weights or run.config.get("weights") or names.RANDOM, run.weights_sha256
 
 
 def warn_random(runs: list[tuple[int, str, str | None]], err: bool = False) -> None:
     """One warning line for the (run id, arch, weights name) that started from random init where ImageNet exists."""
-    ids = [str(i) for i, arch, name in runs if weights_store.warns_random(arch, name)]
+    ids = [str(i) for i, arch, name in runs if names.warns_random(arch, name)]
     if ids:
         shown = ", ".join(ids[:8]) + (f", ... ({len(ids)} in all)" if len(ids) > 8 else "")
-        click.echo(weights_store.random_warning(f"run {shown}" if len(ids) == 1 else f"runs {shown}"), err=err)
+        click.echo(names.random_warning(f"run {shown}" if len(ids) == 1 else f"runs {shown}"), err=err)
 
 
 @results_group.command("runs")
@@ -79,7 +79,7 @@ def run_cmd(lab, run_id, plot_dir) -> None:
                   s.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase))]
     console.print(f"[bold]run {run.id}[/] on {ds.name}: {run.arch}, job {job.id} {job.status}")
     name, sha = run_weights(run)
-    console.print(f"weights: {weights_store.describe(name, sha)}", highlight=False)
+    console.print(f"weights: {names.describe(name, sha)}", highlight=False)
     warn_random([(run.id, run.arch, name)])
     console.print(table("configuration", ("option", "value"), sorted(run.config.items())))
     console.print(table("epochs", ("epoch", "phase", "stage", "loss", "top1", "top2", "macro F1", "lr"),
@@ -139,7 +139,7 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
     else:
         console.print(table(f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}", GRID_COLUMNS,
                             [(r[0], r[1], " ".join(f"{k}={v}" for k, v in r[2].items()), *r[3:]) for r in rows]))
-        used = sorted({weights_store.describe(name, sha) for _, name, sha in weights.values()})
+        used = sorted({names.describe(name, sha) for _, name, sha in weights.values()})
         click.echo(f"weights: {', '.join(used) or '-'}")
     warn_random([(run_id, arch, name) for run_id, (arch, name, _) in sorted(weights.items())], err=as_json)
     if plot_dir:

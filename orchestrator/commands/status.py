@@ -7,10 +7,10 @@ from sqlalchemy import select
 
 from db import jobs
 from db.models import Job, StyleBatch, Sweep, utcnow
-from orchestrator import enqueue
+from core import messages
 from orchestrator.commands.common import console, duration, pass_lab, print_json, table
 from orchestrator.commands.wait import group_state, watch_group
-from worker.ml.errors import ConfigError
+from core.errors import ConfigError
 
 
 def find_job(session, ref: str) -> Job:
@@ -82,7 +82,7 @@ def resume_cmd(lab) -> None:
     with lab.sessions.begin() as s:
         requeued = jobs.expire_leases(s, lab.settings.lease_seconds)
         queued = s.scalars(select(Job).where(Job.status == "queued")).all()
-    sent = enqueue.send(lab.celery(), queued)
+    sent = messages.send(lab.celery(), queued)
     click.echo(f"re-enqueued {sent} job(s) ({len(requeued)} recovered from lost workers)")
 
 
@@ -103,7 +103,7 @@ def cancel_cmd(lab, ref) -> None:
     with lab.sessions.begin() as s:
         name, found = jobs_of(s, ref)
         live = [j for j in found if j.status in ("queued", "running")]
-        # Task ids as enqueue.send names them; a running job stops by itself at its next epoch or chunk.
+        # Task ids as messages.send names them; a running job stops by itself at its next epoch or chunk.
         queued = [f"{j.id}.{j.attempts}" for j in live if j.status == "queued"]
         for j in live:
             j.status, j.finished_at, j.error = "cancelled", utcnow(), "cancelled by user"
@@ -136,7 +136,7 @@ def retry_cmd(lab, ref, only_failed) -> None:
         for j in again:
             j.status, j.error, j.attempts, j.finished_at, j.lease_token = "queued", None, 0, None, None
         ready = [j for j in again if j.depends_on is None or j.depends_on not in {a.id for a in again}]
-    enqueue.send(celery, ready)
+    messages.send(celery, ready)
     click.echo(f"{name}: re-queued {len(again)} job(s)")
 
 

@@ -13,15 +13,16 @@ from sqlalchemy import insert, select
 from db import jobs
 from db.engine import in_slices
 from db.models import Image, Run, StyleBatch, StyleBatchPair, Stylization
-from orchestrator import enqueue
+from core import messages
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import parse_values
 from orchestrator.pairs import MODES, read_pairs, sample_pairs
-from worker import weights_store
-from worker.ml.config import STYLE_INITS, STYLE_LOSSES, STYLE_POOLS, StyleConfig
-from worker.ml.errors import ConfigError
+from core import weights as names
+from orchestrator.weights import resolve as resolve_weights_spec
+from core.config import STYLE_INITS, STYLE_LOSSES, STYLE_POOLS, StyleConfig
+from core.errors import ConfigError
 
 
 # Doses: a null dose (beta = 0: the optimisation reconstructs the content alone) and then beta/alpha over
@@ -92,8 +93,7 @@ def stylize_cmd(lab, dataset_name, classifier_run, pairs_spec, per_cell, split, 
     else:
         pairs = read_pairs(Path(pairs_spec), {im.path: im.id for im in images})
     # Resolved before anything is written: no cached weights (offline) is one line and no rows.
-    with lab.sessions.begin() as s:
-        vgg_record = weights_store.resolve(s, lab.settings.artifacts, vgg, vgg_weights, lab.settings.offline)
+    vgg_record = resolve_weights_spec(lab, vgg, vgg_weights)
     norm = vgg_norm(vgg_record, style, [im.id for im in images if im.split == "train"], norm_images)
     spec = {"dataset": dataset_name, "pairs": pairs_spec, "per_cell": per_cell, "split": split, "style_weights": weights,
             "style": vars(style), "vgg_weights": vgg_record.to_json(), "vgg_norm": norm,
@@ -116,7 +116,7 @@ def stylize_cmd(lab, dataset_name, classifier_run, pairs_spec, per_cell, split, 
         click.echo(f"batch {batch_id}: {len(todo)} stylizations ({len(set(pairs))} pairs x {len(weights)} doses) "
                    f"in {n_jobs} jobs; VGG {vgg} weights {vgg_record.label()}")
         if vgg_record.is_random:
-            click.echo(weights_store.random_warning("the style VGG", vgg))
+            click.echo(names.random_warning("the style VGG", vgg))
     if wait and job_ids:
         wait_for_group(lab, batch_id, "batch")
     return batch_id  # for callers that invoke the command (the demo)
@@ -165,7 +165,7 @@ def submit_batch(lab, dataset_id, run_id, spec, todo, chunk, device_batch):
         if pair_rows:
             s.execute(insert(StyleBatchPair), pair_rows)
         batch_id = batch.id
-    enqueue.send(celery, created)
+    messages.send(celery, created)
     return batch_id, len(created), [j.id for j in created]
 
 

@@ -8,13 +8,14 @@ import click
 
 from db import jobs
 from db.models import Run
-from orchestrator import enqueue
+from core import messages
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.commands.dataset import get_dataset
 from orchestrator.commands.wait import wait_for_jobs
-from worker import weights_store
-from worker.ml.config import ARCHS, HEADS, METRICS, MODES, PRESETS, TrainConfig, default_image_size
-from worker.ml.errors import ConfigError
+from core import weights as names
+from orchestrator.weights import resolve as resolve_weights_spec
+from core.config import ARCHS, HEADS, METRICS, MODES, PRESETS, TrainConfig, default_image_size
+from core.errors import ConfigError
 
 
 def parse_dense(text: str | None) -> tuple[int, ...]:
@@ -29,10 +30,9 @@ def parse_dense(text: str | None) -> tuple[int, ...]:
     return sizes
 
 
-def resolve_weights(lab, arch: str, spec: str) -> weights_store.WeightsRecord:
+def resolve_weights(lab, arch: str, spec: str) -> names.WeightsRecord:
     """``--weights`` for ``arch`` as a record every worker can load (a copy or download is recorded and committed)."""
-    with lab.sessions.begin() as s:
-        return weights_store.resolve(s, lab.settings.artifacts, arch, spec, lab.settings.offline)
+    return resolve_weights_spec(lab, arch, spec)
 
 
 WEIGHTS_HELP = ("'imagenet' (the default for archs with ImageNet weights: torchvision's file, from the store, the torch "
@@ -47,7 +47,7 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
         ds = get_dataset(s, dataset_name)
         dataset_id, classes = ds.id, list(ds.classes)
     arch = cfg_fields["arch"]
-    spec = cfg_fields.get("weights") or weights_store.default_spec(arch)
+    spec = cfg_fields.get("weights") or names.default_spec(arch)
     cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "weights": None,
                                                    "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
     cfg.model_config().validate()
@@ -64,7 +64,7 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
         s.add(run)
         s.flush()
         job.params = {**job.params, "run_id": run.id}
-    enqueue.send(celery, [job])
+    messages.send(celery, [job])
     return job.id, run.id
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 import click
 
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from worker import weights_store
+from core import weights as names
+from db import weights as registry
+from orchestrator import weights
 
 LIST_COLUMNS = ("arch", "name", "sha256", "source", "path", "features only", "present")
 
@@ -23,7 +25,7 @@ def weights_group() -> None:
 def list_cmd(lab, as_json) -> None:
     """What every worker can load: arch, name, source, sha256, and whether this host sees the file."""
     with lab.sessions() as s:
-        rows = weights_store.listing(s, lab.settings.artifacts)
+        rows = registry.listing(s, lab.settings.artifacts)
     if as_json:
         print_json(rows)
         return
@@ -37,9 +39,9 @@ def list_cmd(lab, as_json) -> None:
 
 @weights_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--arch", required=True, type=click.Choice(weights_store.WEIGHT_ARCHS),
+@click.option("--arch", required=True, type=click.Choice(names.WEIGHT_ARCHS),
               help="The architecture the file is for (a style VGG: vgg19, vgg16).")
-@click.option("--name", default=weights_store.IMAGENET, show_default=True,
+@click.option("--name", default=names.IMAGENET, show_default=True,
               help="What --weights will call it; 'imagenet' for torchvision's ImageNet file (or its features).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"arch", "name", "sha256", "path"}.')
 @pass_lab
@@ -50,8 +52,7 @@ def import_cmd(lab, file, arch, name, as_json) -> None:
     features-only file, only `features.*` for VGG and AlexNet, is complete). The backbone is copied under the
     artifacts root as safetensors and recorded with its sha256, so `--weights NAME` finds it on every host.
     """
-    with lab.sessions.begin() as s:
-        record = weights_store.import_file(s, lab.settings.artifacts, file.resolve(), arch, name)
+    record = weights.import_file(lab, file.resolve(), arch, name)
     if as_json:
         print_json({"arch": arch, **record.to_json()})
         return

@@ -9,12 +9,12 @@ import pytest
 from db import jobs
 from db.engine import make_engine, make_sessionmaker
 from db.models import Dataset, Run
-from orchestrator import enqueue
-from orchestrator.settings import Settings
+from core import messages
+from core.settings import Settings
 from tests.conftest import unique
 from tests.services import wait_until
-from worker.celery_app import configure
-from worker.ml.config import StyleConfig, TrainConfig
+from core.messages import configure
+from core.config import StyleConfig, TrainConfig
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def insert(sessions, kind, params):
 def test_malformed_job_rows_fail_with_one_clear_line(sqlite_stack, lab):
     _settings, sessions, celery = lab
     created = [(insert(sessions, kind, params), fragment) for kind, params, fragment in MALFORMED]
-    enqueue.send(celery, [job for job, _ in created])
+    messages.send(celery, [job for job, _ in created])
     for job, fragment in created:
         row = sqlite_stack.wait_job(job.id, timeout=120)
         assert row["status"] == "failed", (fragment, row)
@@ -102,7 +102,7 @@ def test_unicode_oddities_reach_a_clear_error(sqlite_stack, lab):
         job.params = {**job.params, "run_id": run.id}
         s.flush()
         s.expunge(job)
-    enqueue.send(celery, [job])
+    messages.send(celery, [job])
     row = stack.wait_job(job.id, timeout=120)
     assert row["status"] == "failed" and "unknown arch" in row["error"] and "\\u202e" in row["error"], row
 
@@ -140,6 +140,6 @@ def test_malformed_messages_are_logged_and_dropped(sqlite_stack, lab):
     wait_until(logged(f"job {job.id} not claimable"), 60, "the wrong-kind message to claim nothing")
     (row,) = stack.query(f"SELECT status, attempts FROM jobs WHERE id = '{job.id}'")
     assert (row["status"], row["attempts"]) == ("queued", 0)  # a stray message did not fail a good job
-    enqueue.send(celery, [job])
+    messages.send(celery, [job])
     assert stack.wait_job(job.id)["status"] == "succeeded"  # and the worker is still there to run it
     assert worker.alive()

@@ -115,8 +115,8 @@ def test_a_grid_cell_classifies_as_it_was_evaluated(sqlite_stack, classifier):
 
     from db.engine import make_engine, make_sessionmaker
     from db.models import Dataset, Image as ImageRow, Prediction, Run
-    from orchestrator.settings import Settings
-    from worker.ml.imageio import open_rgb
+    from core.settings import Settings
+    from corpus.imageio import open_rgb
     from worker.stylize_job import load_classifier
 
     settings = Settings.from_env(stack.env)

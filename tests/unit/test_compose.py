@@ -25,8 +25,8 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
-from orchestrator.settings import ENV_VARS, Settings
-from worker.celery_app import QUEUES
+from core.settings import ENV_VARS, Settings
+from core.messages import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("compose_schema.json")

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, safe_open
 
 from worker.ml.checkpoint import atomic_save
-from worker.ml.imageio import decode_all
+from corpus.imageio import decode_all
 
 
 def keys_digest(keys: list[str]) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-from worker.ml.config import TrainConfig
+from core.config import TrainConfig
 from worker.ml.features import extract, plain_view
-from worker.ml.imageio import square_crop
+from corpus.imageio import square_crop
 from worker.ml.train import Split, predict
 
 

@@ -25,8 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision.models as tvm
 
-from worker.ml.config import ARCHS, HEADS, MODES, OPTIMIZERS, ModelConfig
-from worker.ml.errors import ConfigError
+from core.config import ARCHS, HEADS, MODES, OPTIMIZERS, ModelConfig
+from core.errors import ConfigError
 from worker.ml.weights import load_backbone_weights
 
 # Inception V3's auxiliary classifier loss weight (Szegedy et al.; the Rijksmuseum study). The trainer applies it.

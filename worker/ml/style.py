@@ -55,8 +55,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from safetensors.torch import load_file
 
-from worker.ml.config import MIN_SIDE, VGG_NAMES, StyleConfig
-from worker.ml.errors import ConfigError
+from core.config import MIN_SIDE, VGG_NAMES, StyleConfig
+from core.errors import ConfigError
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from worker.ml.augment import make_augment
 from worker.ml.checkpoint import SavedState
 from worker.ml.metrics import Scores, score
-from worker.ml.config import TrainConfig
+from core.config import TrainConfig
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
     Classifier,

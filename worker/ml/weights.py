@@ -24,8 +24,8 @@ import torchvision.models as tvm
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from worker.ml.config import ARCHS, IMAGENET_ARCHS, VGG_NAMES
-from worker.ml.errors import ConfigError
+from core.config import ARCHS, IMAGENET_ARCHS, VGG_NAMES
+from core.errors import ConfigError
 
 # The original ImageNet weights for every arch (ResNet50's DEFAULT is V2; V1 is the classic the seeds used).
 IMAGENET_VERSION = "IMAGENET1K_V1"

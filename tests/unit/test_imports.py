@@ -1,0 +1,121 @@
+"""Imports run one way: core <- corpus, db <- worker <- orchestrator.
+
+Every import statement of every module is read (function-level ones too: a lazy import
+is still a dependency), so the layering cannot drift unnoticed. The second test runs
+the commands a researcher types most, in a fresh interpreter, and checks that none of
+them loads torch.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.services import ROOT
+
+PACKAGES = ("core", "corpus", "db", "worker", "orchestrator")
+# What each of our packages may import of the others (its own modules always).
+ALLOWED = {
+    "core": set(),
+    "corpus": {"core"},
+    "db": {"core"},
+    "worker": {"core", "corpus", "db"},
+    "orchestrator": {"core", "corpus", "db"},
+}
+# Third-party imports a package must never make (at any depth of its own code).
+FORBIDDEN = {
+    "core": {"torch", "torchvision", "sqlalchemy"},
+    "corpus": {"torch", "torchvision", "sqlalchemy", "celery"},
+    "db": {"torch", "torchvision", "celery"},
+    "worker.ml": {"celery", "sqlalchemy", "db"},  # the ML code knows nothing of Celery or the ORM (DESIGN rule 2)
+    "orchestrator": {"torch", "torchvision"},
+}
+
+
+def imports_of(path: Path, root: Path) -> list[tuple[int, str]]:
+    """(line, top-level-qualified module) of every import in ``path``, relative imports resolved."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = ".".join(path.relative_to(root).with_suffix("").parts[:-node.level])
+                found.append((node.lineno, f"{package}.{node.module}" if node.module else package))
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def modules(root: Path):
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            yield package, ".".join(path.relative_to(root).with_suffix("").parts), path
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    bad = []
+    for package, module, path in modules(root):
+        for line, name in imports_of(path, root):
+            top = name.split(".")[0]
+            where = f"{path.relative_to(root)}:{line} imports {name}"
+            if top in PACKAGES and top != package and top not in ALLOWED[package]:
+                bad.append(f"{where} ({package} may import only {sorted(ALLOWED[package]) or 'none of ours'})")
+            for scope, banned in FORBIDDEN.items():
+                if (module == scope or module.startswith(scope + ".")) and top in banned:
+                    bad.append(f"{where} ({scope} never imports {top})")
+    return bad
+
+
+def test_every_import_runs_one_way():
+    assert violations() == []
+
+
+def test_the_checker_sees_a_lazy_import_that_breaks_the_rules(tmp_path):
+    # The rule test must be able to fail: a function-level import of orchestrator inside db is caught.
+    for package in PACKAGES:
+        (tmp_path / package).mkdir()
+    (tmp_path / "db" / "x.py").write_text("def f():\n    from orchestrator.cli import main\n    import torch\n")
+    (tmp_path / "worker" / "y.py").write_text("from . import z\nfrom .ml import models\n")
+    found = violations(tmp_path)
+    assert any("db/x.py:2 imports orchestrator.cli" in v for v in found)
+    assert any("db/x.py:3 imports torch" in v for v in found)
+    assert len(found) == 2, found  # relative imports inside a package are its own
+
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+from orchestrator.cli import cli
+
+for args in json.loads(sys.argv[1]):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, (args, result.output)
+print("torch" in sys.modules)
+"""
+
+# The dataset is made first (PIL and numpy only), so the grid's dry run expands real cells.
+SETUP = [["dataset", "synth", "tiny", "--artists", "2", "--per-artist", "3", "--size", "32"]]
+
+
+@pytest.mark.parametrize("args", [
+    ["status"],
+    ["flower", "--help"],
+    ["query", "SELECT count(*) AS n FROM jobs"],
+    ["grid", "--dataset", "tiny", "--arch", "resnet18", "--lr", "0.1,0.01", "--dry-run"],
+    ["results", "runs"],
+], ids=lambda a: " ".join(a[:2]))
+def test_everyday_commands_never_import_torch(args, cli_env):
+    # A fresh interpreter per command: this test process has long imported torch.
+    env = {**os.environ, **cli_env}
+    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps([*SETUP, args])], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False", f"atelier {' '.join(args)} imported torch"
