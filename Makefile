@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: demo test install system-deps bench clean
+.PHONY: demo test unit lint install system-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,8 +22,19 @@ demo: $(VENV)/.installed
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: $(VENV)/.installed system-deps
+# The whole suite: lint, then unit, CLI and integration tests (real redis-server, workers, PostgreSQL).
+test: $(VENV)/.installed system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# What needs no Redis, no worker process and no PostgreSQL: the fast loop while editing.
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit tests/cli -n 2 -m "not postgres and not integration" $(PYTEST_ARGS)
+
+# ruff (lint and format) and the import layers (import-linter contracts in pyproject.toml).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -45,8 +45,16 @@ def atelier(env: dict, *args: str, quiet: bool = False) -> str:
 def wait_group(env: dict, group: str) -> None:
     """Poll the store until every job of a sweep or batch has ended; fail if one did not succeed."""
     while True:
-        jobs = json.loads(atelier(env, "query", f"SELECT status, count(*) AS n FROM jobs WHERE group_id = '{group}' "
-                                                "GROUP BY status", "--format", "json", quiet=True))
+        jobs = json.loads(
+            atelier(
+                env,
+                "query",
+                f"SELECT status, count(*) AS n FROM jobs WHERE group_id = '{group}' GROUP BY status",
+                "--format",
+                "json",
+                quiet=True,
+            )
+        )
         counts = {j["status"]: j["n"] for j in jobs}
         if not counts.get("queued") and not counts.get("running"):
             break
@@ -71,9 +79,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("attribution-real"), help="where tables and PNGs go")
     p.add_argument("--size", type=int, default=96, help="long side of the stylized works in px")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--image-size", type=int, default=None,
-                   help="classifier input side (default: --size, so the unstylized controls are recognisable at the "
-                        "resolution the stylized works have)")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="classifier input side (default: --size, so the unstylized controls are recognisable at the "
+        "resolution the stylized works have)",
+    )
     p.add_argument("--doses", default="0,1e2,1e3,1e4", help="beta values (alpha = 1)")
     p.add_argument("--per-cell", type=int, default=1, help="pairs per (style artist, content artist)")
     p.add_argument("--init", default="noise", choices=("noise", "content"))
@@ -92,29 +104,87 @@ def main() -> None:
         if not (subset / a).exists():
             (subset / a).symlink_to((args.paintings / a).resolve())
     t0 = time.perf_counter()
-    worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker", "--threads", str(args.threads)], env=env,
-                              stdout=open(home / "worker.log", "ab"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "worker", "--threads", str(args.threads)],
+        env=env,
+        stdout=open(home / "worker.log", "ab"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         for arch in ("vgg16", "vgg19"):
             atelier(env, "weights", "import", str(weight_file(args.weights, arch)), "--arch", arch)
         atelier(env, "weights", "list")
         atelier(env, "dataset", "add", "real", str(subset), "--seed", "0")
         atelier(env, "dataset", "show", "real")
-        sweep = json.loads(atelier(env, "grid", "--dataset", "real", "--arch", "vgg16", "--mode", "feature-extract",
-                                   "--image-size", str(args.image_size or args.size),
-                                   "--head", "gap", "--dense1", "128,256", "--lr", "1e-3,1e-4", "--epochs", "30",
-                                   "--batch-size", "16", "--augment", "none", "--json"))["sweep"]
+        sweep = json.loads(
+            atelier(
+                env,
+                "grid",
+                "--dataset",
+                "real",
+                "--arch",
+                "vgg16",
+                "--mode",
+                "feature-extract",
+                "--image-size",
+                str(args.image_size or args.size),
+                "--head",
+                "gap",
+                "--dense1",
+                "128,256",
+                "--lr",
+                "1e-3,1e-4",
+                "--epochs",
+                "30",
+                "--batch-size",
+                "16",
+                "--augment",
+                "none",
+                "--json",
+            )
+        )["sweep"]
         wait_group(env, sweep)
         board = atelier(env, "results", "grid", sweep)
         (args.out / "grid.txt").write_text(board)
-        best = json.loads(atelier(env, "query", f"SELECT run_id FROM grid_leaderboard WHERE sweep_id = '{sweep}' "
-                                             "AND stage = 'grid' AND rank = 1 ORDER BY cell_index", "--format", "json"))
+        best = json.loads(
+            atelier(
+                env,
+                "query",
+                f"SELECT run_id FROM grid_leaderboard WHERE sweep_id = '{sweep}' "
+                "AND stage = 'grid' AND rank = 1 ORDER BY cell_index",
+                "--format",
+                "json",
+            )
+        )
         run = str(best[0]["run_id"])
         (args.out / "classifier.txt").write_text(atelier(env, "results", "run", run))
-        batch = json.loads(atelier(env, "stylize", "--dataset", "real", "--classifier", run, "--split", "test",
-                                   "--per-cell", str(args.per_cell), "--style-weight", args.doses, "--size", str(args.size),
-                                   "--steps", str(args.steps), "--init", args.init, "--chunk", "16",
-                                   "--device-batch", "16", "--json"))["batch"]
+        batch = json.loads(
+            atelier(
+                env,
+                "stylize",
+                "--dataset",
+                "real",
+                "--classifier",
+                run,
+                "--split",
+                "test",
+                "--per-cell",
+                str(args.per_cell),
+                "--style-weight",
+                args.doses,
+                "--size",
+                str(args.size),
+                "--steps",
+                str(args.steps),
+                "--init",
+                args.init,
+                "--chunk",
+                "16",
+                "--device-batch",
+                "16",
+                "--json",
+            )
+        )["batch"]
         wait_group(env, batch)
         table = atelier(env, "results", "attribution", batch, "--plot", str(args.out))
         table += atelier(env, "results", "attribution", batch, "--condition", "none")
@@ -126,11 +196,16 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "orchestrator", "broker", "stop"], env=env, capture_output=True)
     style = [r["style"]["rate"] for r in rows]
     content = [r["content"]["rate"] for r in rows]
-    print(f"\n{len(artists)} artists, doses {args.doses}: style rate {style}, content rate {content} "
-          f"({time.perf_counter() - t0:.0f} s; home {home}; outputs in {args.out})")
+    print(
+        f"\n{len(artists)} artists, doses {args.doses}: style rate {style}, content rate {content} "
+        f"({time.perf_counter() - t0:.0f} s; home {home}; outputs in {args.out})"
+    )
     rises = style[-1] > style[0] and content[-1] < content[0]
-    print("dose-response: the style rate rises with beta and the content rate falls" if rises else
-          "NO DOSE-RESPONSE: the style rate does not rise or the content rate does not fall; look before reporting")
+    print(
+        "dose-response: the style rate rises with beta and the content rate falls"
+        if rises
+        else "NO DOSE-RESPONSE: the style rate does not rise or the content rate does not fall; look before reporting"
+    )
     sys.exit(0 if rises else 1)
 
 

@@ -24,11 +24,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.config import ModelConfig, TrainConfig  # noqa: E402
+from corpus.synth import make_artists, paint  # noqa: E402
 from orchestrator.gridspec import expand, parse_values  # noqa: E402
 from worker.ml.features import extract, plain_view, random_view  # noqa: E402
-from core.config import ModelConfig, TrainConfig  # noqa: E402
 from worker.ml.models import build_head, build_model  # noqa: E402
-from corpus.synth import make_artists, paint  # noqa: E402
 from worker.ml.train import Split, fit  # noqa: E402
 
 
@@ -51,9 +51,19 @@ def sync(device):
 
 
 def cell_config(args, cell) -> TrainConfig:
-    return TrainConfig(arch=args.arch, num_classes=args.artists, epochs=args.epochs, batch_size=args.batch, lr=1e-3,
-                       image_size=args.size, mode="feature-extract", head=cell["head"],
-                       dense=(cell["dense1"], cell["dense2"]), augment="none", early_stop_patience=10**6)
+    return TrainConfig(
+        arch=args.arch,
+        num_classes=args.artists,
+        epochs=args.epochs,
+        batch_size=args.batch,
+        lr=1e-3,
+        image_size=args.size,
+        mode="feature-extract",
+        head=cell["head"],
+        dense=(cell["dense1"], cell["dense2"]),
+        augment="none",
+        early_stop_patience=10**6,
+    )
 
 
 def naive(args, cells, train, val, device) -> list[float]:
@@ -67,15 +77,18 @@ def naive(args, cells, train, val, device) -> list[float]:
 def shared(args, cells, train, val, device) -> list[float]:
     torch.manual_seed(0)
     backbone = build_model(ModelConfig(args.arch, args.artists, image_size=args.size)).backbone
-    feats = {name: extract(backbone, s.images, args.size, "none", 1, device, batch_size=args.batch)
-             for name, s in (("train", train), ("val", val))}
+    feats = {
+        name: extract(backbone, s.images, args.size, "none", 1, device, batch_size=args.batch)
+        for name, s in (("train", train), ("val", val))
+    }
     ftrain, fval = Split(feats["train"], train.labels), Split(feats["val"], val.labels)
     scores = []
     for cell in cells:
         cfg = cell_config(args, cell)
         head = build_head(cfg.model_config(), tuple(feats["train"].shape[2:]))
-        _, result = fit(cfg, ftrain, fval, device=device, model=head, train_transform=random_view,
-                        eval_transform=plain_view)
+        _, result = fit(
+            cfg, ftrain, fval, device=device, model=head, train_transform=random_view, eval_transform=plain_view
+        )
         scores.append(result.best_val.macro_f1)
     return scores
 
@@ -85,7 +98,7 @@ def rank_agreement(a: list[float], b: list[float]) -> float:
     n, s = len(a), 0
     for i in range(n):
         for j in range(i + 1, n):
-            s += (1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
+            s += 1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0
     return s / max(1, n * (n - 1) / 2)
 
 
@@ -102,12 +115,19 @@ def main() -> None:
     p.add_argument("--dense2", default="32:32:256")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cells = expand({"head": parse_values("heads", args.heads), "dense1": parse_values("dense1", args.dense1, int),
-                    "dense2": parse_values("dense2", args.dense2, int)})
+    cells = expand(
+        {
+            "head": parse_values("heads", args.heads),
+            "dense1": parse_values("dense1", args.dense1, int),
+            "dense2": parse_values("dense2", args.dense2, int),
+        }
+    )
     train = synthetic_split(args.images, args.artists, args.size, 0)
     val = synthetic_split(max(args.artists, args.images // 4), args.artists, args.size, 1)
-    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {args.arch}, {len(cells)} cells, "
-          f"{args.epochs} epochs each, {len(train)} train / {len(val)} val images at {args.size}px")
+    print(
+        f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {args.arch}, {len(cells)} cells, "
+        f"{args.epochs} epochs each, {len(train)} train / {len(val)} val images at {args.size}px"
+    )
 
     timings, results = {}, {}
     for name, fn in (("atelier (shared features)", shared), ("naive (backbone per cell)", naive)):
@@ -119,9 +139,11 @@ def main() -> None:
         print(f"  {name:28s} {timings[name]:9.1f} s")
     ours, theirs = results["atelier (shared features)"], results["naive (backbone per cell)"]
     print(f"  speed-up: {timings['naive (backbone per cell)'] / timings['atelier (shared features)']:.1f}x")
-    print(f"  leaderboard agreement (Kendall tau): {rank_agreement(ours, theirs):.2f}; "
-          f"best cell {cells[max(range(len(cells)), key=ours.__getitem__)]} vs "
-          f"{cells[max(range(len(cells)), key=theirs.__getitem__)]}")
+    print(
+        f"  leaderboard agreement (Kendall tau): {rank_agreement(ours, theirs):.2f}; "
+        f"best cell {cells[max(range(len(cells)), key=ours.__getitem__)]} vs "
+        f"{cells[max(range(len(cells)), key=theirs.__getitem__)]}"
+    )
 
 
 if __name__ == "__main__":

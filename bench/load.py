@@ -67,10 +67,16 @@ def start_workers(env: dict[str, str], n: int, logs: Path) -> list[subprocess.Po
     threads = str(max(1, (os.cpu_count() or 1) // n))  # the cores shared out, as the README advises
     for i in range(n):
         out = (logs / f"worker-{i}.log").open("wb")
-        procs.append(subprocess.Popen([sys.executable, "-m", "orchestrator", "worker", "--name", f"w{i}@load",
-                                       "--threads", threads],
-                                      env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", "worker", "--name", f"w{i}@load", "--threads", threads],
+                env={**os.environ, **env},
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
     deadline = time.monotonic() + 120
     while not all(b"ready." in (logs / f"worker-{i}.log").read_bytes() for i in range(n)):
         if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
@@ -92,8 +98,10 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
 
 def write_pairs(lab: Lab, dataset: str, n: int, path: Path) -> None:
     """n distinct cross-artist (content, style) pairs, by image path."""
-    images = lab.query(f"SELECT i.path, i.label FROM images i JOIN datasets d ON d.id = i.dataset_id "
-                       f"WHERE d.name = '{dataset}' AND i.status = 'ok' ORDER BY i.id")
+    images = lab.query(
+        f"SELECT i.path, i.label FROM images i JOIN datasets d ON d.id = i.dataset_id "
+        f"WHERE d.name = '{dataset}' AND i.status = 'ok' ORDER BY i.id"
+    )
     pairs = ((c["path"], s["path"]) for c in images for s in images if c["label"] != s["label"])
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -112,8 +120,10 @@ def wait_groups(lab: Lab, groups: list[str], total: int) -> None:
     ids = ", ".join(f"'{g}'" for g in groups)
     last = None
     while True:
-        (row,) = lab.query(f"SELECT sum(CASE WHEN status IN ('succeeded','failed','cancelled') THEN 1 ELSE 0 END) "
-                           f"AS ended FROM jobs WHERE group_id IN ({ids})")
+        (row,) = lab.query(
+            f"SELECT sum(CASE WHEN status IN ('succeeded','failed','cancelled') THEN 1 ELSE 0 END) "
+            f"AS ended FROM jobs WHERE group_id IN ({ids})"
+        )
         ended = row["ended"] or 0
         if ended != last:
             print(f"  {ended}/{total} jobs ended", file=sys.stderr, flush=True)
@@ -125,8 +135,13 @@ def wait_groups(lab: Lab, groups: list[str], total: int) -> None:
 
 def cli_startup(env: dict[str, str]) -> float:
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "orchestrator", "--help"], env={**os.environ, **env}, cwd=ROOT,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "orchestrator", "--help"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t
 
 
@@ -154,24 +169,82 @@ def main() -> int:
 
     procs = start_workers(env, args.workers, home)
     try:
-        clf = lab.json("train", "--dataset", "art", "--arch", "baseline-cnn", "--weights", "random", "--epochs", "1", "--image-size", "32",
-                       "--batch-size", "32", "--augment", "none")
+        clf = lab.json(
+            "train",
+            "--dataset",
+            "art",
+            "--arch",
+            "baseline-cnn",
+            "--weights",
+            "random",
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "32",
+            "--augment",
+            "none",
+        )
         wait_job(lab, clf["job"])
 
         chunk = -(-args.pairs // args.jobs)
         t0 = time.perf_counter()
-        batch = lab.json("stylize", "--dataset", "art", "--classifier", str(clf["run"]), "--pairs", str(home / "pairs.csv"),
-                         "--style-weight", "1e3", "--steps", "1", "--size", "16", "--optimizer", "adam",
-                         "--chunk", str(chunk), "--device-batch", "64", "--vgg-weights", "random")
+        batch = lab.json(
+            "stylize",
+            "--dataset",
+            "art",
+            "--classifier",
+            str(clf["run"]),
+            "--pairs",
+            str(home / "pairs.csv"),
+            "--style-weight",
+            "1e3",
+            "--steps",
+            "1",
+            "--size",
+            "16",
+            "--optimizer",
+            "adam",
+            "--chunk",
+            str(chunk),
+            "--device-batch",
+            "64",
+            "--vgg-weights",
+            "random",
+        )
         t1 = time.perf_counter()
-        sweep = lab.json("grid", "--dataset", "art", "--arch", "baseline-cnn", "--weights", "random", "--mode", "feature-extract",
-                         "--image-size", "32", "--dense1", f"1:1:{args.cells}", "--epochs", "1", "--batch-size", "32")
+        sweep = lab.json(
+            "grid",
+            "--dataset",
+            "art",
+            "--arch",
+            "baseline-cnn",
+            "--weights",
+            "random",
+            "--mode",
+            "feature-extract",
+            "--image-size",
+            "32",
+            "--dense1",
+            f"1:1:{args.cells}",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+        )
         t2 = time.perf_counter()
         submit = t2 - t0
         figures = {
-            "pairs": batch["pairs"], "style_jobs": batch["jobs"], "cells": sweep["cells"], "workers": args.workers,
-            "submit_s": round(submit, 3), "submit_style_s": round(t1 - t0, 3), "submit_grid_s": round(t2 - t1, 3),
-            "submit_pairs_per_s": round(batch["pairs"] / (t1 - t0)), "submit_cells_per_s": round(sweep["cells"] / (t2 - t1)),
+            "pairs": batch["pairs"],
+            "style_jobs": batch["jobs"],
+            "cells": sweep["cells"],
+            "workers": args.workers,
+            "submit_s": round(submit, 3),
+            "submit_style_s": round(t1 - t0, 3),
+            "submit_grid_s": round(t2 - t1, 3),
+            "submit_pairs_per_s": round(batch["pairs"] / (t1 - t0)),
+            "submit_cells_per_s": round(sweep["cells"] / (t2 - t1)),
             "cli_startup_s": round(cli_startup(env), 2),
         }
         groups = [batch["batch"], sweep["sweep"]]
@@ -188,12 +261,18 @@ def main() -> int:
         jobs = lab.query(f"SELECT status, attempts, started_at, finished_at FROM jobs WHERE group_id IN ({ids})")
         ran = sum(_seconds(j["finished_at"]) - _seconds(j["started_at"]) for j in jobs if j["started_at"])
         baseline = ran / args.workers
-        figures.update({
-            "jobs": len(jobs), "end_to_end_s": round(end_to_end, 1), "jobs_per_s": round(len(jobs) / end_to_end, 2),
-            "pairs_per_s": round(batch["pairs"] / end_to_end, 1), "jobs_run_s": round(ran, 1),
-            "baseline_s": round(baseline, 1), "ratio_end_to_end_over_baseline": round(end_to_end / baseline, 2),
-            "queue_overhead_per_job_s": round((end_to_end * args.workers - ran) / len(jobs), 3),
-        })
+        figures.update(
+            {
+                "jobs": len(jobs),
+                "end_to_end_s": round(end_to_end, 1),
+                "jobs_per_s": round(len(jobs) / end_to_end, 2),
+                "pairs_per_s": round(batch["pairs"] / end_to_end, 1),
+                "jobs_run_s": round(ran, 1),
+                "baseline_s": round(baseline, 1),
+                "ratio_end_to_end_over_baseline": round(end_to_end / baseline, 2),
+                "queue_overhead_per_job_s": round((end_to_end * args.workers - ran) / len(jobs), 3),
+            }
+        )
         failures = check_exactly_once(lab, batch, sweep, jobs)
         figures["exactly_once"] = not failures
         print(json.dumps(figures))
@@ -221,18 +300,25 @@ def check_exactly_once(lab: Lab, batch: dict, sweep: dict, jobs: list[dict]) -> 
         failures.append(f"{len(bad)} job(s) did not succeed")
     if twice := [j for j in jobs if j["attempts"] != 1]:
         failures.append(f"{len(twice)} job(s) were claimed more than once")
-    (s,) = lab.query(f"SELECT count(*) AS n, count(DISTINCT pair_hash) AS d FROM stylizations "
-                     f"WHERE batch_id = '{batch['batch']}'")
+    (s,) = lab.query(
+        f"SELECT count(*) AS n, count(DISTINCT pair_hash) AS d FROM stylizations WHERE batch_id = '{batch['batch']}'"
+    )
     if not s["n"] == s["d"] == batch["pairs"]:
         failures.append(f"{s['n']} stylization rows ({s['d']} distinct) for {batch['pairs']} pairs")
-    (c,) = lab.query("SELECT count(*) AS cells, count(DISTINCT c.run_id) AS runs, "
-                     "sum(CASE WHEN r.last_epoch = 1 THEN 1 ELSE 0 END) AS trained FROM sweep_cells c "
-                     f"JOIN runs r ON r.id = c.run_id WHERE c.sweep_id = '{sweep['sweep']}'")
-    (m,) = lab.query("SELECT count(*) AS n FROM epoch_metrics m JOIN sweep_cells c ON c.run_id = m.run_id "
-                     f"WHERE c.sweep_id = '{sweep['sweep']}'")
+    (c,) = lab.query(
+        "SELECT count(*) AS cells, count(DISTINCT c.run_id) AS runs, "
+        "sum(CASE WHEN r.last_epoch = 1 THEN 1 ELSE 0 END) AS trained FROM sweep_cells c "
+        f"JOIN runs r ON r.id = c.run_id WHERE c.sweep_id = '{sweep['sweep']}'"
+    )
+    (m,) = lab.query(
+        "SELECT count(*) AS n FROM epoch_metrics m JOIN sweep_cells c ON c.run_id = m.run_id "
+        f"WHERE c.sweep_id = '{sweep['sweep']}'"
+    )
     if not (c["cells"] == c["runs"] == c["trained"] == sweep["cells"] and m["n"] == 2 * sweep["cells"]):
-        failures.append(f"{c['cells']} cells, {c['runs']} runs, {c['trained']} trained, {m['n']} metric rows "
-                        f"for {sweep['cells']} cells")
+        failures.append(
+            f"{c['cells']} cells, {c['runs']} runs, {c['trained']} trained, {m['n']} metric rows "
+            f"for {sweep['cells']} cells"
+        )
     return failures
 
 

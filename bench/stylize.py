@@ -29,6 +29,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import StyleConfig  # noqa: E402
+from corpus.synth import make_artists, paint  # noqa: E402
 from worker.ml.style import (  # noqa: E402
     CONTENT_LAYER,
     STYLE_LAYERS,
@@ -39,7 +40,6 @@ from worker.ml.style import (  # noqa: E402
     style_loss,
     stylize_batch,
 )
-from corpus.synth import make_artists, paint  # noqa: E402
 
 
 def make_pairs(n: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,8 +120,12 @@ def final_losses(images, content, style, vgg, cfg, batch: int) -> torch.Tensor:
         x, c, s = (t[part].to(device) for t in (images, content, style))
         f, fc, fs = vgg(x), vgg(c), vgg(s)
         grams = {n: gram_matrix(fs[n]) for n in STYLE_LAYERS}
-        out.append((cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER], cfg.loss)
-                    + cfg.style_weight * style_loss(f, grams, cfg.loss)).cpu())
+        out.append(
+            (
+                cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER], cfg.loss)
+                + cfg.style_weight * style_loss(f, grams, cfg.loss)
+            ).cpu()
+        )
     return torch.cat(out)
 
 
@@ -146,20 +150,32 @@ def main() -> None:
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
     # The tutorial's objective on both sides, so the comparison is of optimisers and batching only.
-    cfg = StyleConfig(vgg=args.vgg, style_weight=args.style_weight, steps=args.steps, optimizer=args.optimizer,
-                      init="content", pool="max", loss="tutorial", seed=args.seed)
+    cfg = StyleConfig(
+        vgg=args.vgg,
+        style_weight=args.style_weight,
+        steps=args.steps,
+        optimizer=args.optimizer,
+        init="content",
+        pool="max",
+        loss="tutorial",
+        seed=args.seed,
+    )
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes per size: let cuDNN pick its fastest kernels
         name = torch.cuda.get_device_name(device)
-        precision = (f"atelier bf16 autocast; tutorial fp32 (cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
-                     f"torch's default)")
+        precision = (
+            f"atelier bf16 autocast; tutorial fp32 (cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, "
+            f"torch's default)"
+        )
     else:
         name, precision = f"cpu ({torch.get_num_threads()} threads)", "both fp32"
     torch.manual_seed(args.seed)
     vgg = build_vgg(args.vgg, args.vgg_weights, device, pool="max")  # the tutorial's network: max pooling
     weights = args.vgg_weights or "random init"
-    print(f"device {name}; {args.vgg} ({weights}); {args.pairs} pairs, {args.steps} steps, batch {args.batch}, "
-          f"beta {args.style_weight:g}; {precision}")
+    print(
+        f"device {name}; {args.vgg} ({weights}); {args.pairs} pairs, {args.steps} steps, batch {args.batch}, "
+        f"beta {args.style_weight:g}; {precision}"
+    )
 
     rows = []
     for size in sizes:
@@ -168,9 +184,14 @@ def main() -> None:
         warm = StyleConfig(**{**vars(cfg), "steps": 2})
         run_tutorial(content[:1], style[:1], vgg, warm)
         run_atelier(content[: args.batch], style[: args.batch], vgg, warm, args.batch)
-        methods = (("tutorial LBFGS, 1 pair", lambda: run_tutorial(content, style, vgg, cfg)),
-                   (f"atelier {args.optimizer}, batch {args.batch}",
-                    lambda: run_atelier(content, style, vgg, cfg, args.batch)))
+        # Bound now (default arguments): the lambdas run inside this iteration, on this size's pairs.
+        methods = (
+            ("tutorial LBFGS, 1 pair", lambda c=content, s=style: run_tutorial(c, s, vgg, cfg)),
+            (
+                f"atelier {args.optimizer}, batch {args.batch}",
+                lambda c=content, s=style: run_atelier(c, s, vgg, cfg, args.batch),
+            ),
+        )
         for method, fn in methods:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
@@ -181,21 +202,36 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
             loss = final_losses(images, content, style, vgg, cfg, args.batch).mean().item()
-            rows.append((f"{size}x{content.shape[2]}", method, args.pairs, seconds, args.pairs / seconds * 3600,
-                         evals / args.pairs, loss, peak))
+            rows.append(
+                (
+                    f"{size}x{content.shape[2]}",
+                    method,
+                    args.pairs,
+                    seconds,
+                    args.pairs / seconds * 3600,
+                    evals / args.pairs,
+                    loss,
+                    peak,
+                )
+            )
             print(f"  {rows[-1][0]:>9} {method:26s} {seconds:9.2f} s")
 
     print()
-    print(f"{'size':>9}  {'method':26s} {'pairs':>5} {'seconds':>9} {'pairs/hour':>11} {'evals/pair':>10} "
-          f"{'mean final loss':>15} {'peak GiB':>8}")
+    print(
+        f"{'size':>9}  {'method':26s} {'pairs':>5} {'seconds':>9} {'pairs/hour':>11} {'evals/pair':>10} "
+        f"{'mean final loss':>15} {'peak GiB':>8}"
+    )
     for i in range(0, len(rows), 2):
-        for size, method, n, seconds, per_hour, evals, loss, peak in rows[i:i + 2]:
+        for size, method, n, seconds, per_hour, evals, loss, peak in rows[i : i + 2]:
             peak_text = f"{peak:8.2f}" if peak == peak else f"{'-':>8}"  # NaN off CUDA
-            print(f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} "
-                  f"{peak_text}")
+            print(
+                f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} {peak_text}"
+            )
         tutorial, ours = rows[i], rows[i + 1]
-        print(f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
-              f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}")
+        print(
+            f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
+            f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}"
+        )
 
 
 if __name__ == "__main__":

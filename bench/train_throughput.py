@@ -26,11 +26,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker.ml.augment import make_augment  # noqa: E402
-from corpus.imageio import decode_all  # noqa: E402
 from core.config import ModelConfig, TrainConfig  # noqa: E402
-from worker.ml.models import build_model, build_optimizer  # noqa: E402
+from corpus.imageio import decode_all  # noqa: E402
 from corpus.synth import make_artists, paint  # noqa: E402
+from worker.ml.augment import make_augment  # noqa: E402
+from worker.ml.models import build_model, build_optimizer  # noqa: E402
 from worker.ml.train import Split, train_one_epoch  # noqa: E402
 
 
@@ -73,7 +73,9 @@ def bench_atelier(arch, root, paths, labels, args, device) -> tuple[float, float
     cache = torch.from_numpy(decode_all(root, paths, args.size))  # once per (dataset, size), shared by all runs
     cache_s = time.perf_counter() - t0
     split = Split(cache.to(device), torch.tensor(labels))
-    cfg = TrainConfig(arch=arch, num_classes=args.artists, batch_size=args.batch, image_size=args.size, augment="crop-flip")
+    cfg = TrainConfig(
+        arch=arch, num_classes=args.artists, batch_size=args.batch, image_size=args.size, augment="crop-flip"
+    )
     model, opt = fresh_model(arch, args.artists, args.size, device)
     aug = make_augment("crop-flip", args.size, train=True)
     g = torch.Generator().manual_seed(0)
@@ -89,13 +91,22 @@ def bench_atelier(arch, root, paths, labels, args, device) -> tuple[float, float
 def bench_dataloader(arch, root, args, workers, device) -> float:
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([
-        transforms.RandomResizedCrop(args.size), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(args.size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
     loader = torch.utils.data.DataLoader(
-        datasets.ImageFolder(str(root), tf), batch_size=args.batch, shuffle=True, num_workers=workers,
-        pin_memory=device.type == "cuda", persistent_workers=True, drop_last=True,
+        datasets.ImageFolder(str(root), tf),
+        batch_size=args.batch,
+        shuffle=True,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=True,
+        drop_last=True,
     )
     model, opt = fresh_model(arch, args.artists, args.size, device)
     model.train()
@@ -153,8 +164,10 @@ def main() -> None:
         paths = sorted(f.relative_to(root).as_posix() for f in root.rglob("*.jpg"))
     names = sorted({pth.split("/")[0] for pth in paths})
     labels = [names.index(pth.split("/")[0]) for pth in paths]
-    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {len(paths)} JPEGs "
-          f"(long side {args.long_side}) made in {time.perf_counter() - t0:.1f}s; batch {args.batch}, {args.size}px")
+    print(
+        f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {len(paths)} JPEGs "
+        f"(long side {args.long_side}) made in {time.perf_counter() - t0:.1f}s; batch {args.batch}, {args.size}px"
+    )
 
     rows = []
     for arch in args.arches.split(","):

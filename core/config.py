@@ -9,7 +9,7 @@ the modules that build and run models import their names from here.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from numbers import Integral
 
 from core.errors import ConfigError
@@ -21,8 +21,17 @@ OPTIMIZERS = ("sgd", "adam", "rmsprop")
 
 # Smallest input side that leaves each backbone a feature map of at least 1x1 (AlexNet's stride-4 11x11 stem
 # and three 3x3/2 pools need 63 px; Inception V3's stem needs 75 px; 32 px is one cell of a stride-32 trunk).
-MIN_IMAGE_SIZE = {"vgg16": 32, "resnet18": 32, "resnet50": 32, "inception_v3": 75, "alexnet": 63,
-                  "baseline-cnn": 16, "logistic": 1}
+MIN_IMAGE_SIZE = {
+    "vgg16": 32,
+    "resnet18": 32,
+    "resnet50": 32,
+    "inception_v3": 75,
+    "alexnet": 63,
+    "baseline-cnn": 16,
+    "logistic": 1,
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str  # backbone, one of ARCHS
@@ -37,7 +46,7 @@ class ModelConfig:
         if self.image_size is None:  # frozen: resolve the default once, so every reader sees a number
             object.__setattr__(self, "image_size", default_image_size(self.arch))
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         """Raise ConfigError for any option that cannot build; returns self for chaining."""
         if self.arch not in ARCHS:
             raise ConfigError(f"unknown arch {self.arch!r}; choose from {', '.join(ARCHS)}")
@@ -46,15 +55,17 @@ class ModelConfig:
         if self.arch == "logistic" and self.head != "linear":
             raise ConfigError(f"head {self.head!r} pools spatial maps and 'logistic' has none: use head 'linear'")
         if not isinstance(self.dense, (tuple, list)) or not all(
-                isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in self.dense):
+            isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in self.dense
+        ):
             raise ConfigError(f"dense block widths must be positive integers, got {self.dense!r}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not isinstance(self.num_classes, Integral) or self.num_classes < 2:
             raise ConfigError(f"a classifier needs at least 2 classes, got {self.num_classes}")
         if not isinstance(self.image_size, Integral) or self.image_size < MIN_IMAGE_SIZE[self.arch]:
-            raise ConfigError(f"{self.arch} needs images of at least {MIN_IMAGE_SIZE[self.arch]} px, "
-                              f"got {self.image_size}")
+            raise ConfigError(
+                f"{self.arch} needs images of at least {MIN_IMAGE_SIZE[self.arch]} px, got {self.image_size}"
+            )
         if self.weights == "imagenet" and self.arch not in IMAGENET_ARCHS:
             raise ConfigError(f"{self.arch} has no ImageNet weights; use --weights random or a weight file")
         if self.weights is not None and not self.weights:
@@ -65,6 +76,7 @@ class ModelConfig:
 def default_image_size(arch: str) -> int:
     """The input side each backbone was designed for: 299 for Inception V3, 224 otherwise."""
     return 299 if arch == "inception_v3" else 224
+
 
 # Backbones torchvision ships ImageNet weights for (the baseline CNN and logistic regression have none).
 IMAGENET_ARCHS = ("vgg16", "resnet18", "resnet50", "inception_v3", "alexnet")
@@ -82,8 +94,10 @@ def check_feature_views(augment: str, views: int) -> None:
     unaugmented maps while the run's record says it was augmented.
     """
     if augment != "none" and views < 2:
-        raise ConfigError(f"augmentation in feature-extract mode needs --views >= 2: with {views} view every cell "
-                          f"trains on the plain image only (--augment {augment}); pass e.g. --views 4, or --augment none")
+        raise ConfigError(
+            f"augmentation in feature-extract mode needs --views >= 2: with {views} view every cell "
+            f"trains on the plain image only (--augment {augment}); pass e.g. --views 4, or --augment none"
+        )
 
 
 @dataclass(frozen=True)
@@ -129,6 +143,11 @@ class TrainConfig:
             raise ConfigError(f"unknown --mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.metric not in METRICS:
             raise ConfigError(f"unknown --metric {self.metric!r}; choose from {', '.join(METRICS)}")
+        for name in ("head_epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 0, got {getattr(self, name)}")
+        if not 0 < self.finetune_lr_scale <= 1:
+            raise ConfigError(f"--finetune-lr-scale must be in (0, 1], got {self.finetune_lr_scale}")
         if self.mode == "staged" and not (self.head_epochs or self.finetune_epochs):
             raise ConfigError("--mode staged needs --head-epochs and/or --finetune-epochs")
         if self.num_classes < 2:
@@ -136,8 +155,13 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(
-            arch=self.arch, num_classes=self.num_classes, head=self.head, dense=tuple(self.dense),
-            dropout=self.dropout, image_size=self.image_size, weights=self.weights,
+            arch=self.arch,
+            num_classes=self.num_classes,
+            head=self.head,
+            dense=tuple(self.dense),
+            dropout=self.dropout,
+            image_size=self.image_size,
+            weights=self.weights,
         )
 
     def phases(self) -> list[tuple[str, str, int, float]]:
@@ -159,6 +183,20 @@ class TrainConfig:
         d = asdict(self)
         d["dense"] = list(self.dense)
         return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> TrainConfig:
+        """The config a job's params or a run row hold (``to_json``'s output); fields a row predates take
+        their defaults, and an unknown field is refused (ConfigError)."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown training config field(s): {', '.join(unknown)}")
+        try:
+            return cls(**{**d, "dense": tuple(d.get("dense") or ())})
+        except TypeError as err:  # a required field missing, a value of the wrong type
+            raise ConfigError(f"bad training config: {err}") from None
 
 
 VGG_NAMES = ("vgg19", "vgg16")

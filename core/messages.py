@@ -8,12 +8,14 @@ events for Flower) and ``send``, which publishes after the rows are committed.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 from celery import Celery
 from kombu import Exchange, Queue
 from kombu.utils.url import parse_url
 
+from core.errors import ConfigError
 from core.settings import Settings
 
 TASK_NAMES = {"train": "atelier.train", "features": "atelier.features", "stylize": "atelier.stylize"}
@@ -28,6 +30,15 @@ class JobRow(Protocol):
     queue: str
     attempts: int
     params: dict
+
+
+def parse_queues(queues: str) -> list[str]:
+    """``--queues gpu,cpu`` as a list, refused in one line if it names no queue or an unknown one."""
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in wanted if q not in QUEUES]
+    if not wanted or unknown:
+        raise ConfigError(f"unknown queue(s) {', '.join(unknown) or queues!r}; choose from {', '.join(QUEUES)}")
+    return wanted
 
 
 def configure(settings: Settings, celery: Celery | None = None) -> Celery:
@@ -96,8 +107,13 @@ def send(celery: Celery, jobs: Iterable[JobRow]) -> int:
     with celery.producer_or_acquire() as producer:
         for job in jobs:
             celery.send_task(
-                TASK_NAMES[job.kind], args=[job.id], kwargs=task_labels(job), queue=job.queue,
-                task_id=f"{job.id}.{job.attempts}", producer=producer, ignore_result=True,
+                TASK_NAMES[job.kind],
+                args=[job.id],
+                kwargs=task_labels(job),
+                queue=job.queue,
+                task_id=f"{job.id}.{job.attempts}",
+                producer=producer,
+                ignore_result=True,
             )
             sent += 1
     return sent

@@ -8,19 +8,27 @@ the same variables, so the embedded default and a cluster share one code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from core.errors import ConfigError
 
-
 # Every variable atelier reads; docker-compose.yml is checked against this list.
-ENV_VARS = ("ATELIER_HOME", "ATELIER_DATABASE_URL", "ATELIER_BROKER_URL", "ATELIER_ARTIFACTS",
-            "ATELIER_VISIBILITY_TIMEOUT", "ATELIER_LEASE_SECONDS", "ATELIER_MAX_ATTEMPTS",
-            "ATELIER_FLOWER_USER", "ATELIER_FLOWER_PASSWORD", "ATELIER_FAULT_OOM_ABOVE_BATCH",
-            "ATELIER_OFFLINE")
+ENV_VARS = (
+    "ATELIER_HOME",
+    "ATELIER_DATABASE_URL",
+    "ATELIER_BROKER_URL",
+    "ATELIER_ARTIFACTS",
+    "ATELIER_VISIBILITY_TIMEOUT",
+    "ATELIER_LEASE_SECONDS",
+    "ATELIER_MAX_ATTEMPTS",
+    "ATELIER_FLOWER_USER",
+    "ATELIER_FLOWER_PASSWORD",
+    "ATELIER_FAULT_OOM_ABOVE_BATCH",
+    "ATELIER_OFFLINE",
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Settings:
         return self.home / "redis.sock"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = Path(env.get("ATELIER_HOME") or Path.home() / ".atelier").expanduser().resolve()
         db_url = env.get("ATELIER_DATABASE_URL") or f"sqlite:///{home / 'atelier.db'}"

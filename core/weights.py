@@ -49,7 +49,7 @@ class WeightsRecord:
         return {"name": self.name, "sha256": self.sha256, "path": self.path}
 
     @classmethod
-    def from_json(cls, d: dict | None) -> "WeightsRecord":
+    def from_json(cls, d: dict | None) -> WeightsRecord:
         """A record from job params; None (params written before the registry, or random init) is random."""
         if d is None:
             return RANDOM_RECORD
@@ -59,8 +59,12 @@ class WeightsRecord:
         if record.name == RANDOM:
             if record.sha256 is not None or record.path is not None:
                 raise ConfigError("a random-init weights record names no file")
-        elif not (isinstance(record.sha256, str) and re.fullmatch(r"[0-9a-f]{64}", record.sha256)
-                  and isinstance(record.path, str) and record.path):
+        elif not (
+            isinstance(record.sha256, str)
+            and re.fullmatch(r"[0-9a-f]{64}", record.sha256)
+            and isinstance(record.path, str)
+            and record.path
+        ):
             raise ConfigError(f"weights record {record.name!r} needs a sha256 and a path")
         return record
 
@@ -142,8 +146,10 @@ def check_torchvision_hash(path: Path) -> None:
     """torchvision's files are named by the start of their sha256: a cached file that is not is refused."""
     prefix = re.search(r"-([0-9a-f]{8,})\.", path.name)
     if prefix and not sha256_file(path).startswith(prefix.group(1)):
-        raise ConfigError(f"{path} is not torchvision's file (its sha256 does not start with {prefix.group(1)}): "
-                          f"delete it, or import the right one with `atelier weights import`")
+        raise ConfigError(
+            f"{path} is not torchvision's file (its sha256 does not start with {prefix.group(1)}): "
+            f"delete it, or import the right one with `atelier weights import`"
+        )
 
 
 def job_record(params: dict, key: str = "weights") -> WeightsRecord:

@@ -12,10 +12,10 @@ import hashlib
 import io
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -202,8 +202,9 @@ def perceptual_hash(im: Image.Image, orientation: int = 1) -> str | None:
     """
     import imagehash  # loads scipy: ingestion pays for it, the CLI's start does not
 
-    small = upright(im.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0),
-                    orientation)
+    small = upright(
+        im.convert("L").resize((PHASH_SIDE, PHASH_SIDE), Image.Resampling.LANCZOS, reducing_gap=3.0), orientation
+    )
     if float(np.asarray(small, dtype=np.float32).std()) < FLAT_STD:
         return None
     return str(imagehash.phash(small))  # already 32 x 32 greyscale: phash's own resize is a copy
@@ -241,8 +242,9 @@ def default_threads() -> int:
         return os.cpu_count() or 2
 
 
-def decode_all(root: Path, paths: list[str], size: int, threads: int | None = None,
-               progress: Callable[[int], None] | None = None) -> np.ndarray:
+def decode_all(
+    root: Path, paths: list[str], size: int, threads: int | None = None, progress: Callable[[int], None] | None = None
+) -> np.ndarray:
     """uint8 (N, 3, size, size) in the order of ``paths`` (relative to ``root``).
 
     Threads, not processes: PIL releases the GIL while reading, decoding and

@@ -36,10 +36,10 @@ import re
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 from core.errors import ConfigError
 from corpus.imageio import ImageError, ImageInfo, default_threads, probe
@@ -50,8 +50,21 @@ FORMATS = ("imagefolder", "csv", "kaggle-best-artworks", "rijksmuseum")
 KAGGLE_ATTRS = ("years", "genre", "nationality")
 RIJKS_ATTRS = ("type", "date")
 # Rijksmuseum records name unknown makers in Dutch or English; such works have no artist to learn.
-ANONYMOUS = frozenset({"", "?", "anoniem", "anonymous", "onbekend", "unknown", "anon", "anon.",
-                       "anonymous artist", "unknown artist", "onbekende kunstenaar"})
+ANONYMOUS = frozenset(
+    {
+        "",
+        "?",
+        "anoniem",
+        "anonymous",
+        "onbekend",
+        "unknown",
+        "anon",
+        "anon.",
+        "anonymous artist",
+        "unknown artist",
+        "onbekende kunstenaar",
+    }
+)
 
 
 # Keys ingestion adds to an image's stored attributes; a source column of the same name is kept as source_<name>.
@@ -71,7 +84,9 @@ class IndexedImage:
 
     def stored_attrs(self) -> dict[str, object]:
         """``attrs`` as the store keeps them, with the perceptual hash and the group added."""
-        out: dict[str, object] = {(f"source_{k}" if k in (PHASH_ATTR, GROUP_ATTR) else k): v for k, v in self.attrs.items()}
+        out: dict[str, object] = {
+            (f"source_{k}" if k in (PHASH_ATTR, GROUP_ATTR) else k): v for k, v in self.attrs.items()
+        }
         if self.phash is not None:
             out[PHASH_ATTR] = self.phash
         if self.group is not None:
@@ -147,13 +162,18 @@ def _images_under(folder: Path) -> Iterator[Path]:
 
 
 def _imagefolder(root: Path) -> list[Candidate]:
-    found = [Candidate(f.relative_to(root).as_posix(), normalise_label(folder.name), {})
-             for folder in _visible_dirs(root) for f in _images_under(folder)]
+    found = [
+        Candidate(f.relative_to(root).as_posix(), normalise_label(folder.name), {})
+        for folder in _visible_dirs(root)
+        for f in _images_under(folder)
+    ]
     if not found:
         loose = sum(1 for f in root.iterdir() if f.is_file() and _is_image_name(f.name))
         if loose:
-            raise ConfigError(f"no images in label folders under {root} ({loose} lie directly in it; "
-                              "the imagefolder layout is <root>/<label>/<image>)")
+            raise ConfigError(
+                f"no images in label folders under {root} ({loose} lie directly in it; "
+                "the imagefolder layout is <root>/<label>/<image>)"
+            )
     return found
 
 
@@ -178,8 +198,11 @@ def _read_table(table: Path) -> tuple[list[str], list[dict[str, str]]]:
         with table.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             header = [h.strip() for h in next(reader, [])]
-            rows = [{h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h}
-                    for row in reader if any(cell.strip() for cell in row)]
+            rows = [
+                {h: (row[i].strip() if i < len(row) else "") for i, h in enumerate(header) if h}
+                for row in reader
+                if any(cell.strip() for cell in row)
+            ]
     except UnicodeDecodeError:
         raise ConfigError(f"{table} is not UTF-8 text") from None
     except csv.Error as err:
@@ -204,7 +227,9 @@ def _csv(manifest: Path, label: str | None) -> tuple[list[Candidate], list[Skipp
         raise ConfigError(f"{manifest} has no 'path' column (found: {', '.join(h for h in header if h) or 'none'})")
     if column not in header:
         hint = "--label" if label else "a 'label' column (or --label COLUMN)"
-        raise ConfigError(f"{manifest} has no column {column!r}; it needs {hint} (found: {', '.join(h for h in header if h)})")
+        raise ConfigError(
+            f"{manifest} has no column {column!r}; it needs {hint} (found: {', '.join(h for h in header if h)})"
+        )
     base = manifest.parent
     found, skipped = [], []
     for line, row in enumerate(rows, 2):  # line 1 is the header
@@ -250,8 +275,11 @@ def _kaggle_artists(root: Path) -> dict[str, tuple[str, dict[str, str]]]:
     header, rows = _read_table(table)
     if "name" not in header:
         raise ConfigError(f"{table} has no 'name' column (found: {', '.join(header)})")
-    return {_artist_key(row["name"]): (normalise_label(row["name"]), {k: row[k] for k in KAGGLE_ATTRS if k in row})
-            for row in rows if row["name"]}
+    return {
+        _artist_key(row["name"]): (normalise_label(row["name"]), {k: row[k] for k in KAGGLE_ATTRS if k in row})
+        for row in rows
+        if row["name"]
+    }
 
 
 def _kaggle(root: Path) -> list[Candidate]:
@@ -268,15 +296,18 @@ def _kaggle(root: Path) -> list[Candidate]:
     found: list[Candidate] = []
     if folders is not None:
         for folder in _visible_dirs(folders):
-            name, attrs = artists.get(_artist_key(folder.name),
-                                      (normalise_label(_unmojibake(folder.name)).replace("_", " "), {}))
+            name, attrs = artists.get(
+                _artist_key(folder.name), (normalise_label(_unmojibake(folder.name)).replace("_", " "), {})
+            )
             found += [Candidate(f.relative_to(root).as_posix(), name, attrs) for f in _images_under(folder)]
         return found
     # The archive's other copy: resized/resized/<Artist_Name>_<n>.jpg, all in one folder.
     flat = next((p for p in (root / "resized" / "resized", root / "resized") if p.is_dir()), None)
     if flat is None:
-        raise ConfigError(f"{root} has no images/images/ folder (Kaggle best-artworks layout: "
-                          "artists.csv, images/images/<Artist_Name>/<Artist_Name>_<n>.jpg)")
+        raise ConfigError(
+            f"{root} has no images/images/ folder (Kaggle best-artworks layout: "
+            "artists.csv, images/images/<Artist_Name>/<Artist_Name>_<n>.jpg)"
+        )
     for f in _images_under(flat):
         stem = f.stem.rsplit("_", 1)[0] if "_" in f.stem else f.stem
         name, attrs = artists.get(_artist_key(stem), (normalise_label(_unmojibake(stem)).replace("_", " "), {}))
@@ -356,17 +387,24 @@ def _relabel(candidates: list[Candidate], label: str, known: tuple[str, ...]) ->
     """Train on another attribute (genre, nationality, type, date) instead of the artist."""
     if label not in known:
         raise ConfigError(f"--label {label!r} is not an attribute of this source (have: {', '.join(known)})")
-    return [Candidate(c.path, normalise_label(c.attrs.get(label, "")),
-                      {**{k: v for k, v in c.attrs.items() if k != label}, "artist": c.label})
-            for c in candidates]
+    return [
+        Candidate(
+            c.path,
+            normalise_label(c.attrs.get(label, "")),
+            {**{k: v for k, v in c.attrs.items() if k != label}, "artist": c.label},
+        )
+        for c in candidates
+    ]
 
 
 def _candidates(root: Path, fmt: str, label: str | None) -> tuple[Path, list[Candidate], list[SkippedFile]]:
     """(the folder paths are relative to, candidates, files skipped before probing)."""
     if fmt == "imagefolder":
         if label:
-            raise ConfigError("--label needs a source with attributes (csv, kaggle-best-artworks, rijksmuseum); "
-                              "an imagefolder only has folder names")
+            raise ConfigError(
+                "--label needs a source with attributes (csv, kaggle-best-artworks, rijksmuseum); "
+                "an imagefolder only has folder names"
+            )
         return root, _imagefolder(root), []
     if fmt == "csv":
         manifest = _manifest(root)
@@ -384,9 +422,17 @@ def _candidates(root: Path, fmt: str, label: str | None) -> tuple[Path, list[Can
     return root, found if by_creator else _relabel(found, label, RIJKS_ATTRS), skipped
 
 
-def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: int | None = None,
-           min_images: int | None = None, progress: Callable[[int, int], None] | None = None,
-           *, threads: int | None = None, near_dup_bits: int = DEFAULT_BITS) -> Ingested:
+def ingest(
+    root: Path,
+    fmt: str = "imagefolder",
+    label: str | None = None,
+    top: int | None = None,
+    min_images: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    threads: int | None = None,
+    near_dup_bits: int = DEFAULT_BITS,
+) -> Ingested:
     """Index and verify a dataset; see the module docstring for the layouts.
 
     Every file is decoded once (in ``threads`` threads) to verify it and hash it
@@ -398,14 +444,7 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
     kept are grouped by perceptual hashes at most ``near_dup_bits`` of 64 apart
     (0: no grouping). ``progress(done, total)`` is called as files are verified.
     """
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
-    if not 0 <= near_dup_bits <= 32:
-        raise ConfigError(f"--near-dup-bits must be 0 (no grouping) to 32 of 64 bits, got {near_dup_bits}")
-    if top is not None and top <= 0:
-        raise ConfigError(f"--top must be a positive number of labels, got {top}")
-    if min_images is not None and min_images <= 0:
-        raise ConfigError(f"--min-images must be a positive number of images, got {min_images}")
+    _check_options(fmt, top, min_images, near_dup_bits)
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigError(f"{root} does not exist")
@@ -415,9 +454,36 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
     if not candidates:
         if skipped:
             first = skipped[0]
-            raise ConfigError(f"no usable images under {root}: all {len(skipped)} skipped, e.g. {first.path}: {first.reason}")
+            raise ConfigError(
+                f"no usable images under {root}: all {len(skipped)} skipped, e.g. {first.path}: {first.reason}"
+            )
         raise ConfigError(f"no images found under {root} (expected the {fmt} layout)")
+    todo = _listed_once(candidates, label, skipped)
+    probed = _probe_all(base, todo, skipped, threads, progress)
+    images, duplicates = _drop_duplicates(probed)
+    skipped += duplicates
+    if not images:
+        example = f", e.g. {skipped[0].path}: {skipped[0].reason}" if skipped else ""
+        raise ConfigError(f"none of the {len(candidates)} files under {root} is a usable image{example}")
+    images = select_labels(images, top, min_images)
+    groups = near_duplicate_groups([im.phash for im in images], near_dup_bits)
+    images = [dataclasses.replace(im, group=g) if g is not None else im for im, g in zip(images, groups)]
+    return Ingested(base, images, skipped, near_dup_bits)
 
+
+def _check_options(fmt: str, top: int | None, min_images: int | None, near_dup_bits: int) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown --format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not 0 <= near_dup_bits <= 32:
+        raise ConfigError(f"--near-dup-bits must be 0 (no grouping) to 32 of 64 bits, got {near_dup_bits}")
+    if top is not None and top <= 0:
+        raise ConfigError(f"--top must be a positive number of labels, got {top}")
+    if min_images is not None and min_images <= 0:
+        raise ConfigError(f"--min-images must be a positive number of images, got {min_images}")
+
+
+def _listed_once(candidates: list[Candidate], label: str | None, skipped: list[SkippedFile]) -> list[Candidate]:
+    """The candidates worth probing: labelled, each path once; the others are appended to ``skipped``."""
     todo, listed = [], set()
     for c in candidates:
         if not c.label:
@@ -427,6 +493,17 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
         else:
             listed.add(c.path)
             todo.append(c)
+    return todo
+
+
+def _probe_all(
+    base: Path,
+    todo: list[Candidate],
+    skipped: list[SkippedFile],
+    threads: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[tuple[Candidate, ImageInfo]]:
+    """Decode and hash every file of ``todo`` (in order); unusable ones are appended to ``skipped``."""
 
     def check(c: Candidate) -> ImageInfo | ImageError:
         try:
@@ -444,15 +521,7 @@ def ingest(root: Path, fmt: str = "imagefolder", label: str | None = None, top: 
                 probed.append((c, info))
             if progress:
                 progress(done, len(todo))
-    images, duplicates = _drop_duplicates(probed)
-    skipped += duplicates
-    if not images:
-        example = f", e.g. {skipped[0].path}: {skipped[0].reason}" if skipped else ""
-        raise ConfigError(f"none of the {len(candidates)} files under {root} is a usable image{example}")
-    images = select_labels(images, top, min_images)
-    groups = near_duplicate_groups([im.phash for im in images], near_dup_bits)
-    images = [dataclasses.replace(im, group=g) if g is not None else im for im, g in zip(images, groups)]
-    return Ingested(base, images, skipped, near_dup_bits)
+    return probed
 
 
 def _drop_duplicates(probed: list[tuple[Candidate, ImageInfo]]) -> tuple[list[IndexedImage], list[SkippedFile]]:
@@ -468,8 +537,13 @@ def _drop_duplicates(probed: list[tuple[Candidate, ImageInfo]]) -> tuple[list[In
         if other is not None:
             n_labels = len({o.label for o in copies})
             more = f" and {n_labels - 2} other label(s)" if n_labels > 2 else ""
-            skipped.append(SkippedFile(c.path, f"ambiguous: same bytes as {other.path} under label {other.label!r}{more}; "
-                                               f"every copy skipped", "ambiguous"))
+            skipped.append(
+                SkippedFile(
+                    c.path,
+                    f"ambiguous: same bytes as {other.path} under label {other.label!r}{more}; every copy skipped",
+                    "ambiguous",
+                )
+            )
         elif (first := next(o for o in copies if o.label == c.label)) is not c:
             skipped.append(SkippedFile(c.path, f"duplicate of {first.path}", "duplicate"))
         else:
@@ -491,7 +565,7 @@ def select_labels(images: list[IndexedImage], top: int | None, min_images: int |
 
 
 def parse_split(text: str) -> tuple[float, float, float]:
-    """"0.7,0.15,0.15" -> (train, val, test): non-negative, summing to 1, train > 0."""
+    """ "0.7,0.15,0.15" -> (train, val, test): non-negative, summing to 1, train > 0."""
     usage = f"--split takes train,val,test fractions summing to 1 like 0.7,0.15,0.15, got {text!r}"
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -510,8 +584,9 @@ def _round(x: float) -> int:
     return math.floor(x + 0.5 + 1e-9)  # half up, and 20 * 0.15 = 3.0000000000000004 is 3
 
 
-def stratified_split(labels: list[str], fractions: tuple[float, float, float], seed: int,
-                     groups: list[int | None] | None = None) -> list[str]:
+def stratified_split(
+    labels: list[str], fractions: tuple[float, float, float], seed: int, groups: list[int | None] | None = None
+) -> list[str]:
     """'train' | 'val' | 'test' per item, each label split on its own, every group in one split.
 
     Items sharing a ``groups`` value (near-duplicates) are one unit; other items

@@ -29,7 +29,7 @@ across splits, so the threshold sits at the generous end of the gap.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -50,12 +50,14 @@ def hamming(a: str, b: str) -> int:
     return (int(a, 16) ^ int(b, 16)).bit_count()
 
 
-def close_pairs(values: np.ndarray, max_bits: int, block_pairs: int = BLOCK_PAIRS) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def close_pairs(
+    values: np.ndarray, max_bits: int, block_pairs: int = BLOCK_PAIRS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(i, j) index arrays, i < j, of the uint64 ``values`` at most ``max_bits`` apart, block by block."""
     n = len(values)
     rows = max(1, block_pairs // max(n, 1))
     for start in range(0, n, rows):
-        block = values[start:start + rows]
+        block = values[start : start + rows]
         near = _popcount(block[:, None] ^ values[None, start:]) <= max_bits  # (rows, n - start)
         r, c = np.nonzero(near)
         keep = c > r  # column c is value start + c, row r is value start + r: the upper triangle
@@ -63,8 +65,9 @@ def close_pairs(values: np.ndarray, max_bits: int, block_pairs: int = BLOCK_PAIR
             yield start + r[keep], start + c[keep]
 
 
-def near_duplicate_groups(hashes: Sequence[str | None], max_bits: int = DEFAULT_BITS,
-                          block_pairs: int = BLOCK_PAIRS) -> list[int | None]:
+def near_duplicate_groups(
+    hashes: Sequence[str | None], max_bits: int = DEFAULT_BITS, block_pairs: int = BLOCK_PAIRS
+) -> list[int | None]:
     """Group number (1, 2, ... in order of each group's first member) per hash, None outside any group.
 
     A group has two members or more. Hashes are hex strings of up to 64 bits; None

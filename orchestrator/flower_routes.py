@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 
-CONTROL = re.compile(r"^/api/(worker/(shutdown|pool|queue)/|task/(apply|async-apply|send-task|abort|timeout|"
-                     r"rate-limit|revoke)/)")
+CONTROL = re.compile(
+    r"^/api/(worker/(shutdown|pool|queue)/|task/(apply|async-apply|send-task|abort|timeout|"
+    r"rate-limit|revoke)/)"
+)
 
 
 def make_read_only() -> int:

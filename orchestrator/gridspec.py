@@ -2,19 +2,18 @@
 
 Pure logic, so it is tested on its own (with hypothesis) and the CLI only
 calls it. ``128:64:512`` is 128, 192, ..., 512; ``1e-4,1e-3`` is a list; both
-mix freely: ``32:32:128,300``. ``params_hash`` names a cell's parameters so a
-finished cell can be found again and reused.
+mix freely: ``32:32:128,300``. (``db.jobs.params_hash`` names a cell's parameters so a
+finished cell can be found again and reused.)
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 from typing import Any
 
 from core.errors import ConfigError
+from core.params import clean_float
 
 MAX_CELLS = 10_000
 # One range may not expand past this many values: "1:1:1e12" must fail fast, not fill memory.
@@ -23,12 +22,6 @@ MAX_RANGE_VALUES = 1_000_000
 # lies this close (relatively) to one: 0.1:0.1:0.5 is 5 values even though 0.4 / 0.1 < 4.
 _REL_TOL = 1e-9
 _KINDS = (int, float, str)
-
-
-def clean_float(x: float) -> float:
-    """Round away binary noise (12 significant digits): 0.1 + 0.2 is 0.3, not 0.30000000000000004."""
-    cleaned = float(f"{x:.12g}")
-    return 0.0 if cleaned == 0 else cleaned  # no -0.0
 
 
 def _number(name: str, text: str, kind: type) -> int | float:
@@ -125,33 +118,3 @@ def expand(axes: dict[str, list]) -> list[dict[str, Any]]:
         raise ConfigError(f"the grid is empty: --{empty[0]} has no values")
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
-
-
-def _canonical(value: Any) -> Any:
-    """JSON-ready and normalised: equal numbers look the same (1 == 1.0, 1e-4 == 0.0001 == 0.1**4 rounded)."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"parameter value {value!r} is not a finite number")
-        if value.is_integer():
-            return int(value)
-        value = clean_float(value)
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError(f"parameter names must be strings, got {sorted(map(repr, value))}")
-        return {k: _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    raise TypeError(f"cannot hash a parameter of type {type(value).__name__}: {value!r}")
-
-
-def params_hash(params: dict[str, Any]) -> str:
-    """sha256 (hex) of canonical JSON: sorted keys, no whitespace, numbers normalised."""
-    if not isinstance(params, dict):
-        raise TypeError(f"params must be a dict, got {type(params).__name__}")
-    text = json.dumps(_canonical(params), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("ascii")).hexdigest()

@@ -11,10 +11,10 @@ from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.settings import Settings
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from orchestrator import broker
-from core.settings import Settings
 
 
 @dataclass

@@ -87,80 +87,122 @@ def _dose_axis(ax, doses: list[float]) -> None:
     ax.set_xticks(doses, [f"{d:g}" for d in doses])
 
 
-def attribution_plots(rows: list[dict], doses: list, chance: dict[str, float], artifacts: Path,
-                      controls: dict[int, str], out: Path, tag: str) -> list[Path]:
+def attribution_plots(
+    rows: list[dict],
+    doses: list,
+    chance: dict[str, float],
+    artifacts: Path,
+    controls: dict[int, str],
+    out: Path,
+    tag: str,
+) -> list[Path]:
     """Dose-response with bootstrap bands and chance lines, a style-attribution heatmap per dose, and a contact
     sheet: each pair's content and style images as classified (controls) beside its stylizations across doses."""
-    from PIL import Image
+    written = [
+        dose_response(doses, chance, out / f"attribution-{tag}-dose-response.png", tag),
+        style_heatmaps(rows, out / f"attribution-{tag}-heatmap.png", tag),
+        contact_sheet(rows, artifacts, controls, out / f"attribution-{tag}-contact-sheet.png", tag),
+    ]
+    return [p for p in written if p is not None]
 
-    written = []
-    if doses:
-        fig, ax = plt.subplots(figsize=(6.5, 4))
-        betas = [d.key[0] for d in doses]
-        for outcome, color in (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:gray")):
-            ax.plot(betas, [d.rate(outcome) for d in doses], marker="o", color=color, label=outcome)
-            ax.fill_between(betas, [d.bootstrap[outcome][0] for d in doses], [d.bootstrap[outcome][1] for d in doses],
-                            color=color, alpha=0.15)
-            ax.axhline(chance[outcome], color=color, linestyle=":", linewidth=1)
-        _dose_axis(ax, betas)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("style weight β (α fixed)")
-        ax.set_ylabel("share of stylizations (cluster bootstrap 95 %)")
-        ax.legend(title="classifier names", fontsize=8)
-        ax.set_title(f"batch {tag}: dose-response (dotted: chance)")
-        fig.tight_layout()
-        written.append(out / f"attribution-{tag}-dose-response.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
 
+def dose_response(doses: list, chance: dict[str, float], path: Path, tag: str) -> Path | None:
+    """Each outcome's rate per dose (strata of orchestrator.attribution) with its bootstrap band and chance line."""
+    if not doses:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    betas = [d.key[0] for d in doses]
+    for outcome, color in (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:gray")):
+        ax.plot(betas, [d.rate(outcome) for d in doses], marker="o", color=color, label=outcome)
+        ax.fill_between(
+            betas,
+            [d.bootstrap[outcome][0] for d in doses],
+            [d.bootstrap[outcome][1] for d in doses],
+            color=color,
+            alpha=0.15,
+        )
+        ax.axhline(chance[outcome], color=color, linestyle=":", linewidth=1)
+    _dose_axis(ax, betas)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("style weight β (α fixed)")
+    ax.set_ylabel("share of stylizations (cluster bootstrap 95 %)")
+    ax.legend(title="classifier names", fontsize=8)
+    ax.set_title(f"batch {tag}: dose-response (dotted: chance)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def style_heatmaps(rows: list[dict], path: Path, tag: str) -> Path | None:
+    """Per dose, the share of each (style artist, content artist) cell's stylizations named the style artist."""
+    if not rows:
+        return None
     styles = sorted({r["style_artist"] for r in rows})
     contents = sorted({r["content_artist"] for r in rows})
     betas = sorted({r["style_weight"] for r in rows})
-    if rows:
-        fig, axes = plt.subplots(1, len(betas), figsize=(0.6 * len(contents) * len(betas) + 3, 0.45 * len(styles) + 2.5),
-                                 squeeze=False)
-        for ax, beta in zip(axes[0], betas):
-            m = np.full((len(styles), len(contents)), np.nan)
-            for i, s in enumerate(styles):
-                for j, c in enumerate(contents):
-                    cell = [r for r in rows if r["style_artist"] == s and r["content_artist"] == c and r["style_weight"] == beta]
-                    if cell:
-                        m[i, j] = sum(r["outcome"] == "style" for r in cell) / len(cell)
-            im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
-            ax.set_xticks(range(len(contents)), contents, rotation=45, ha="right", fontsize=7)
-            ax.set_yticks(range(len(styles)), styles if ax is axes[0][0] else [], fontsize=7)
-            ax.set_xlabel("content artist")
-            ax.set_title(f"β = {beta:g}", fontsize=9)
-        axes[0][0].set_ylabel("style artist")
-        fig.colorbar(im, ax=list(axes[0]), label="named the style artist")
-        fig.suptitle(f"batch {tag}: style attribution per dose (same-artist cells are not analysed)", fontsize=9)
-        written.append(out / f"attribution-{tag}-heatmap.png")
-        fig.savefig(written[-1], dpi=120)
-        plt.close(fig)
+    fig, axes = plt.subplots(
+        1, len(betas), figsize=(0.6 * len(contents) * len(betas) + 3, 0.45 * len(styles) + 2.5), squeeze=False
+    )
+    for ax, beta in zip(axes[0], betas):
+        m = np.full((len(styles), len(contents)), np.nan)
+        for i, s in enumerate(styles):
+            for j, c in enumerate(contents):
+                cell = [
+                    r for r in rows if r["style_artist"] == s and r["content_artist"] == c and r["style_weight"] == beta
+                ]
+                if cell:
+                    m[i, j] = sum(r["outcome"] == "style" for r in cell) / len(cell)
+        im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
+        ax.set_xticks(range(len(contents)), contents, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(styles)), styles if ax is axes[0][0] else [], fontsize=7)
+        ax.set_xlabel("content artist")
+        ax.set_title(f"β = {beta:g}", fontsize=9)
+    axes[0][0].set_ylabel("style artist")
+    fig.colorbar(im, ax=list(axes[0]), label="named the style artist")
+    fig.suptitle(f"batch {tag}: style attribution per dose (same-artist cells are not analysed)", fontsize=9)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
-    # The first few pairs (content, style) in a stable order, each with every dose it was stylized at.
+
+def contact_sheet(rows: list[dict], artifacts: Path, controls: dict[int, str], path: Path, tag: str) -> Path | None:
+    """The first few pairs (content, style) in a stable order: both controls, then the pair at every dose."""
+    from PIL import Image
+
+    betas = sorted({r["style_weight"] for r in rows})
     by_pair: dict[tuple, dict[float, dict]] = {}
-    for r in sorted(rows, key=lambda r: (r["content_artist"], r["style_artist"], r["content_image_id"], r["style_image_id"])):
+    for r in sorted(
+        rows, key=lambda r: (r["content_artist"], r["style_artist"], r["content_image_id"], r["style_image_id"])
+    ):
         by_pair.setdefault((r["content_image_id"], r["style_image_id"]), {})[r["style_weight"]] = r
     shown = list(by_pair.items())[:6]
-    if shown:
-        fig, axes = plt.subplots(len(shown), 2 + len(betas), figsize=(1.9 * (2 + len(betas)), 2.1 * len(shown)),
-                                 squeeze=False)
-        for ax_row, ((content_id, style_id), works) in zip(axes, shown):
-            first = next(iter(works.values()))
-            panels = [(controls.get(content_id), f"content: {first['content_artist']}"),
-                      (controls.get(style_id), f"style: {first['style_artist']}")]
-            panels += [(works[b]["image_path"] if b in works else None,
-                        f"β={b:g}: {works[b]['outcome']}" if b in works else f"β={b:g}: -") for b in betas]
-            for ax, (rel, title) in zip(ax_row, panels):
-                if rel:
-                    with Image.open(artifacts / rel) as im:
-                        ax.imshow(im.convert("RGB"))
-                ax.set_title(title, fontsize=7)
-                ax.axis("off")
-        fig.suptitle(f"batch {tag}: unstylized (as classified) and stylized across doses", fontsize=9)
-        fig.tight_layout()
-        written.append(out / f"attribution-{tag}-contact-sheet.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
-    return written
+    if not shown:
+        return None
+    fig, axes = plt.subplots(
+        len(shown), 2 + len(betas), figsize=(1.9 * (2 + len(betas)), 2.1 * len(shown)), squeeze=False
+    )
+    for ax_row, ((content_id, style_id), works) in zip(axes, shown):
+        first = next(iter(works.values()))
+        panels = [
+            (controls.get(content_id), f"content: {first['content_artist']}"),
+            (controls.get(style_id), f"style: {first['style_artist']}"),
+        ]
+        panels += [
+            (
+                works[b]["image_path"] if b in works else None,
+                f"β={b:g}: {works[b]['outcome']}" if b in works else f"β={b:g}: -",
+            )
+            for b in betas
+        ]
+        for ax, (rel, title) in zip(ax_row, panels):
+            if rel:
+                with Image.open(artifacts / rel) as im:
+                    ax.imshow(im.convert("RGB"))
+            ax.set_title(title, fontsize=7)
+            ax.axis("off")
+    fig.suptitle(f"batch {tag}: unstylized (as classified) and stylized across doses", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -83,8 +83,9 @@ def chance_levels(k: int) -> dict[str, float]:
     return {"content": 1 / k, "style": 1 / k, "other": (k - 2) / k}
 
 
-def cluster_bootstrap(outcomes: Sequence[str], clusters: Sequence[Hashable], resamples: int = 2000, seed: int = 0,
-                      level: float = 0.95) -> dict[str, tuple[float, float]]:
+def cluster_bootstrap(
+    outcomes: Sequence[str], clusters: Sequence[Hashable], resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, tuple[float, float]]:
     """Percentile interval of each outcome's rate, resampling whole clusters with replacement.
 
     In a style batch one content image recurs across many pairs (and doses), so its

@@ -42,8 +42,9 @@ def import_file(lab, file: Path, arch: str, name: str) -> WeightsRecord:
 
 def _worker_program(args: list[str], offline: bool) -> WeightsRecord:
     env = {**os.environ, "ATELIER_OFFLINE": "1" if offline else "0"}
-    done = subprocess.run([sys.executable, "-m", "worker.weights_store", *args], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.weights_store", *args], env=env, capture_output=True, text=True
+    )
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise ConfigError(lines[-1] if lines else f"the weights program exited with {done.returncode}")

@@ -40,11 +40,39 @@ def make_certificates(directory: Path) -> Certificates:
     def openssl(*args: str | Path) -> None:
         subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=atelier-test-ca",
-            "-keyout", ca_key, "-out", ca)
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=atelier-test-ca",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+    )
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr)
-    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
-            "-extfile", ext, "-out", cert)
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        ext,
+        "-out",
+        cert,
+    )
     return Certificates(ca=ca, cert=cert, key=key)
 
 
@@ -58,13 +86,25 @@ class TlsRedisServer(RedisServer):
         super().__init__(workdir, password)
 
     def listen_args(self) -> list[str]:
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.certs.cert),
-                "--tls-key-file", str(self.certs.key), "--tls-ca-cert-file", str(self.certs.ca),
-                "--tls-auth-clients", "no"]
+        return [
+            "--port",
+            "0",
+            "--tls-port",
+            str(self.port),
+            "--tls-cert-file",
+            str(self.certs.cert),
+            "--tls-key-file",
+            str(self.certs.key),
+            "--tls-ca-cert-file",
+            str(self.certs.ca),
+            "--tls-auth-clients",
+            "no",
+        ]
 
     def url(self, db: int = 0) -> str:
-        return (f"rediss://:{self.password}@127.0.0.1:{self.port}/{db}"
-                f"?ssl_cert_reqs=required&ssl_ca_certs={self.certs.ca}")
+        return (
+            f"rediss://:{self.password}@127.0.0.1:{self.port}/{db}?ssl_cert_reqs=required&ssl_ca_certs={self.certs.ca}"
+        )
 
 
 class Flower:
@@ -74,8 +114,13 @@ class Flower:
         self.port, self.log, self.user, self.password = free_port(), log, user, password
         env = {**env, "ATELIER_FLOWER_USER": user, "ATELIER_FLOWER_PASSWORD": password}
         with log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "flower", "--port", str(self.port)],
-                                         env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "orchestrator", "flower", "--port", str(self.port)],
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         wait_until(self._up, 60, "flower")
 
     def _up(self) -> bool:
@@ -89,8 +134,9 @@ class Flower:
 
     def post(self, path: str, auth: tuple[str, str] | None | bool = True) -> tuple[int, bytes]:
         """(status, body) of an empty POST, with credentials as for get."""
-        return self._request(urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=b"", method="POST"),
-                             auth)
+        return self._request(
+            urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=b"", method="POST"), auth
+        )
 
     def _request(self, request: urllib.request.Request, auth) -> tuple[int, bytes]:
         if auth:

@@ -109,8 +109,12 @@ def pg_stack(tmp_path_factory, redis_server, pg_server):
 @pytest.fixture
 def cli_env(tmp_path):
     """A private SQLite store with no worker, for CLI tests that never enqueue."""
-    return {"ATELIER_HOME": str(tmp_path / "home"), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0", "ATELIER_OFFLINE": "1",
-            "TORCH_HOME": str(tmp_path / "torch")}
+    return {
+        "ATELIER_HOME": str(tmp_path / "home"),
+        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
+        "ATELIER_OFFLINE": "1",
+        "TORCH_HOME": str(tmp_path / "torch"),
+    }
 
 
 def unique(prefix: str) -> str:

@@ -48,8 +48,22 @@ class RedisServer:
         self.password = password
         workdir.mkdir(parents=True, exist_ok=True)
         self.log = workdir / "redis.log"
-        args = [self.executable, *self.listen_args(), "--bind", "127.0.0.1", "--dir", str(workdir),
-                "--logfile", str(self.log), "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]
+        args = [
+            self.executable,
+            *self.listen_args(),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--logfile",
+            str(self.log),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
         if password:
             args += ["--requirepass", password]
         self.args = args
@@ -109,12 +123,33 @@ class PostgresServer:
             self.user = "postgres"
             pw = pwd.getpwnam(self.user)
             os.chown(workdir, pw.pw_uid, pw.pw_gid)
-        subprocess.run([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                        "--no-sync"], check=True, capture_output=True, user=self.user, cwd=workdir)
+        subprocess.run(
+            [_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+            user=self.user,
+            cwd=workdir,
+        )
         self.proc = subprocess.Popen(
-            [_pg_bin("postgres"), "-D", str(self.data), "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", str(workdir), "-c", "fsync=off", "-c", "full_page_writes=off"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user, cwd=workdir,
+            [
+                _pg_bin("postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                str(workdir),
+                "-c",
+                "fsync=off",
+                "-c",
+                "full_page_writes=off",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            user=self.user,
+            cwd=workdir,
         )
         wait_until(self._ready, 30, "postgres")
 
@@ -150,8 +185,9 @@ class Worker:
             args += ["--name", name]
         self.log, self.name = log, name
         with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_ready(self, timeout: float = 90) -> None:
         wait_until(lambda: b"ready." in self.log.read_bytes() or self.proc.poll() is not None, timeout, "worker ready")

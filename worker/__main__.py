@@ -14,16 +14,22 @@ import socket
 import click
 
 from core.errors import ConfigError, one_line
-from core.messages import QUEUES
+from core.messages import parse_queues
 from core.settings import Settings
 
 
 @click.command()
 @click.option("--queues", default="gpu,cpu", show_default=True, help="Comma-separated queues to consume.")
-@click.option("--gpu", type=click.IntRange(0), default=None, help="GPU index this worker owns (sets CUDA_VISIBLE_DEVICES).")
+@click.option(
+    "--gpu", type=click.IntRange(0), default=None, help="GPU index this worker owns (sets CUDA_VISIBLE_DEVICES)."
+)
 @click.option("--name", default=None, help="Worker node name [default: gpuN@host or cpu@host].")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads per job [default: PyTorch's, one per core]. Several workers on one box: cores / workers.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU threads per job [default: PyTorch's, one per core]. Several workers on one box: cores / workers.",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 def main(queues: str, gpu: int | None, name: str | None, threads: int | None, loglevel: str) -> None:
     """Run a worker: prefork, concurrency 1, a fresh child per task, no prefetch."""
@@ -35,16 +41,9 @@ def main(queues: str, gpu: int | None, name: str | None, threads: int | None, lo
     run(settings, wanted, gpu, name, threads, loglevel)
 
 
-def parse_queues(queues: str) -> list[str]:
-    wanted = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = [q for q in wanted if q not in QUEUES]
-    if not wanted or unknown:
-        raise ConfigError(f"unknown queue(s) {', '.join(unknown) or queues!r}; choose from {', '.join(QUEUES)}")
-    return wanted
-
-
-def run(settings: Settings, queues: list[str], gpu: int | None, name: str | None, threads: int | None,
-        loglevel: str) -> None:
+def run(
+    settings: Settings, queues: list[str], gpu: int | None, name: str | None, threads: int | None, loglevel: str
+) -> None:
     if gpu is not None:
         # Before anything can touch CUDA: the children inherit it, the parent never initialises CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -73,9 +72,22 @@ def run(settings: Settings, queues: list[str], gpu: int | None, name: str | None
 
     # A worker's log is read after the fact (which job ran when, how long it waited): stamp every line.
     logging.basicConfig(force=True, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    node = name or f"{'gpu%d' % gpu if gpu is not None else 'cpu'}@{socket.gethostname()}"
-    app.worker_main(["worker", f"--loglevel={loglevel}", "-Q", ",".join(queues), "-n", node,
-                     "--concurrency=1", "--max-tasks-per-child=1", "--without-gossip", "--without-mingle", "-E"])
+    node = name or f"{f'gpu{gpu}' if gpu is not None else 'cpu'}@{socket.gethostname()}"
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            "-Q",
+            ",".join(queues),
+            "-n",
+            node,
+            "--concurrency=1",
+            "--max-tasks-per-child=1",
+            "--without-gossip",
+            "--without-mingle",
+            "-E",
+        ]
+    )
 
 
 if __name__ == "__main__":

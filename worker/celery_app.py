@@ -15,7 +15,7 @@ class WorkerApp(Celery):
 
     settings: Settings | None = None
 
-    def use(self, settings: Settings) -> "WorkerApp":
+    def use(self, settings: Settings) -> WorkerApp:
         configure(settings, self)
         self.settings = settings
         return self

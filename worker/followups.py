@@ -12,10 +12,13 @@ from celery import Celery
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from db import jobs
-from db.models import FINISHED_STATES, Job, Run, Sweep, SweepCell, utcnow
+from core.config import TrainConfig
 from core.messages import send
+from core.params import finetune_params
 from core.settings import Settings
+from core.weights import WeightsRecord
+from db import jobs
+from db.models import FINISHED_STATES, Job, Run, Sweep, SweepCell
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +47,10 @@ def release_dependants(celery: Celery, sessions, job_id: str) -> int:
     return send(celery, waiting) if waiting else 0
 
 
-def fail_dependants(sessions, job_id: str, reason: str) -> None:
+def fail_dependants(sessions, job_id: str, reason: str) -> list[str]:
+    """Fail the jobs still queued behind ``job_id``; one that was cancelled meanwhile stays cancelled."""
     with sessions.begin() as session:
-        for job in session.scalars(select(Job).where(Job.depends_on == job_id, Job.status == "queued")):
-            job.status, job.error, job.finished_at = "failed", f"needs {reason}", utcnow()
+        return jobs.fail_waiting(session, job_id, f"needs {reason}")
 
 
 def start_finetune_followups(settings: Settings, celery: Celery, sessions, sweep_id: str) -> None:
@@ -74,34 +77,62 @@ def _create_finetune_jobs(settings: Settings, sessions, sweep_id: str) -> list[J
         sweep = session.get(Sweep, sweep_id)
         if sweep is None or not sweep.finetune_top:
             return []
-        cells = session.execute(
-            select(SweepCell, Job.status, Run).join(Job, SweepCell.job_id == Job.id).join(Run, SweepCell.run_id == Run.id)
-            .where(SweepCell.sweep_id == sweep_id)
-        ).all()
-        if any(c.stage == "finetune" for c, _, _ in cells) or any(s not in FINISHED_STATES for _, s, _ in cells):
-            return []
-        best = rank_cells([(c, r) for c, s, r in cells if s == "succeeded"], sweep.metric)[: sweep.finetune_top]
-        created = []
-        for cell, run in best:
-            # End to end on images: augmented on the fly, so no stored feature views (views 1).
-            config = {**run.config, "mode": "fine-tune", "lr": run.config["lr"] * sweep.spec.get("finetune_lr_scale", 0.1),
-                      "views": 1, "features_seed": 0}
-            params = {"dataset": sweep.spec["dataset"], "dataset_id": sweep.dataset_id, "arch": sweep.arch,
-                      "config": config, "init_head": run.checkpoint_path, "cell": cell.cell_index}
-            cell_params = session.get(Job, run.job_id).params
-            if "weights" in cell_params:  # the backbone starts from the weights the cell's features came from
-                params["weights"] = cell_params["weights"]
-            job = jobs.create_job(session, "train", params, max_attempts=settings.max_attempts)
-            job.group_id = sweep_id
-            new_run = Run(job_id=job.id, dataset_id=sweep.dataset_id, arch=sweep.arch, config=config,
-                          weights=run.weights, weights_sha256=run.weights_sha256)
-            session.add(new_run)
-            session.flush()
-            job.params = {**params, "run_id": new_run.id}
-            # The unique (sweep, cell, stage) key makes a second creator fail instead of doubling the jobs.
-            session.add(SweepCell(sweep_id=sweep_id, cell_index=cell.cell_index, stage="finetune", cell=cell.cell,
-                                  job_id=job.id, run_id=new_run.id))
-            created.append(job)
+        created = [
+            _finetune_job(session, settings, sweep, cell, run) for cell, run in _best_ended_cells(session, sweep)
+        ]
         session.flush()
         session.expunge_all()
     return created
+
+
+def _best_ended_cells(session, sweep: Sweep) -> list[tuple[SweepCell, Run]]:
+    """The sweep's ``finetune_top`` best succeeded cells, once every cell has ended and none was followed up."""
+    cells = session.execute(
+        select(SweepCell, Job.status, Run)
+        .join(Job, SweepCell.job_id == Job.id)
+        .join(Run, SweepCell.run_id == Run.id)
+        .where(SweepCell.sweep_id == sweep.id)
+    ).all()
+    if any(c.stage == "finetune" for c, _, _ in cells) or any(s not in FINISHED_STATES for _, s, _ in cells):
+        return []
+    return rank_cells([(c, r) for c, s, r in cells if s == "succeeded"], sweep.metric)[: sweep.finetune_top]
+
+
+def _finetune_job(session, settings: Settings, sweep: Sweep, cell: SweepCell, run: Run) -> Job:
+    """One follow-up: its train job, its run, and its sweep cell (stage finetune)."""
+    cell_params = session.get(Job, run.job_id).params
+    # The backbone starts from the weights the cell's features came from (cells older than the record carry none).
+    weights = WeightsRecord.from_json(cell_params["weights"]) if "weights" in cell_params else None
+    params = finetune_params(
+        sweep.spec["dataset"],
+        sweep.dataset_id,
+        TrainConfig.from_json(run.config),
+        cell.cell_index,
+        run.checkpoint_path,
+        sweep.spec.get("finetune_lr_scale", 0.1),
+        weights,
+    )
+    job = jobs.create_job(session, "train", params, max_attempts=settings.max_attempts)
+    job.group_id = sweep.id
+    new_run = Run(
+        job_id=job.id,
+        dataset_id=sweep.dataset_id,
+        arch=sweep.arch,
+        config=params["config"],
+        weights=run.weights,
+        weights_sha256=run.weights_sha256,
+    )
+    session.add(new_run)
+    session.flush()
+    # The unique (sweep, cell, stage) key makes a second creator fail instead of doubling the jobs.
+    session.add(
+        SweepCell(
+            sweep_id=sweep.id,
+            cell_index=cell.cell_index,
+            stage="finetune",
+            cell=cell.cell,
+            job_id=job.id,
+            run_id=new_run.id,
+        )
+    )
+    return job

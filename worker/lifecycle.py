@@ -9,20 +9,21 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import jobs
-from db.engine import make_engine, make_sessionmaker
-from db.models import Job
-from core.settings import Settings
 from core.artifacts import artifact_path
 from core.errors import ConfigError, one_line
+from core.settings import Settings
+from db import jobs
+from db.engine import make_engine, make_sessionmaker
+from db.models import Job, Run
 from worker.payload import check_params
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,15 @@ def require_row(session: Session, model, key, what: str):
     return row
 
 
+def job_run_id(ctx: JobContext) -> int:
+    """The run a train job fills: the row whose runs.job_id names the job (its params name no run)."""
+    with ctx.sessions() as session:
+        run_id = session.scalar(select(Run.id).where(Run.job_id == ctx.job_id).order_by(Run.id).limit(1))
+    if run_id is None:
+        raise ConfigError(f"{ctx.kind} job {ctx.job_id} has no run in the store")
+    return run_id
+
+
 def _why_stopped(session: Session, job_id: str) -> str:
     status = session.scalar(select(Job.status).where(Job.id == job_id))
     return "cancelled" if status == "cancelled" else "lost"
@@ -121,8 +131,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{threading.get_native_id()}"
 
 
-def execute(settings: Settings, job_id: str, kind: str, runner: Callable[[JobContext], None], worker: str | None = None,
-            report: Callable[[float, str], None] | None = None) -> str:
+def execute(
+    settings: Settings,
+    job_id: str,
+    kind: str,
+    runner: Callable[[JobContext], None],
+    worker: str | None = None,
+    report: Callable[[float, str], None] | None = None,
+) -> str:
     """Claim the ``kind`` job ``job_id`` and run it; returns how it ended.
 
     Unexpected errors are recorded, then re-raised. A message naming a job of

@@ -10,8 +10,9 @@ batch of one there is nothing left to halve and the error stands.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -49,7 +50,8 @@ def simulated_oom(limit: int | None) -> Iterator[None]:
         x = args[0] if args else None
         if torch.is_grad_enabled() and isinstance(x, torch.Tensor) and x.ndim > 0 and x.shape[0] > limit:
             raise torch.OutOfMemoryError(
-                f"CUDA out of memory (simulated: a batch of {x.shape[0]} > ATELIER_FAULT_OOM_ABOVE_BATCH={limit})")
+                f"CUDA out of memory (simulated: a batch of {x.shape[0]} > ATELIER_FAULT_OOM_ABOVE_BATCH={limit})"
+            )
 
     handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
     try:

@@ -28,10 +28,20 @@ from core.errors import ConfigError
 BIG = 2**31 - 1  # ids and seeds fit a 32-bit signed integer column
 # Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.
 LIMITS = {
-    "num_classes": (2, 100_000), "epochs": (1, 100_000), "batch_size": (1, 65_536), "image_size": (8, 8192),
-    "plateau_patience": (0, 100_000), "early_stop_patience": (0, 100_000), "head_epochs": (0, 100_000),
-    "finetune_epochs": (0, 100_000), "seed": (0, BIG), "steps": (1, 1_000_000), "size": (16, 8192),
-    "history": (1, 1000), "views": (1, 256), "features_seed": (0, BIG),
+    "num_classes": (2, 100_000),
+    "epochs": (1, 100_000),
+    "batch_size": (1, 65_536),
+    "image_size": (8, 8192),
+    "plateau_patience": (0, 100_000),
+    "early_stop_patience": (0, 100_000),
+    "head_epochs": (0, 100_000),
+    "finetune_epochs": (0, 100_000),
+    "seed": (0, BIG),
+    "steps": (1, 1_000_000),
+    "size": (16, 8192),
+    "history": (1, 1000),
+    "views": (1, 256),
+    "features_seed": (0, BIG),
 }
 TEXT = {"type": "string", "maxLength": 4096}
 ID = {"type": "integer", "minimum": 1, "maximum": BIG}
@@ -40,11 +50,21 @@ ARTIFACT = {"type": "string", "minLength": 1, "maxLength": 1024}  # where it may
 # A batch id becomes a folder name: no separators, no dots, nothing to escape.
 SAFE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
 # core.weights.WeightsRecord: what a backbone starts from (null: random init, from rows older than it).
-WEIGHTS = {"anyOf": [{"type": "null"}, {
-    "type": "object", "additionalProperties": False, "required": ["name", "sha256", "path"],
-    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
-                   "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]},
-                   "path": {"anyOf": [{"type": "null"}, ARTIFACT]}}}]}
+WEIGHTS = {
+    "anyOf": [
+        {"type": "null"},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "sha256", "path"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "sha256": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]},
+                "path": {"anyOf": [{"type": "null"}, ARTIFACT]},
+            },
+        },
+    ]
+}
 # Params keys holding a WeightsRecord, whose path must stay under the artifacts root too.
 WEIGHTS_KEYS = ("weights", "vgg_weights")
 
@@ -74,8 +94,9 @@ def dataclass_schema(cls) -> dict:
     return {
         "type": "object",
         "properties": {f.name: _field_schema(f.name, hints[f.name]) for f in fields},
-        "required": [f.name for f in fields
-                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING],
+        "required": [
+            f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ],
         "additionalProperties": False,
     }
 
@@ -84,30 +105,73 @@ def _job(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": properties, "required": required}
 
 
-PAIR = _job({"content": ID, "style": ID, "style_weight": {"type": "number", "minimum": 0}, "seed": COUNT,
-             "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
-            ["content", "style", "style_weight", "seed", "hash"])
+PAIR = _job(
+    {
+        "content": ID,
+        "style": ID,
+        "style_weight": {"type": "number", "minimum": 0},
+        "seed": COUNT,
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+    ["content", "style", "style_weight", "seed", "hash"],
+)
 
 # The mean-activation normalisation of a batch's VGG: a content key and the images it is measured on.
-VGG_NORM = {"anyOf": [{"type": "null"}, _job({"key": {"type": "string", "pattern": "^[0-9a-f]{16,64}$"},
-                                              "images": {"type": "array", "minItems": 1, "maxItems": 4096,
-                                                         "items": ID}}, ["key", "images"])]}
+VGG_NORM = {
+    "anyOf": [
+        {"type": "null"},
+        _job(
+            {
+                "key": {"type": "string", "pattern": "^[0-9a-f]{16,64}$"},
+                "images": {"type": "array", "minItems": 1, "maxItems": 4096, "items": ID},
+            },
+            ["key", "images"],
+        ),
+    ]
+}
 
 SCHEMAS = {
-    "train": _job({"dataset": TEXT, "dataset_id": ID, "run_id": ID, "arch": TEXT, "cell": COUNT,
-                   "config": dataclass_schema(TrainConfig), "features": ARTIFACT, "init_head": ARTIFACT,
-                   "weights": WEIGHTS},
-                  ["dataset_id", "run_id", "config"]),
-    "features": _job({"dataset_id": ID, "arch": TEXT, "image_size": {**_field_schema("image_size", int)},
-                      "augment": TEXT, "views": {"type": "integer", "minimum": 1, "maximum": 256},
-                      "weights": WEIGHTS, "seed": COUNT, "output": ARTIFACT},
-                     ["dataset_id", "arch", "image_size", "augment", "views", "output"]),
-    "stylize": _job({"batch_id": SAFE_NAME, "classifier_run_id": ID, "style": dataclass_schema(StyleConfig),
-                     "vgg_weights": WEIGHTS, "vgg_norm": VGG_NORM,
-                     "pairs": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": PAIR},
-                     "device_batch": {"type": "integer", "minimum": 1, "maximum": 4096}, "chunk": COUNT,
-                     "dataset": TEXT},
-                    ["batch_id", "classifier_run_id", "style", "pairs", "device_batch"]),
+    # The job's run is the row whose runs.job_id names it (rows from before that may still carry a run_id: ignored).
+    "train": _job(
+        {
+            "dataset": TEXT,
+            "dataset_id": ID,
+            "arch": TEXT,
+            "cell": COUNT,
+            "config": dataclass_schema(TrainConfig),
+            "features": ARTIFACT,
+            "init_head": ARTIFACT,
+            "weights": WEIGHTS,
+        },
+        ["dataset_id", "config"],
+    ),
+    "features": _job(
+        {
+            "dataset_id": ID,
+            "arch": TEXT,
+            "image_size": {**_field_schema("image_size", int)},
+            "augment": TEXT,
+            "views": {"type": "integer", "minimum": 1, "maximum": 256},
+            "weights": WEIGHTS,
+            "seed": COUNT,
+            "output": ARTIFACT,
+        },
+        ["dataset_id", "arch", "image_size", "augment", "views", "output"],
+    ),
+    "stylize": _job(
+        {
+            "batch_id": SAFE_NAME,
+            "classifier_run_id": ID,
+            "style": dataclass_schema(StyleConfig),
+            "vgg_weights": WEIGHTS,
+            "vgg_norm": VGG_NORM,
+            "pairs": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": PAIR},
+            "device_batch": {"type": "integer", "minimum": 1, "maximum": 4096},
+            "chunk": COUNT,
+            "dataset": TEXT,
+        },
+        ["batch_id", "classifier_run_id", "style", "pairs", "device_batch"],
+    ),
 }
 VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 ARTIFACT_KEYS = ("features", "init_head", "output")

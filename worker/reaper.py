@@ -19,10 +19,10 @@ import time
 
 from celery import Celery
 
-from db import jobs
-from db.engine import make_engine, make_sessionmaker
 from core.messages import send
 from core.settings import Settings
+from db import jobs
+from db.engine import make_engine, make_sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def run_forever(settings: Settings) -> None:
 
 
 def start_reaper(settings: Settings) -> multiprocessing.process.BaseProcess:
-    proc = multiprocessing.get_context("spawn").Process(target=run_forever, args=(settings,), name="atelier-reaper",
-                                                         daemon=True)
+    proc = multiprocessing.get_context("spawn").Process(
+        target=run_forever, args=(settings,), name="atelier-reaper", daemon=True
+    )
     proc.start()
     return proc

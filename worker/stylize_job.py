@@ -24,20 +24,28 @@ import torch
 from safetensors.torch import load_file
 from sqlalchemy import select
 
+from core.artifacts import artifact_path
+from core.config import StyleConfig, TrainConfig
+from core.errors import ConfigError
+from core.weights import WeightsRecord
+from corpus.imageio import open_rgb
 from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
 from db.upsert import upsert
-from core.artifacts import artifact_path
 from worker.lifecycle import JobContext, require_row
 from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier
-from core.config import StyleConfig, TrainConfig
-from core.errors import ConfigError
-from corpus.imageio import open_rgb
 from worker.ml.models import build_model
-from worker.ml.style import VGGFeatures, build_vgg, from_pil, mean_activation_scales, resize_long_side, stylize_batch, to_pil
+from worker.ml.style import (
+    VGGFeatures,
+    build_vgg,
+    from_pil,
+    mean_activation_scales,
+    resize_long_side,
+    stylize_batch,
+    to_pil,
+)
 from worker.ml.train import pick_device
 from worker.oom import halve_batch
-from core.weights import WeightsRecord
 from worker.weights_store import local_file
 
 
@@ -57,7 +65,7 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
     if not run.checkpoint_path:
         raise ConfigError(f"classifier run {run.id} has no checkpoint (it has not finished an epoch)")
     job = session.get(Job, run.job_id)
-    cfg = TrainConfig(**{**run.config, "dense": tuple(run.config["dense"])})
+    cfg = TrainConfig.from_json(run.config)
     state = load_file(str(artifact_path(artifacts, run.checkpoint_path)))
     if "features" not in job.params:
         # The checkpoint holds every weight, backbone included: the ImageNet file it started from is not needed.
@@ -113,10 +121,20 @@ def run_stylize(ctx: JobContext) -> None:
         if missing := [i for i in wanted if i not in rows]:
             raise ConfigError(f"pairs name {len(missing)} image(s) not in the store, e.g. {missing[0]}")
         root = Path(ds.root)
-        done = set(s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q["hash"] for q in p["pairs"]]))))
-        controlled = set(s.scalars(select(StyleControl.image_id).where(
-            StyleControl.classifier_run_id == run.id, StyleControl.size == cfg.size, StyleControl.image_id.in_(ids))))
+        done = set(
+            s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q["hash"] for q in p["pairs"]])))
+        )
+        controlled = set(
+            s.scalars(
+                select(StyleControl.image_id).where(
+                    StyleControl.classifier_run_id == run.id,
+                    StyleControl.size == cfg.size,
+                    StyleControl.image_id.in_(ids),
+                )
+            )
+        )
         s.expunge_all()
+
     def picture(i: int):
         """The first step of every path: the painting at the batch's long side, 8-bit."""
         return resize_long_side(open_rgb(root / rows[i].path), cfg.size)
@@ -138,7 +156,9 @@ def run_stylize(ctx: JobContext) -> None:
         raise halve_batch(p, ("device_batch",), err) or err from err
 
 
-def write_controls(ctx: JobContext, classify: Classifier, run_id: int, size: int, pictures, rows, ids: list[int]) -> None:
+def write_controls(
+    ctx: JobContext, classify: Classifier, run_id: int, size: int, pictures, rows, ids: list[int]
+) -> None:
     """Classify the unstylized pictures on the stylized works' path and store them as controls (PNG + row)."""
     if not ids:
         return
@@ -149,24 +169,42 @@ def write_controls(ctx: JobContext, classify: Classifier, run_id: int, size: int
         path = ctx.artifact(rel)
         path.parent.mkdir(parents=True, exist_ok=True)
         pictures[i].save(path)
-        out.append({"classifier_run_id": run_id, "image_id": i, "size": size, "label": rows[i].label,
-                    "predicted": a[0][0], "correct": a[0][0] == rows[i].label, "top3": a, "image_path": rel.as_posix()})
+        out.append(
+            {
+                "classifier_run_id": run_id,
+                "image_id": i,
+                "size": size,
+                "label": rows[i].label,
+                "predicted": a[0][0],
+                "correct": a[0][0] == rows[i].label,
+                "top3": a,
+                "image_path": rel.as_posix(),
+            }
+        )
     with ctx.write() as s:
         upsert(s, StyleControl, out, keys=("classifier_run_id", "image_id", "size"))
 
 
-def _stylize_chunk(ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures,
-                   finished: int) -> None:
+def _stylize_chunk(
+    ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures, finished: int
+) -> None:
     p = ctx.params
     vgg_record = WeightsRecord.from_json(p["vgg_weights"])
     norm_key = (p.get("vgg_norm") or {}).get("key", "none")
-    for shape, items in buckets.items():
+    for items in buckets.values():
         for start in range(0, len(items), p["device_batch"]):
-            part = items[start:start + p["device_batch"]]
+            part = items[start : start + p["device_batch"]]
             content = torch.stack([c for _, c in part])
             styles = [from_pil(pictures[q["style"]]) for q, _ in part]  # each at its own aspect, never stretched
-            result = stylize_batch(content, styles, cfg, vgg, device, pair_seeds=[q["seed"] for q, _ in part],
-                                   style_weights=[q["style_weight"] for q, _ in part])
+            result = stylize_batch(
+                content,
+                styles,
+                cfg,
+                vgg,
+                device,
+                pair_seeds=[q["seed"] for q, _ in part],
+                style_weights=[q["style_weight"] for q, _ in part],
+            )
             works = [to_pil(img) for img in result.images]
             answers = classify(works)
             out_rows = []
@@ -177,18 +215,38 @@ def _stylize_chunk(ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg,
                 work.save(path)
                 c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
                 ratio = float(result.loss_ratio[k])
-                out_rows.append({
-                    "pair_hash": q["hash"], "batch_id": p["batch_id"], "job_id": ctx.job_id,
-                    "content_image_id": q["content"], "content_artist": c_art, "style_image_id": q["style"],
-                    "style_artist": s_art, "content_weight": cfg.content_weight, "style_weight": q["style_weight"],
-                    "steps": cfg.steps, "size": cfg.size, "optimizer": cfg.optimizer, "init": cfg.init,
-                    "pool": cfg.pool, "loss": cfg.loss, "seed": q["seed"], "tv_weight": cfg.tv_weight,
-                    "vgg_weights": vgg_record.name, "vgg_weights_sha256": vgg_record.sha256, "vgg_norm": norm_key,
-                    "content_loss": float(result.content_loss[k]), "style_loss": float(result.style_loss[k]),
-                    "loss_ratio": ratio if ratio != float("inf") else None, "classifier_run_id": p["classifier_run_id"],
-                    "predicted": ans[0][0], "top3": ans, "outcome": outcome(ans[0][0], c_art, s_art),
-                    "image_path": rel.as_posix(),
-                })
+                out_rows.append(
+                    {
+                        "pair_hash": q["hash"],
+                        "batch_id": p["batch_id"],
+                        "job_id": ctx.job_id,
+                        "content_image_id": q["content"],
+                        "content_artist": c_art,
+                        "style_image_id": q["style"],
+                        "style_artist": s_art,
+                        "content_weight": cfg.content_weight,
+                        "style_weight": q["style_weight"],
+                        "steps": cfg.steps,
+                        "size": cfg.size,
+                        "optimizer": cfg.optimizer,
+                        "init": cfg.init,
+                        "pool": cfg.pool,
+                        "loss": cfg.loss,
+                        "seed": q["seed"],
+                        "tv_weight": cfg.tv_weight,
+                        "vgg_weights": vgg_record.name,
+                        "vgg_weights_sha256": vgg_record.sha256,
+                        "vgg_norm": norm_key,
+                        "content_loss": float(result.content_loss[k]),
+                        "style_loss": float(result.style_loss[k]),
+                        "loss_ratio": ratio if ratio != float("inf") else None,
+                        "classifier_run_id": p["classifier_run_id"],
+                        "predicted": ans[0][0],
+                        "top3": ans,
+                        "outcome": outcome(ans[0][0], c_art, s_art),
+                        "image_path": rel.as_posix(),
+                    }
+                )
             with ctx.write() as s:
                 upsert(s, Stylization, out_rows, keys=("pair_hash",))
             finished += len(part)

@@ -31,8 +31,9 @@ def _run(task, kind: str, job_id, runner) -> str:
         # A custom task event: Flower turns its type into the task's state, PROGRESS. Flower shows
         # only Celery's own task fields, though, so the progress also goes into `result`, empty
         # while a task runs (its real result replaces it at the end); event consumers get the fields.
-        task.send_event("task-progress", progress=round(fraction, 4), message=message,
-                        result=f"{fraction:.0%} {message}")
+        task.send_event(
+            "task-progress", progress=round(fraction, 4), message=message, result=f"{fraction:.0%} {message}"
+        )
 
     outcome = "raised"
     try:

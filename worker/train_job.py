@@ -14,19 +14,20 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from sqlalchemy import select
 
+from core.config import TrainConfig
+from core.errors import ConfigError
+from core.weights import job_record
 from db.models import Dataset, EpochMetric, Image, Prediction, Run
 from db.upsert import upsert
-from worker.lifecycle import JobContext, require_row
+from worker.lifecycle import JobContext, job_run_id, require_row
 from worker.ml.cache import cached_images
 from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
 from worker.ml.models import build_head, build_model
-from core.config import TrainConfig
-from core.errors import ConfigError
-from worker.ml.train import EpochResult, Split, Trainer, evaluate, fit, pick_device
+from worker.ml.train import EpochResult, Split, evaluate, fit, pick_device
+from worker.ml.training_state import Trainer
 from worker.oom import halve_batch
-from core.weights import job_record
 from worker.weights_store import local_file
 
 
@@ -49,8 +50,12 @@ def load_dataset_images(session, dataset_id: int) -> DatasetImages:
     ).all()
     index = {c: i for i, c in enumerate(dataset.classes)}
     return DatasetImages(
-        root=Path(dataset.root), classes=list(dataset.classes), ids=[r.id for r in rows],
-        paths=[r.path for r in rows], labels=[index[r.label] for r in rows], splits=[r.split for r in rows],
+        root=Path(dataset.root),
+        classes=list(dataset.classes),
+        ids=[r.id for r in rows],
+        paths=[r.path for r in rows],
+        labels=[index[r.label] for r in rows],
+        splits=[r.split for r in rows],
     )
 
 
@@ -85,16 +90,22 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
         data = load_dataset_images(session, ctx.params["dataset_id"])
     ctx.progress(0.0, f"caching {len(data.ids)} images at {cfg.image_size}px")
     keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
-    images = cached_images(cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths,
-                           keys, cfg.image_size)
+    images = cached_images(
+        cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths, keys, cfg.image_size
+    )
     model = None
     weights_file = local_file(ctx.artifacts, job_record(ctx.params))  # sha256 checked against the job's record
     if "init_head" in ctx.params:  # a sweep's fine-tune follow-up starts from the cell's trained head
         torch.manual_seed(cfg.seed)  # fit seeds the models it builds; this one is built here
         model = build_model(cfg.model_config(), weights_file)
         model.head.load_state_dict(load_file(str(ctx.artifact(ctx.params["init_head"]))))
-    return Inputs(data.classes, splits_of(data, images), [i for i, s in zip(data.ids, data.splits) if s == "test"], model,
-                  weights_file=weights_file)
+    return Inputs(
+        data.classes,
+        splits_of(data, images),
+        [i for i, s in zip(data.ids, data.splits) if s == "test"],
+        model,
+        weights_file=weights_file,
+    )
 
 
 def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
@@ -112,7 +123,7 @@ def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
 
 
 def run_train(ctx: JobContext) -> None:
-    run_id = ctx.params["run_id"]
+    run_id = job_run_id(ctx)
     cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
     with ctx.sessions() as session:
         run = require_row(session, Run, run_id, "run")
@@ -127,36 +138,28 @@ def run_train(ctx: JobContext) -> None:
     def on_epoch(result: EpochResult, trainer: Trainer) -> None:
         # Files are named by epoch and written before the row that points to them: a worker frozen
         # between the two leaves the row naming the previous epoch's files, which are still there.
-        files = {"state": folder / f"state-epoch-{result.epoch}.safetensors"}
-        if result.improved:
-            files["best"] = folder / f"best-epoch-{result.epoch}.safetensors"
-            save_model(trainer.model, ctx.artifact(files["best"]), {**meta, "epoch": str(result.epoch)})
-        save_state(trainer, ctx.artifact(files["state"]), meta)
-        with ctx.write() as session:
-            upsert(session, EpochMetric, epoch_rows(run_id, result), keys=("run_id", "epoch", "phase"))
-            run = session.get(Run, run_id)
-            run.last_epoch, run.state_path = result.epoch, files["state"].as_posix()
-            if result.improved:
-                run.best_epoch, run.checkpoint_path = result.epoch, files["best"].as_posix()
-                run.best_val_top1, run.best_val_top2 = result.val.top1, result.val.top2
-                run.best_val_macro_f1 = result.val.macro_f1
-        for key, path in files.items():  # superseded files go once no row names them
-            if key in written:
-                ctx.artifact(written[key]).unlink(missing_ok=True)
-            written[key] = path
-        ctx.progress(
-            result.epoch / cfg.total_epochs,
-            f"epoch {result.epoch}/{cfg.total_epochs} val top1 {result.val.top1:.3f} F1 {result.val.macro_f1:.3f}",
-        )
+        files = save_epoch_files(ctx, folder, meta, result, trainer)
+        record_epoch(ctx, run_id, result, files)
+        drop_superseded(ctx, written, files)
+        report_epoch(ctx, cfg, result)
 
     resume = SavedState.load(ctx.artifact(resume_from)) if resume_from else None
     if resume:
         ctx.progress(resume.progress.epoch / cfg.total_epochs, f"resuming after epoch {resume.progress.epoch}")
     device = pick_device()
     try:
-        model, _ = fit(cfg, inputs.splits["train"], inputs.splits["val"], on_epoch, device=device, resume=resume,
-                       model=inputs.model, train_transform=inputs.train_transform, eval_transform=inputs.eval_transform,
-                       weights_file=inputs.weights_file)
+        model, _ = fit(
+            cfg,
+            inputs.splits["train"],
+            inputs.splits["val"],
+            on_epoch,
+            device=device,
+            resume=resume,
+            model=inputs.model,
+            train_transform=inputs.train_transform,
+            eval_transform=inputs.eval_transform,
+            weights_file=inputs.weights_file,
+        )
     except torch.OutOfMemoryError as err:
         again = halve_batch(ctx.params, ("config", "batch_size"), err)
         if again is None:
@@ -169,7 +172,51 @@ def run_train(ctx: JobContext) -> None:
     record_test_results(ctx, run_id, model, cfg, inputs, ctx.artifact(best), device)
 
 
-def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, inputs: Inputs, best: Path, device) -> None:
+def save_epoch_files(
+    ctx: JobContext, folder: Path, meta: dict[str, str], result: EpochResult, trainer: Trainer
+) -> dict[str, Path]:
+    """Write the epoch's training state, and its model when it is the best so far: their paths under the
+    artifacts root by kind ("state", "best"), named by epoch so no file of an earlier epoch is overwritten."""
+    files = {"state": folder / f"state-epoch-{result.epoch}.safetensors"}
+    if result.improved:
+        files["best"] = folder / f"best-epoch-{result.epoch}.safetensors"
+        save_model(trainer.model, ctx.artifact(files["best"]), {**meta, "epoch": str(result.epoch)})
+    save_state(trainer, ctx.artifact(files["state"]), meta)
+    return files
+
+
+def record_epoch(ctx: JobContext, run_id: int, result: EpochResult, files: dict[str, Path]) -> None:
+    """The epoch's metrics and the run row's pointers to its ``files``, in one transaction that commits only
+    while this worker holds the claim (JobStopped otherwise)."""
+    with ctx.write() as session:
+        upsert(session, EpochMetric, epoch_rows(run_id, result), keys=("run_id", "epoch", "phase"))
+        run = session.get(Run, run_id)
+        run.last_epoch, run.state_path = result.epoch, files["state"].as_posix()
+        if result.improved:
+            run.best_epoch, run.checkpoint_path = result.epoch, files["best"].as_posix()
+            run.best_val_top1, run.best_val_top2 = result.val.top1, result.val.top2
+            run.best_val_macro_f1 = result.val.macro_f1
+
+
+def drop_superseded(ctx: JobContext, written: dict[str, Path], files: dict[str, Path]) -> None:
+    """Delete the files of ``written`` that ``files`` replace (the row names the new ones now); remember ``files``."""
+    for key, path in files.items():
+        if key in written:
+            ctx.artifact(written[key]).unlink(missing_ok=True)
+        written[key] = path
+
+
+def report_epoch(ctx: JobContext, cfg: TrainConfig, result: EpochResult) -> None:
+    """The epoch's progress, to the row and to Flower; raises JobStopped if the job was cancelled or taken over."""
+    ctx.progress(
+        result.epoch / cfg.total_epochs,
+        f"epoch {result.epoch}/{cfg.total_epochs} val top1 {result.val.top1:.3f} F1 {result.val.macro_f1:.3f}",
+    )
+
+
+def record_test_results(
+    ctx: JobContext, run_id: int, model, cfg: TrainConfig, inputs: Inputs, best: Path, device
+) -> None:
     """Evaluate the best checkpoint (not the last epoch) on the test split and store every prediction."""
     test, classes = inputs.splits["test"], inputs.classes
     if len(test) == 0:
@@ -181,10 +228,16 @@ def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, i
     top_p, top_i = probs.topk(min(3, probs.shape[1]), dim=1)
     rows = []
     for image_id, label, p, idx in zip(inputs.test_ids, test.labels.tolist(), top_p.tolist(), top_i.tolist()):
-        rows.append({
-            "run_id": run_id, "image_id": image_id, "label": classes[label], "predicted": classes[idx[0]],
-            "correct": idx[0] == label, "top3": [[classes[i], round(q, 6)] for i, q in zip(idx, p)],
-        })
+        rows.append(
+            {
+                "run_id": run_id,
+                "image_id": image_id,
+                "label": classes[label],
+                "predicted": classes[idx[0]],
+                "correct": idx[0] == label,
+                "top3": [[classes[i], round(q, 6)] for i, q in zip(idx, p)],
+            }
+        )
     with ctx.write() as session:
         upsert(session, Prediction, rows, keys=("run_id", "image_id"))
         run = session.get(Run, run_id)
@@ -196,6 +249,20 @@ def record_test_results(ctx: JobContext, run_id: int, model, cfg: TrainConfig, i
 def epoch_rows(run_id: int, r: EpochResult) -> list[dict]:
     common = {"run_id": run_id, "epoch": r.epoch, "stage": r.stage, "lr": r.lr, "seconds": r.seconds}
     return [
-        {**common, "phase": "train", "loss": r.train_loss, "top1": r.train.top1, "top2": r.train.top2, "macro_f1": r.train.macro_f1},
-        {**common, "phase": "val", "loss": r.val_loss, "top1": r.val.top1, "top2": r.val.top2, "macro_f1": r.val.macro_f1},
+        {
+            **common,
+            "phase": "train",
+            "loss": r.train_loss,
+            "top1": r.train.top1,
+            "top2": r.train.top2,
+            "macro_f1": r.train.macro_f1,
+        },
+        {
+            **common,
+            "phase": "val",
+            "loss": r.val_loss,
+            "top1": r.val.top1,
+            "top2": r.val.top2,
+            "macro_f1": r.val.macro_f1,
+        },
     ]

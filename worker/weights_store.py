@@ -50,20 +50,25 @@ def resolve(session, artifacts: Path, arch: str, spec: str, offline: bool) -> We
         cached = names.imagenet_cache_file(arch)
         if cached.is_file():
             names.check_torchvision_hash(cached)
-            return import_file(session, artifacts, cached, arch, IMAGENET, source=names.torchvision_source(arch, cached))
+            return import_file(
+                session, artifacts, cached, arch, IMAGENET, source=names.torchvision_source(arch, cached)
+            )
         if not offline:
             return _download(session, artifacts, arch)
         raise ConfigError(
             f"no ImageNet weights for {arch} on record or in the torch cache, and atelier is offline: get "
             f"torchvision's {IMAGENET_FILES[arch]} ({IMAGENET_URL}{IMAGENET_FILES[arch]}) and run "
-            f"`atelier weights import {IMAGENET_FILES[arch]} --arch {arch}` (random init only if asked for: weights 'random')")
+            f"`atelier weights import {IMAGENET_FILES[arch]} --arch {arch}` (random init only if asked for: weights 'random')"
+        )
     if NAME.match(spec):
         found, newest = registry.recorded(session, artifacts, arch, spec)
         if found is not None:
             return found
         if newest is not None and not Path(spec).expanduser().is_file():
-            raise ConfigError(f"weights {spec!r} for {arch} are recorded, but {newest.path} is not under the "
-                              f"artifacts root {artifacts}: is ATELIER_ARTIFACTS the storage the workers share?")
+            raise ConfigError(
+                f"weights {spec!r} for {arch} are recorded, but {newest.path} is not under the "
+                f"artifacts root {artifacts}: is ATELIER_ARTIFACTS the storage the workers share?"
+            )
     path = Path(spec).expanduser()
     if path.is_file():
         return import_file(session, artifacts, path.resolve(), arch, names.name_for_file(path))
@@ -80,19 +85,28 @@ def _download(session, artifacts: Path, arch: str) -> WeightsRecord:
 
     url = imagenet_weights(arch).url
     try:
-        load_state_dict_from_url(url, model_dir=str(names.imagenet_cache_file(arch).parent), progress=False,
-                                 check_hash=True, map_location="cpu", weights_only=True)
+        load_state_dict_from_url(
+            url,
+            model_dir=str(names.imagenet_cache_file(arch).parent),
+            progress=False,
+            check_hash=True,
+            map_location="cpu",
+            weights_only=True,
+        )
     except Exception as err:  # no network, a proxy, a hash mismatch (torchvision deletes the partial file)
         reason = " ".join(str(err).split())[:200]
-        raise ConfigError(f"cannot download {arch}'s ImageNet weights from {url} ({type(err).__name__}: {reason}); "
-                          f"get {IMAGENET_FILES[arch]} elsewhere and run "
-                          f"`atelier weights import {IMAGENET_FILES[arch]} --arch {arch}`") from None
+        raise ConfigError(
+            f"cannot download {arch}'s ImageNet weights from {url} ({type(err).__name__}: {reason}); "
+            f"get {IMAGENET_FILES[arch]} elsewhere and run "
+            f"`atelier weights import {IMAGENET_FILES[arch]} --arch {arch}`"
+        ) from None
     cached = names.imagenet_cache_file(arch)
     return import_file(session, artifacts, cached, arch, IMAGENET, source=names.torchvision_source(arch, cached))
 
 
-def import_file(session, artifacts: Path, file: Path, arch: str, name: str = IMAGENET,
-                source: str | None = None) -> WeightsRecord:
+def import_file(
+    session, artifacts: Path, file: Path, arch: str, name: str = IMAGENET, source: str | None = None
+) -> WeightsRecord:
     """Check ``file`` against ``arch`` and keep its backbone under the artifacts root, recorded.
 
     Reads safetensors, or a torch file with ``weights_only=True``; strict key and shape check against
@@ -105,8 +119,10 @@ def import_file(session, artifacts: Path, file: Path, arch: str, name: str = IMA
 
     names.check_arch(arch)
     if name == RANDOM or not NAME.match(name or ""):
-        raise ConfigError(f"weights name {name!r} must be 1-100 letters, digits, '.', '_', '+' or '-', "
-                          f"starting with a letter or digit, and not 'random'")
+        raise ConfigError(
+            f"weights name {name!r} must be 1-100 letters, digits, '.', '_', '+' or '-', "
+            f"starting with a letter or digit, and not 'random'"
+        )
     if name == IMAGENET and arch not in IMAGENET_FILES:
         raise ConfigError(f"{arch} has no ImageNet weights: import its file under another --name")
     file = Path(file).expanduser()
@@ -117,8 +133,9 @@ def import_file(session, artifacts: Path, file: Path, arch: str, name: str = IMA
     digest = names.sha256_file(tmp)
     relative = f"weights/{arch}/{digest}.safetensors"
     os.replace(tmp, artifact_path(artifacts, relative))
-    return registry.record_file(session, arch, name, digest, relative,
-                                source or f"imported from {file.resolve()}", features_only)
+    return registry.record_file(
+        session, arch, name, digest, relative, source or f"imported from {file.resolve()}", features_only
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -139,16 +156,20 @@ def local_file(artifacts: Path, record: WeightsRecord) -> Path | None:
     try:
         st = path.stat()
     except OSError:
-        raise ConfigError(f"weights {record.name!r} ({record.path}) are not under this worker's artifacts root "
-                          f"{artifacts}: is ATELIER_ARTIFACTS the storage the CLI hosts share?") from None
+        raise ConfigError(
+            f"weights {record.name!r} ({record.path}) are not under this worker's artifacts root "
+            f"{artifacts}: is ATELIER_ARTIFACTS the storage the CLI hosts share?"
+        ) from None
     key, seen = str(path), (st.st_size, st.st_mtime_ns, record.sha256)
     with _verified_lock:
         if _verified.get(key) == seen:
             return path
     digest = names.sha256_file(path)
     if digest != record.sha256:
-        raise ConfigError(f"weights {record.name!r} at {record.path} have sha256 {digest[:12]}, not the recorded "
-                          f"{record.sha256[:12]}: the file changed after it was recorded")
+        raise ConfigError(
+            f"weights {record.name!r} at {record.path} have sha256 {digest[:12]}, not the recorded "
+            f"{record.sha256[:12]}: the file changed after it was recorded"
+        )
     with _verified_lock:
         _verified[key] = seen
     return path

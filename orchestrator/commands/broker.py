@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from core.settings import redact
 from orchestrator import broker
 from orchestrator.commands.common import pass_lab
-from core.settings import redact
 
 
 @click.group("broker")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
+from core.settings import redact
 from db.engine import make_engine
 from db.migrate import current_revision, head_revision, upgrade
 from orchestrator.commands.common import pass_lab
-from core.settings import redact
 
 
 @click.group("db")
@@ -24,7 +24,9 @@ def upgrade_cmd(lab) -> None:
         ran = upgrade(engine)
     finally:
         engine.dispose()
-    click.echo(f"{redact(lab.settings.database_url)}: {'upgraded to' if ran else 'already at'} revision {head_revision()}")
+    click.echo(
+        f"{redact(lab.settings.database_url)}: {'upgraded to' if ran else 'already at'} revision {head_revision()}"
+    )
 
 
 @db_group.command("current")

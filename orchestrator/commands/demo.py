@@ -14,6 +14,8 @@ import sys
 import click
 from sqlalchemy import select
 
+from core import weights as names
+from core.errors import ConfigError
 from db.models import Dataset
 from db.readonly import run_query
 from orchestrator import broker
@@ -21,20 +23,20 @@ from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
 from orchestrator.commands.stylize import stylize_cmd
-from orchestrator.commands.train import submit_train
 from orchestrator.commands.wait import wait_for_jobs
-from core import weights as names
+from orchestrator.submit import submit_train
 from orchestrator.weights import resolve as resolve_weights_spec
-from core.errors import ConfigError
 
 METRICS_SQL = (
     "SELECT epoch, phase, round(loss, 4) AS loss, round(top1, 3) AS top1, round(top2, 3) AS top2, "
     "round(macro_f1, 3) AS macro_f1, lr FROM epoch_metrics WHERE run_id = {run} ORDER BY epoch, phase"
 )
-ATTRIBUTION_SQL = ("SELECT style_weight, stylizations, pairs, content_rate, style_rate, other_rate FROM ("
-                   "SELECT style_weight, n AS stylizations, pairs, round(content_rate, 3) AS content_rate, "
-                   "round(style_rate, 3) AS style_rate, round(other_rate, 3) AS other_rate FROM attribution_by_weight "
-                   "WHERE batch_id = '{batch}') ORDER BY style_weight")
+ATTRIBUTION_SQL = (
+    "SELECT style_weight, stylizations, pairs, content_rate, style_rate, other_rate FROM ("
+    "SELECT style_weight, n AS stylizations, pairs, round(content_rate, 3) AS content_rate, "
+    "round(style_rate, 3) AS style_rate, round(other_rate, 3) AS other_rate FROM attribution_by_weight "
+    "WHERE batch_id = '{batch}') ORDER BY style_weight"
+)
 
 
 def weights_or_random(lab, arch: str) -> str:
@@ -43,8 +45,10 @@ def weights_or_random(lab, arch: str) -> str:
         resolve_weights_spec(lab, arch, names.IMAGENET, offline=True)
         return names.IMAGENET
     except ConfigError:
-        console.print(f"[yellow]no ImageNet weights for {arch} on record or cached: the demo uses random init "
-                      f"(`atelier weights import FILE --arch {arch}` to use real ones)[/]")
+        console.print(
+            f"[yellow]no ImageNet weights for {arch} on record or cached: the demo uses random init "
+            f"(`atelier weights import FILE --arch {arch}` to use real ones)[/]"
+        )
         return names.RANDOM
 
 
@@ -53,7 +57,9 @@ def weights_or_random(lab, arch: str) -> str:
 @click.option("--epochs", type=click.IntRange(1), default=6, show_default=True)
 @click.option("--image-size", type=click.IntRange(16), default=64, show_default=True)
 @click.option("--per-artist", type=click.IntRange(3), default=40, show_default=True)
-@click.option("--style-size", type=click.IntRange(16), default=48, show_default=True, help="Long side of stylized works.")
+@click.option(
+    "--style-size", type=click.IntRange(16), default=48, show_default=True, help="Long side of stylized works."
+)
 @click.option("--style-steps", type=click.IntRange(1), default=40, show_default=True)
 @click.option("--style-weight", default="0,1e3", show_default=True, help="The two doses (beta) of the style batch.")
 @click.pass_context
@@ -65,17 +71,37 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
     with lab.sessions() as s:
         exists = s.scalar(select(Dataset.id).where(Dataset.name == "demo")) is not None
     if not exists:
-        ctx.invoke(synth_cmd, name="demo", artists=6, per_artist=per_artist, seed=0, size=96, out=None,
-                   split_text="0.7,0.15,0.15")
+        ctx.invoke(
+            synth_cmd,
+            name="demo",
+            artists=6,
+            per_artist=per_artist,
+            seed=0,
+            size=96,
+            out=None,
+            split_text="0.7,0.15,0.15",
+        )
     log = lab.settings.home / "demo-worker.log"
     console.print(f"starting a local worker (log: {log})")
     with log.open("ab") as out:
-        worker = subprocess.Popen([sys.executable, "-m", "orchestrator", "worker"], stdout=out, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "worker"], stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         weights = weights_or_random(lab, arch)
-        job_id, run_id = submit_train(lab, "demo", dict(
-            arch=arch, epochs=epochs, batch_size=32, lr=1e-3, image_size=image_size, augment="crop-flip", weights=weights,
-        ))
+        job_id, run_id = submit_train(
+            lab,
+            "demo",
+            dict(
+                arch=arch,
+                epochs=epochs,
+                batch_size=32,
+                lr=1e-3,
+                image_size=image_size,
+                augment="crop-flip",
+                weights=weights,
+            ),
+        )
         console.print(f"training run {run_id} (job {job_id}), {arch} from {weights} weights")
         wait_for_jobs(lab, [job_id])
         sql = METRICS_SQL.format(run=run_id)
@@ -85,13 +111,41 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
 
         vgg_weights = weights_or_random(lab, "vgg19")
         console.print(f"stylizing one pair per (style artist, content artist) at beta = {style_weight}")
-        batch = ctx.invoke(stylize_cmd, dataset_name="demo", classifier_run=run_id, pairs_spec="cross-artist",
-                           per_cell=1, split="test", style_weight=style_weight, content_weight=1.0, tv_weight=0.0,
-                           steps=style_steps, size=style_size, optimizer="lbfgs", init="noise", pool="avg",
-                           loss="gatys", vgg="vgg19", vgg_weights=vgg_weights, norm_images=16, chunk=30,
-                           device_batch=30, seed=0, as_json=False, wait=True)
-        ctx.invoke(attribution_cmd, batch_ref=batch, by="style-weight", condition="both", resamples=2000, seed=0,
-                   plot_dir=None, fmt="table")
+        batch = ctx.invoke(
+            stylize_cmd,
+            dataset_name="demo",
+            classifier_run=run_id,
+            pairs_spec="cross-artist",
+            per_cell=1,
+            split="test",
+            style_weight=style_weight,
+            content_weight=1.0,
+            tv_weight=0.0,
+            steps=style_steps,
+            size=style_size,
+            optimizer="lbfgs",
+            init="noise",
+            pool="avg",
+            loss="gatys",
+            vgg="vgg19",
+            vgg_weights=vgg_weights,
+            norm_images=16,
+            chunk=30,
+            device_batch=30,
+            seed=0,
+            as_json=False,
+            wait=True,
+        )
+        ctx.invoke(
+            attribution_cmd,
+            batch_ref=batch,
+            by="style-weight",
+            condition="both",
+            resamples=2000,
+            seed=0,
+            plot_dir=None,
+            fmt="table",
+        )
         sql = ATTRIBUTION_SQL.format(batch=batch)
         result = run_query(lab.settings.database_url, sql)
         console.print(table("the same counts from the view", result.columns, result.rows))
@@ -104,8 +158,10 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
             broker.stop(lab.settings)
             console.print("stopped the local worker and the embedded Redis the demo started")
         else:
-            console.print("stopped the local worker; the broker was already running and stays up "
-                          "(`atelier broker stop` stops an embedded one)")
+            console.print(
+                "stopped the local worker; the broker was already running and stays up "
+                "(`atelier broker stop` stops an embedded one)"
+            )
 
 
 COMMANDS = [demo_cmd]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from core.errors import ConfigError
 from core.messages import configure
 from orchestrator.commands.common import pass_lab
-from core.errors import ConfigError
 
 
 @click.command("flower")
@@ -24,8 +24,14 @@ def flower_cmd(lab, port, address) -> None:
     celery = configure(lab.settings)
     make_read_only()  # the job table is the truth: nothing may revoke or send tasks behind it
 
-    celery.start(["flower", f"--port={port}", f"--address={address}",
-                  f"--basic-auth={lab.settings.flower_user}:{lab.settings.flower_password}"])
+    celery.start(
+        [
+            "flower",
+            f"--port={port}",
+            f"--address={address}",
+            f"--basic-auth={lab.settings.flower_user}:{lab.settings.flower_password}",
+        ]
+    )
 
 
 COMMANDS = [flower_cmd]

@@ -16,11 +16,18 @@ from orchestrator.commands.common import console, pass_lab, table
 @click.argument("sql")
 @click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most this many rows.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=60.0,
+    show_default=True,
+    help="Stop the query after this many seconds.",
+)
 @pass_lab
-def query_cmd(lab, sql, fmt, limit) -> None:
+def query_cmd(lab, sql, fmt, limit, timeout) -> None:
     """Run one read-only SQL statement; writes are refused by the connection."""
-    lab.engine  # make sure the schema (and its views) exist
-    result = run_query(lab.settings.database_url, sql, limit)
+    _ = lab.engine  # make sure the schema (and its views) exist
+    result = run_query(lab.settings.database_url, sql, limit, timeout=timeout)
     if fmt == "csv":
         w = csv.writer(sys.stdout)
         w.writerow(result.columns)

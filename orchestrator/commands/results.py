@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from sqlalchemy import select, text
 
-from pathlib import Path
-
+from core import weights as names
+from core.errors import ConfigError
 from db.models import Dataset, EpochMetric, Job, Run, SweepCell
 from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from core import weights as names
-from core.errors import ConfigError
+from orchestrator.lookups import find_sweep
 
-RUN_COLUMNS = ("run", "dataset", "arch", "mode", "weights", "weights sha256", "status", "best epoch", "val top1",
-               "val top2", "val F1", "test top1", "test F1")
+RUN_COLUMNS = (
+    "run",
+    "dataset",
+    "arch",
+    "mode",
+    "weights",
+    "weights sha256",
+    "status",
+    "best epoch",
+    "val top1",
+    "val top2",
+    "val F1",
+    "test top1",
+    "test F1",
+)
 
 
 @click.group("results")
@@ -24,13 +37,41 @@ def results_group() -> None:
     """Metrics of runs (and later of grids and style batches)."""
 
 
-def run_rows(session, dataset: str | None = None) -> list[tuple]:
-    q = (select(Run, Dataset.name, Job.status).join(Dataset, Run.dataset_id == Dataset.id).join(Job, Run.job_id == Job.id)
-         .order_by(Run.id))
+def run_rows(session, dataset: str | None = None) -> list[dict]:
+    """A row per run, keyed by RUN_COLUMNS."""
+    q = (
+        select(Run, Dataset.name.label("dataset"), Job.status.label("status"))
+        .join(Dataset, Run.dataset_id == Dataset.id)
+        .join(Job, Run.job_id == Job.id)
+        .order_by(Run.id)
+    )
     if dataset:
         q = q.where(Dataset.name == dataset)
-    return [(r.id, name, r.arch, r.config.get("mode"), *run_weights(r), status, r.best_epoch, r.best_val_top1,
-             r.best_val_top2, r.best_val_macro_f1, r.test_top1, r.test_macro_f1) for r, name, status in session.execute(q)]
+    rows = []
+    for row in session.execute(q).mappings():
+        r = row["Run"]
+        rows.append(
+            dict(
+                zip(
+                    RUN_COLUMNS,
+                    (
+                        r.id,
+                        row["dataset"],
+                        r.arch,
+                        r.config.get("mode"),
+                        *run_weights(r),
+                        row["status"],
+                        r.best_epoch,
+                        r.best_val_top1,
+                        r.best_val_top2,
+                        r.best_val_macro_f1,
+                        r.test_top1,
+                        r.test_macro_f1,
+                    ),
+                )
+            )
+        )
+    return rows
 
 
 def run_weights(run: Run) -> tuple[str, str | None]:
@@ -55,16 +96,27 @@ def runs_cmd(lab, dataset, as_json) -> None:
     with lab.sessions() as s:
         rows = run_rows(s, dataset)
     if as_json:
-        print_json([dict(zip(RUN_COLUMNS, r)) for r in rows])
+        print_json(rows)
     else:
-        console.print(table(None, RUN_COLUMNS, [(*r[:5], r[5][:12] if r[5] else None, *r[6:]) for r in rows]))
-    warn_random([(r[0], r[2], r[4]) for r in rows], err=as_json)
+        console.print(
+            table(
+                None,
+                RUN_COLUMNS,
+                [tuple(r[c][:12] if c == "weights sha256" and r[c] else r[c] for c in RUN_COLUMNS) for r in rows],
+            )
+        )
+    warn_random([(r["run"], r["arch"], r["weights"]) for r in rows], err=as_json)
 
 
 @results_group.command("run")
 @click.argument("run_id", type=int)
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write training curves and the confusion matrix as PNG here.")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write training curves and the confusion matrix as PNG here.",
+)
 @pass_lab
 def run_cmd(lab, run_id, plot_dir) -> None:
     """One run: its configuration, the per-epoch curve and the test confusion matrix."""
@@ -74,34 +126,82 @@ def run_cmd(lab, run_id, plot_dir) -> None:
             raise ConfigError(f"no run {run_id}")
         ds = s.get(Dataset, run.dataset_id)
         job = s.get(Job, run.job_id)
-        epochs = [dict(epoch=e.epoch, phase=e.phase, stage=e.stage, loss=e.loss, top1=e.top1, top2=e.top2,
-                       macro_f1=e.macro_f1, lr=e.lr) for e in
-                  s.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase))]
+        epochs = [
+            dict(
+                epoch=e.epoch,
+                phase=e.phase,
+                stage=e.stage,
+                loss=e.loss,
+                top1=e.top1,
+                top2=e.top2,
+                macro_f1=e.macro_f1,
+                lr=e.lr,
+            )
+            for e in s.scalars(
+                select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase)
+            )
+        ]
     console.print(f"[bold]run {run.id}[/] on {ds.name}: {run.arch}, job {job.id} {job.status}")
     name, sha = run_weights(run)
     console.print(f"weights: {names.describe(name, sha)}", highlight=False)
     warn_random([(run.id, run.arch, name)])
     console.print(table("configuration", ("option", "value"), sorted(run.config.items())))
-    console.print(table("epochs", ("epoch", "phase", "stage", "loss", "top1", "top2", "macro F1", "lr"),
-                        [tuple(e.values()) for e in epochs]))
-    console.print(table("test (best checkpoint)", ("top1", "top2", "macro F1"), [(run.test_top1, run.test_top2, run.test_macro_f1)]))
+    console.print(
+        table(
+            "epochs",
+            ("epoch", "phase", "stage", "loss", "top1", "top2", "macro F1", "lr"),
+            [tuple(e.values()) for e in epochs],
+        )
+    )
+    console.print(
+        table(
+            "test (best checkpoint)", ("top1", "top2", "macro F1"), [(run.test_top1, run.test_top2, run.test_macro_f1)]
+        )
+    )
     if run.test_confusion:
-        console.print(table("confusion matrix (rows: true, columns: predicted)", ("", *ds.classes),
-                            [(c, *row) for c, row in zip(ds.classes, run.test_confusion)]))
+        console.print(
+            table(
+                "confusion matrix (rows: true, columns: predicted)",
+                ("", *ds.classes),
+                [(c, *row) for c, row in zip(ds.classes, run.test_confusion)],
+            )
+        )
         console.print(table("per-class F1", ("class", "F1"), zip(ds.classes, run.test_per_class_f1)))
     if plot_dir:
         from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
 
         plot_dir.mkdir(parents=True, exist_ok=True)
-        written = [plots.training_curves(epochs, plot_dir / f"run-{run_id}-curves.png", f"run {run_id} {run.arch} on {ds.name}")]
+        written = [
+            plots.training_curves(
+                epochs, plot_dir / f"run-{run_id}-curves.png", f"run {run_id} {run.arch} on {ds.name}"
+            )
+        ]
         if run.test_confusion:
-            written.append(plots.confusion_matrix(run.test_confusion, ds.classes, plot_dir / f"run-{run_id}-confusion.png",
-                                                  f"run {run_id}: test confusion"))
+            written.append(
+                plots.confusion_matrix(
+                    run.test_confusion,
+                    ds.classes,
+                    plot_dir / f"run-{run_id}-confusion.png",
+                    f"run {run_id}: test confusion",
+                )
+            )
         for p in written:
             click.echo(f"wrote {p}")
 
 
-GRID_COLUMNS = ("rank", "stage", "cell", "status", "run", "val F1", "val top1", "val top2", "test F1", "test top1")
+# The columns of `results grid` and the grid_leaderboard columns they show.
+GRID_COLUMNS = {
+    "rank": "rank",
+    "stage": "stage",
+    "cell": "cell",
+    "status": "status",
+    "run": "run_id",
+    "val F1": "val_macro_f1",
+    "val top1": "val_top1",
+    "val top2": "val_top2",
+    "test F1": "test_macro_f1",
+    "test top1": "test_top1",
+}
 # A sweep's --metric: how it is spelled for people, and the GRID_COLUMNS column that holds it.
 METRIC_NAMES = {"macro_f1": "macro-F1", "top1": "top-1", "top2": "top-2"}
 METRIC_COLUMNS = {"macro_f1": "val F1", "top1": "val top1", "top2": "val top2"}
@@ -110,35 +210,72 @@ METRIC_COLUMNS = {"macro_f1": "val F1", "top1": "val top1", "top2": "val top2"}
 @results_group.command("grid")
 @click.argument("sweep_ref")
 @click.option("--top", type=click.IntRange(1), default=None, help="Only the N best cells.")
-@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Write a heatmap of the sweep's validation --metric over two axes as PNG here.")
+@click.option(
+    "--plot",
+    "plot_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write a heatmap of the sweep's validation --metric over two axes as PNG here.",
+)
 @click.option("--x", "x_axis", default="dense1", show_default=True, help="Heatmap column axis.")
 @click.option("--y", "y_axis", default="dense2", show_default=True, help="Heatmap row axis.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_lab
 def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
     """Cells of a sweep ranked by its validation --metric (the `grid_leaderboard` view)."""
-    from orchestrator.commands.status import find_sweep
-
     with lab.sessions() as s:
         sweep = find_sweep(s, sweep_ref)
         if sweep is None:
             raise ConfigError(f"no sweep {sweep_ref!r}")
-        rows = s.execute(text(
-            "SELECT rank, stage, cell, status, run_id, val_macro_f1, val_top1, val_top2, test_macro_f1, test_top1 "
-            "FROM grid_leaderboard WHERE sweep_id = :sid ORDER BY stage DESC, rank, cell_index"), {"sid": sweep.id}).all()
-        weights = {r.id: (r.arch, *run_weights(r)) for r in s.scalars(
-            select(Run).join(SweepCell, SweepCell.run_id == Run.id).where(SweepCell.sweep_id == sweep.id))}
-    rows = [tuple(r) for r in rows]
-    rows = [(r[0], r[1], r[2] if isinstance(r[2], dict) else json.loads(r[2]), *r[3:]) for r in rows]
+        found = (
+            s.execute(
+                text(
+                    f"SELECT {', '.join(GRID_COLUMNS.values())} FROM grid_leaderboard WHERE sweep_id = :sid "
+                    "ORDER BY stage DESC, rank, cell_index"
+                ),
+                {"sid": sweep.id},
+            )
+            .mappings()
+            .all()
+        )
+        weights = {
+            r.id: (r.arch, *run_weights(r))
+            for r in s.scalars(
+                select(Run).join(SweepCell, SweepCell.run_id == Run.id).where(SweepCell.sweep_id == sweep.id)
+            )
+        }
+    # SQLite hands the JSON cell back as text, PostgreSQL as a dict.
+    rows = [
+        {
+            c: json.loads(row[v]) if c == "cell" and not isinstance(row[v], dict) else row[v]
+            for c, v in GRID_COLUMNS.items()
+        }
+        for row in found
+    ]
     if top:
-        rows = [r for r in rows if r[0] <= top]
+        rows = [r for r in rows if r["rank"] <= top]
     if as_json:
-        print_json([{**dict(zip(GRID_COLUMNS, r)), "weights": weights.get(r[4], (None,) * 3)[1],
-                     "weights sha256": weights.get(r[4], (None,) * 3)[2]} for r in rows])
+        print_json(
+            [
+                {
+                    **r,
+                    "weights": weights.get(r["run"], (None,) * 3)[1],
+                    "weights sha256": weights.get(r["run"], (None,) * 3)[2],
+                }
+                for r in rows
+            ]
+        )
     else:
-        console.print(table(f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}", GRID_COLUMNS,
-                            [(r[0], r[1], " ".join(f"{k}={v}" for k, v in r[2].items()), *r[3:]) for r in rows]))
+        console.print(
+            table(
+                f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}",
+                tuple(GRID_COLUMNS),
+                [
+                    tuple(" ".join(f"{k}={v}" for k, v in r[c].items()) if c == "cell" else r[c] for c in GRID_COLUMNS)
+                    for r in rows
+                ],
+            )
+        )
         used = sorted({names.describe(name, sha) for _, name, sha in weights.values()})
         click.echo(f"weights: {', '.join(used) or '-'}")
     warn_random([(run_id, arch, name) for run_id, (arch, name, _) in sorted(weights.items())], err=as_json)
@@ -146,11 +283,14 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
         from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
 
         plot_dir.mkdir(parents=True, exist_ok=True)
-        grid_rows = [r for r in rows if r[1] == "grid"]
-        value = GRID_COLUMNS.index(METRIC_COLUMNS[sweep.metric])
-        path = plots.grid_heatmap([(r[2], r[value]) for r in grid_rows], x_axis, y_axis,
-                                  plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
-                                  f"sweep {sweep.id[:8]}: val {METRIC_NAMES[sweep.metric]}")
+        value = METRIC_COLUMNS[sweep.metric]
+        path = plots.grid_heatmap(
+            [(r["cell"], r[value]) for r in rows if r["stage"] == "grid"],
+            x_axis,
+            y_axis,
+            plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
+            f"sweep {sweep.id[:8]}: val {METRIC_NAMES[sweep.metric]}",
+        )
         click.echo(f"wrote {path}")
 
 

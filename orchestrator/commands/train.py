@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import click
 
-from db import jobs
-from db.models import Run
-from core import messages
-from orchestrator.commands.common import pass_lab, print_json
-from orchestrator.commands.dataset import get_dataset
-from orchestrator.commands.wait import wait_for_jobs
-from core import weights as names
-from orchestrator.weights import resolve as resolve_weights_spec
-from core.config import ARCHS, HEADS, METRICS, MODES, PRESETS, TrainConfig, default_image_size
+from core.config import ARCHS, HEADS, METRICS, MODES, PRESETS
 from core.errors import ConfigError
+from orchestrator.commands.common import pass_lab, print_json
+from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.submit import submit_train
 
 
 def parse_dense(text: str | None) -> tuple[int, ...]:
@@ -30,42 +23,12 @@ def parse_dense(text: str | None) -> tuple[int, ...]:
     return sizes
 
 
-def resolve_weights(lab, arch: str, spec: str) -> names.WeightsRecord:
-    """``--weights`` for ``arch`` as a record every worker can load (a copy or download is recorded and committed)."""
-    return resolve_weights_spec(lab, arch, spec)
-
-
-WEIGHTS_HELP = ("'imagenet' (the default for archs with ImageNet weights: torchvision's file, from the store, the torch "
-                "cache or downloaded; offline, see `atelier weights import`), 'random' (explicit random init, warned "
-                "about in results; the default for baseline-cnn and logistic, which have no ImageNet weights), a name "
-                "from `atelier weights list`, or a weight file (.safetensors, .pt, .pth; imported on the fly).")
-
-
-def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
-    """Validate, commit a job and its run row, then enqueue; returns (job id, run id)."""
-    with lab.sessions() as s:
-        ds = get_dataset(s, dataset_name)
-        dataset_id, classes = ds.id, list(ds.classes)
-    arch = cfg_fields["arch"]
-    spec = cfg_fields.get("weights") or names.default_spec(arch)
-    cfg = TrainConfig(num_classes=len(classes), **{**cfg_fields, "weights": None,
-                                                   "image_size": cfg_fields.get("image_size") or default_image_size(arch)})
-    cfg.model_config().validate()
-    # Before any job row: unavailable weights fail here, in one line, and leave nothing behind.
-    weights = resolve_weights(lab, arch, spec)
-    cfg = replace(cfg, weights=weights.name)
-    celery = lab.celery()  # the broker must be reachable before anything is committed
-    with lab.sessions.begin() as s:
-        job = jobs.create_job(s, "train", {"dataset": dataset_name, "dataset_id": dataset_id, "arch": arch,
-                                           "config": cfg.to_json(), "weights": weights.to_json()},
-                              max_attempts=lab.settings.max_attempts)
-        run = Run(job_id=job.id, dataset_id=dataset_id, arch=arch, config=cfg.to_json(), weights=weights.name,
-                  weights_sha256=weights.sha256)
-        s.add(run)
-        s.flush()
-        job.params = {**job.params, "run_id": run.id}
-    messages.send(celery, [job])
-    return job.id, run.id
+WEIGHTS_HELP = (
+    "'imagenet' (the default for archs with ImageNet weights: torchvision's file, from the store, the torch "
+    "cache or downloaded; offline, see `atelier weights import`), 'random' (explicit random init, warned "
+    "about in results; the default for baseline-cnn and logistic, which have no ImageNet weights), a name "
+    "from `atelier weights list`, or a weight file (.safetensors, .pt, .pth; imported on the fly)."
+)
 
 
 @click.command("train")
@@ -84,30 +47,91 @@ def submit_train(lab, dataset_name: str, cfg_fields: dict) -> tuple[str, int]:
 @click.option("--metric", type=click.Choice(METRICS), default="macro_f1", show_default=True)
 @click.option("--weights", default=None, help=WEIGHTS_HELP)
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.0, show_default=True)
-@click.option("--plateau-patience", type=click.IntRange(1), default=4, show_default=True,
-              help="Epochs without improvement of --metric before the LR is cut.")
-@click.option("--plateau-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True)
+@click.option(
+    "--plateau-patience",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Epochs without improvement of --metric before the LR is cut.",
+)
+@click.option(
+    "--plateau-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1, show_default=True
+)
 @click.option("--early-stop-patience", type=click.IntRange(1), default=10, show_default=True)
-@click.option("--head-epochs", type=click.IntRange(0), default=0, show_default=True,
-              help="staged: epochs training the head on the frozen backbone.")
-@click.option("--finetune-epochs", type=click.IntRange(0), default=0, show_default=True,
-              help="staged: epochs fine-tuning everything at lr x --finetune-lr-scale.")
+@click.option(
+    "--head-epochs",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="staged: epochs training the head on the frozen backbone.",
+)
+@click.option(
+    "--finetune-epochs",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="staged: epochs fine-tuning everything at lr x --finetune-lr-scale.",
+)
 @click.option("--finetune-lr-scale", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--wait", is_flag=True, help="Show progress until the job ends; exit 1 if it failed.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"job": ID, "run": ID}.')
 @pass_lab
-def train_cmd(lab, dataset_name, arch, epochs, batch_size, lr, image_size, mode, head, dense, dropout, optimizer,
-              augment, metric, weights, weight_decay, plateau_patience, plateau_factor, early_stop_patience,
-              head_epochs, finetune_epochs, finetune_lr_scale, seed, wait, as_json) -> None:
+def train_cmd(
+    lab,
+    dataset_name,
+    arch,
+    epochs,
+    batch_size,
+    lr,
+    image_size,
+    mode,
+    head,
+    dense,
+    dropout,
+    optimizer,
+    augment,
+    metric,
+    weights,
+    weight_decay,
+    plateau_patience,
+    plateau_factor,
+    early_stop_patience,
+    head_epochs,
+    finetune_epochs,
+    finetune_lr_scale,
+    seed,
+    wait,
+    as_json,
+) -> None:
     """Train a classifier on a dataset: commits a job, enqueues it, prints its id."""
-    job_id, run_id = submit_train(lab, dataset_name, dict(
-        arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, image_size=image_size, mode=mode, head=head,
-        dense=parse_dense(dense), dropout=dropout, weights=weights, optimizer=optimizer, augment=augment,
-        metric=metric, weight_decay=weight_decay, plateau_patience=plateau_patience, plateau_factor=plateau_factor,
-        early_stop_patience=early_stop_patience, head_epochs=head_epochs, finetune_epochs=finetune_epochs,
-        finetune_lr_scale=finetune_lr_scale, seed=seed,
-    ))
+    job_id, run_id = submit_train(
+        lab,
+        dataset_name,
+        dict(
+            arch=arch,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            image_size=image_size,
+            mode=mode,
+            head=head,
+            dense=parse_dense(dense),
+            dropout=dropout,
+            weights=weights,
+            optimizer=optimizer,
+            augment=augment,
+            metric=metric,
+            weight_decay=weight_decay,
+            plateau_patience=plateau_patience,
+            plateau_factor=plateau_factor,
+            early_stop_patience=early_stop_patience,
+            head_epochs=head_epochs,
+            finetune_epochs=finetune_epochs,
+            finetune_lr_scale=finetune_lr_scale,
+            seed=seed,
+        ),
+    )
     if as_json:
         print_json({"job": job_id, "run": run_id})
     else:

@@ -8,20 +8,23 @@ import time
 from dataclasses import dataclass
 
 import click
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from sqlalchemy import func, select
 
-from db.models import FINISHED_STATES, Job, StyleBatchPair, Stylization, Sweep, SweepCell
+from db.models import FINISHED_STATES, JOB_STATES, Job, StyleBatchPair, Stylization, Sweep, SweepCell
 from orchestrator.commands.common import err_console
-
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 def wait_for_jobs(lab, job_ids: list[str], poll: float = 0.5) -> None:
     """Block until every job has ended; exit 1 if any did not succeed."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=err_console) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+    ) as bar:
         tasks = {j: bar.add_task(j[:8], total=1.0, status="queued") for j in job_ids}
         while True:
             with lab.sessions() as s:
@@ -56,40 +59,53 @@ class GroupState:
         return self.ended == self.jobs and not self.waiting_for_followups
 
     def summary(self) -> str:
-        text = " ".join(f"{s} {self.counts.get(s, 0)}" for s in STATES if self.counts.get(s) or s != "cancelled")
+        text = " ".join(f"{s} {self.counts.get(s, 0)}" for s in JOB_STATES if self.counts.get(s) or s != "cancelled")
         if self.pairs_total is not None:
             text += f" | pairs {self.pairs_done}/{self.pairs_total}"
         return text
 
     def to_json(self) -> dict:
-        out = {s: self.counts.get(s, 0) for s in STATES} | {"jobs": self.jobs}
+        out = {s: self.counts.get(s, 0) for s in JOB_STATES} | {"jobs": self.jobs}
         if self.pairs_total is not None:
             out |= {"pairs_done": self.pairs_done, "pairs": self.pairs_total}
         return out
 
 
 def group_state(session, group_id: str) -> GroupState:
-    counts = dict(session.execute(select(Job.status, func.count()).where(Job.group_id == group_id)
-                                  .group_by(Job.status)).all())
+    counts = dict(
+        session.execute(select(Job.status, func.count()).where(Job.group_id == group_id).group_by(Job.status)).all()
+    )
     state = GroupState(counts)
     sweep = session.get(Sweep, group_id)
     if sweep is not None:
         stages = set(session.scalars(select(SweepCell.stage).where(SweepCell.sweep_id == group_id)))
-        state.waiting_for_followups = bool(sweep.finetune_top) and "finetune" not in stages and counts.get("succeeded", 0) > 0
+        state.waiting_for_followups = (
+            bool(sweep.finetune_top) and "finetune" not in stages and counts.get("succeeded", 0) > 0
+        )
         return state
-    state.pairs_total = session.scalar(select(func.count()).select_from(StyleBatchPair)
-                                       .where(StyleBatchPair.batch_id == group_id))
-    state.pairs_done = session.scalar(select(func.count()).select_from(StyleBatchPair)
-                                      .join(Stylization, Stylization.pair_hash == StyleBatchPair.pair_hash)
-                                      .where(StyleBatchPair.batch_id == group_id))
+    state.pairs_total = session.scalar(
+        select(func.count()).select_from(StyleBatchPair).where(StyleBatchPair.batch_id == group_id)
+    )
+    state.pairs_done = session.scalar(
+        select(func.count())
+        .select_from(StyleBatchPair)
+        .join(Stylization, Stylization.pair_hash == StyleBatchPair.pair_hash)
+        .where(StyleBatchPair.batch_id == group_id)
+    )
     return state
 
 
 def watch_group(lab, group_id: str, label: str, follow: bool, poll: float = 1.0) -> GroupState:
     """One bar for a sweep or batch: jobs ended of all, counts by state, elapsed and ETA."""
-    with Progress(TextColumn(f"{label} {group_id[:8]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[summary]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err_console) as bar:
+    with Progress(
+        TextColumn(f"{label} {group_id[:8]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[summary]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    ) as bar:
         task = bar.add_task(label, total=None, summary="")
         while True:
             with lab.sessions() as s:

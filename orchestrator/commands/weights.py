@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from orchestrator.commands.common import console, pass_lab, print_json, table
 from core import weights as names
 from db import weights as registry
 from orchestrator import weights
+from orchestrator.commands.common import console, pass_lab, print_json, table
 
 LIST_COLUMNS = ("arch", "name", "sha256", "source", "path", "features only", "present")
 
@@ -29,20 +29,45 @@ def list_cmd(lab, as_json) -> None:
     if as_json:
         print_json(rows)
         return
-    console.print(table(f"weights under {lab.settings.artifacts}", LIST_COLUMNS,
-                        [(r["arch"], r["name"], r["sha256"][:12], r["source"], r["path"],
-                          "yes" if r["features_only"] else "no", "yes" if r["present"] else "MISSING") for r in rows]))
+    console.print(
+        table(
+            f"weights under {lab.settings.artifacts}",
+            LIST_COLUMNS,
+            [
+                (
+                    r["arch"],
+                    r["name"],
+                    r["sha256"][:12],
+                    r["source"],
+                    r["path"],
+                    "yes" if r["features_only"] else "no",
+                    "yes" if r["present"] else "MISSING",
+                )
+                for r in rows
+            ],
+        )
+    )
     if not rows:
-        click.echo("none yet: `--weights imagenet` records torchvision's file on first use (cached or downloaded); "
-                   "offline, `atelier weights import FILE --arch A`")
+        click.echo(
+            "none yet: `--weights imagenet` records torchvision's file on first use (cached or downloaded); "
+            "offline, `atelier weights import FILE --arch A`"
+        )
 
 
 @weights_group.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--arch", required=True, type=click.Choice(names.WEIGHT_ARCHS),
-              help="The architecture the file is for (a style VGG: vgg19, vgg16).")
-@click.option("--name", default=names.IMAGENET, show_default=True,
-              help="What --weights will call it; 'imagenet' for torchvision's ImageNet file (or its features).")
+@click.option(
+    "--arch",
+    required=True,
+    type=click.Choice(names.WEIGHT_ARCHS),
+    help="The architecture the file is for (a style VGG: vgg19, vgg16).",
+)
+@click.option(
+    "--name",
+    default=names.IMAGENET,
+    show_default=True,
+    help="What --weights will call it; 'imagenet' for torchvision's ImageNet file (or its features).",
+)
 @click.option("--json", "as_json", is_flag=True, help='Print {"arch", "name", "sha256", "path"}.')
 @pass_lab
 def import_cmd(lab, file, arch, name, as_json) -> None:

@@ -11,25 +11,27 @@ import sys
 
 import click
 
-from core.errors import ConfigError
-from core.messages import QUEUES
+from core.messages import parse_queues
 from orchestrator.commands.common import pass_lab
 
 
 @click.command("worker")
 @click.option("--queues", default="gpu,cpu", show_default=True, help="Comma-separated queues to consume.")
-@click.option("--gpu", type=click.IntRange(0), default=None, help="GPU index this worker owns (sets CUDA_VISIBLE_DEVICES).")
+@click.option(
+    "--gpu", type=click.IntRange(0), default=None, help="GPU index this worker owns (sets CUDA_VISIBLE_DEVICES)."
+)
 @click.option("--name", default=None, help="Worker node name [default: gpuN@host or cpu@host].")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="CPU threads per job [default: PyTorch's, one per core]. Several workers on one box: cores / workers.")
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="CPU threads per job [default: PyTorch's, one per core]. Several workers on one box: cores / workers.",
+)
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_lab
 def worker_cmd(lab, queues, gpu, name, threads, loglevel) -> None:
     """Run a worker: prefork, concurrency 1, a fresh child per task, no prefetch."""
-    wanted = [q.strip() for q in queues.split(",") if q.strip()]
-    unknown = [q for q in wanted if q not in QUEUES]
-    if not wanted or unknown:
-        raise ConfigError(f"unknown queue(s) {', '.join(unknown) or queues!r}; choose from {', '.join(QUEUES)}")
+    wanted = parse_queues(queues)
     lab.engine.dispose()  # migrate the store, then hold no connection into the exec'd worker
     lab.celery()  # checks the broker (and starts the embedded one)
     lab.close()

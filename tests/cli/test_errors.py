@@ -98,17 +98,20 @@ def test_bad_split(cli_env, tmp_path):
     assert_one_line_error(run(cli_env, "dataset", "add", "d", str(tmp_path), "--split", "0.5,0.1"), 1)
 
 
-@pytest.mark.parametrize("sql", [
-    "INSERT INTO datasets (name, root, format, seed, split, classes, created_at) VALUES ('x','/','f',0,'[]','[]','2020-01-01')",
-    "DELETE FROM jobs",
-    "DROP TABLE jobs",
-    "UPDATE jobs SET status = 'failed'",
-    "PRAGMA journal_mode=DELETE",
-    "ATTACH DATABASE '/tmp/atelier-evil.db' AS evil",
-    "SELECT 1; DELETE FROM jobs",
-    "WITH x AS (SELECT 1) DELETE FROM jobs",
-    "CREATE TABLE t (a int)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO datasets (name, root, format, seed, split, classes, created_at) VALUES ('x','/','f',0,'[]','[]','2020-01-01')",
+        "DELETE FROM jobs",
+        "DROP TABLE jobs",
+        "UPDATE jobs SET status = 'failed'",
+        "PRAGMA journal_mode=DELETE",
+        "ATTACH DATABASE '/tmp/atelier-evil.db' AS evil",
+        "SELECT 1; DELETE FROM jobs",
+        "WITH x AS (SELECT 1) DELETE FROM jobs",
+        "CREATE TABLE t (a int)",
+    ],
+)
 def test_query_refuses_writes(cli_env, sql):
     assert run(cli_env, "db", "upgrade").exit_code == 0
     r = run(cli_env, "query", sql)
@@ -128,17 +131,28 @@ def synth(env, name="toy"):
     assert r.exit_code == 0, r.output
 
 
-@pytest.mark.parametrize("args,code,fragment", [
-    (["--arch", "logistic", "--head", "spp"], 1, "'logistic' has none"),
-    (["--arch", "resnet18", "--augment", "mixup"], 2, "mixup"),
-    (["--arch", "resnet18", "--dense", "128,x"], 1, "--dense"),
-    (["--arch", "resnet18", "--mode", "staged"], 1, "--head-epochs"),
-    (["--arch", "inception_v3", "--image-size", "64"], 1, "at least 75"),
-    (["--arch", "resnet18", "--weights", "/nonexistent/w.safetensors"], 1, "weight file /nonexistent/w.safetensors not found"),
-    (["--arch", "resnet18", "--weights", "never-imported"], 1, "no weights 'never-imported' for resnet18"),
-    (["--arch", "resnet18"], 1, "`atelier weights import resnet18-f37072fd.pth --arch resnet18`"),  # imagenet by default
-    (["--arch", "baseline-cnn", "--weights", "imagenet"], 1, "baseline-cnn has no ImageNet weights"),
-])
+@pytest.mark.parametrize(
+    "args,code,fragment",
+    [
+        (["--arch", "logistic", "--head", "spp"], 1, "'logistic' has none"),
+        (["--arch", "resnet18", "--augment", "mixup"], 2, "mixup"),
+        (["--arch", "resnet18", "--dense", "128,x"], 1, "--dense"),
+        (["--arch", "resnet18", "--mode", "staged"], 1, "--head-epochs"),
+        (["--arch", "inception_v3", "--image-size", "64"], 1, "at least 75"),
+        (
+            ["--arch", "resnet18", "--weights", "/nonexistent/w.safetensors"],
+            1,
+            "weight file /nonexistent/w.safetensors not found",
+        ),
+        (["--arch", "resnet18", "--weights", "never-imported"], 1, "no weights 'never-imported' for resnet18"),
+        (
+            ["--arch", "resnet18"],
+            1,
+            "`atelier weights import resnet18-f37072fd.pth --arch resnet18`",
+        ),  # imagenet by default
+        (["--arch", "baseline-cnn", "--weights", "imagenet"], 1, "baseline-cnn has no ImageNet weights"),
+    ],
+)
 def test_bad_training_options_submit_nothing(cli_env, args, code, fragment):
     synth(cli_env)
     r = run(cli_env, "train", "--dataset", "toy", "--epochs", "1", *args)

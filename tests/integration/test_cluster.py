@@ -21,8 +21,26 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 REDIS_PASSWORD = "redis-" + uuid.uuid4().hex  # unique, so finding it anywhere is never a coincidence
 FLOWER_USER, FLOWER_PASSWORD = "atelier", "flower-" + uuid.uuid4().hex
 WORKERS = ("gpu0@cluster-a", "gpu1@cluster-b")
-GRID = ["--arch", "resnet18", "--weights", "random", "--image-size", "32", "--head", "gap", "--dense1", "8:8:16", "--dense2", "4",
-        "--epochs", "2", "--batch-size", "8", "--lr", "1e-3"]
+GRID = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "random",
+    "--image-size",
+    "32",
+    "--head",
+    "gap",
+    "--dense1",
+    "8:8:16",
+    "--dense2",
+    "4",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--lr",
+    "1e-3",
+]
 REFUSAL = "Refusing to deserialize untrusted content of type pickle"
 TASK_NAMES = {"atelier.train", "atelier.features", "atelier.stylize"}
 
@@ -36,7 +54,9 @@ def cluster(tmp_path_factory, pg_server):
     try:
         stack.atelier("db", "upgrade")  # migrate once, as compose's `migrate` service does, before workers race
         # Both workers boot at once: each imports torch, which is most of a worker's start-up.
-        stack.workers += [Worker(stack.process_env(), root / f"{name.split('@')[0]}.log", name=name) for name in WORKERS]
+        stack.workers += [
+            Worker(stack.process_env(), root / f"{name.split('@')[0]}.log", name=name) for name in WORKERS
+        ]
         for w in stack.workers:
             w.wait_ready()
         flower = Flower(stack.process_env(), root / "flower.log", FLOWER_USER, FLOWER_PASSWORD)
@@ -59,8 +79,11 @@ def pickled_message(cluster):
         # Raw bytes with pickle's content type, as an intruder would forge them: no pickle serializer
         # is enabled anywhere, not even in this test's producer.
         Producer(conn).publish(
-            body, content_type="application/x-python-serialize", content_encoding="binary",
-            exchange=Exchange("gpu", type="direct"), routing_key="gpu",
+            body,
+            content_type="application/x-python-serialize",
+            content_encoding="binary",
+            exchange=Exchange("gpu", type="direct"),
+            routing_key="gpu",
             headers={"lang": "py", "task": "atelier.train", "id": task_id, "root_id": task_id},
         )
     return wait_until(lambda: refusing_workers(stack), 30, "a worker refusing the pickled message")
@@ -80,15 +103,60 @@ def workload(cluster, pickled_message):
         name = unique("cluster")
         stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
         grid = stack.json("grid", "--dataset", name, *GRID)
-        classifier = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2",
-                                "--image-size", "32", "--lr", "1e-3", "--batch-size", "8")
+        classifier = stack.json(
+            "train",
+            "--dataset",
+            name,
+            "--arch",
+            "baseline-cnn",
+            "--weights",
+            "random",
+            "--epochs",
+            "2",
+            "--image-size",
+            "32",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "8",
+        )
         assert stack.wait_job(classifier["job"])["status"] == "succeeded"
-        batch = stack.json("stylize", "--dataset", name, "--classifier", str(classifier["run"]), "--per-cell", "1",
-                           "--style-weight", "1e2", "--steps", "3", "--size", "24", "--chunk", "3",
-                           "--device-batch", "3", "--optimizer", "adam", "--vgg-weights", "random")
+        batch = stack.json(
+            "stylize",
+            "--dataset",
+            name,
+            "--classifier",
+            str(classifier["run"]),
+            "--per-cell",
+            "1",
+            "--style-weight",
+            "1e2",
+            "--steps",
+            "3",
+            "--size",
+            "24",
+            "--chunk",
+            "3",
+            "--device-batch",
+            "3",
+            "--optimizer",
+            "adam",
+            "--vgg-weights",
+            "random",
+        )
         groups = f"'{grid['sweep']}', '{batch['batch']}'"
-        wait_until(lambda: all(r["status"] in ("succeeded", "failed", "cancelled") for r in stack.query(
-            f"SELECT status FROM jobs WHERE group_id IN ({groups})")) or None, 240, "grid and style batch", interval=1)
+        wait_until(
+            lambda: (
+                all(
+                    r["status"] in ("succeeded", "failed", "cancelled")
+                    for r in stack.query(f"SELECT status FROM jobs WHERE group_id IN ({groups})")
+                )
+                or None
+            ),
+            240,
+            "grid and style batch",
+            interval=1,
+        )
     finally:
         watcher.stop()
     return {"dataset": name, "grid": grid, "classifier": classifier, "batch": batch, "progress": watcher.progress}
@@ -105,8 +173,10 @@ def test_every_cell_and_pair_succeeds_once_across_both_workers(cluster, workload
     pairs = stack.query(f"SELECT pair_hash FROM stylizations WHERE batch_id = '{batch}'")
     assert len(pairs) == 6 and len({p["pair_hash"] for p in pairs}) == 6
 
-    jobs = stack.query(f"SELECT kind, status, attempts, worker FROM jobs WHERE group_id IN ('{sweep}', '{batch}') "
-                       f"OR id = '{workload['classifier']['job']}'")
+    jobs = stack.query(
+        f"SELECT kind, status, attempts, worker FROM jobs WHERE group_id IN ('{sweep}', '{batch}') "
+        f"OR id = '{workload['classifier']['job']}'"
+    )
     assert all(j["status"] == "succeeded" and j["attempts"] == 1 for j in jobs), jobs
     assert {j["worker"] for j in jobs} == set(WORKERS)
 
@@ -116,7 +186,10 @@ def test_a_pickled_message_is_refused_and_the_worker_goes_on(cluster, pickled_me
     (refuser,) = pickled_message
     assert "ContentDisallowed" in refuser.log.read_text()
     assert all(w.alive() for w in stack.workers)
-    assert stack.query(f"SELECT count(*) AS n FROM jobs WHERE worker = '{refuser.name}' AND status = 'succeeded'")[0]["n"] > 0
+    assert (
+        stack.query(f"SELECT count(*) AS n FROM jobs WHERE worker = '{refuser.name}' AND status = 'succeeded'")[0]["n"]
+        > 0
+    )
 
 
 def test_flower_lists_both_workers_and_readable_tasks(cluster, workload):
@@ -134,8 +207,10 @@ def test_flower_lists_both_workers_and_readable_tasks(cluster, workload):
     assert status == 200
     tasks = json.loads(body).values()
     assert {t["worker"] for t in tasks} == set(WORKERS)
-    jobs = stack.query(f"SELECT id, kind FROM jobs WHERE group_id IN ('{workload['grid']['sweep']}', "
-                       f"'{workload['batch']['batch']}') OR id = '{workload['classifier']['job']}'")
+    jobs = stack.query(
+        f"SELECT id, kind FROM jobs WHERE group_id IN ('{workload['grid']['sweep']}', "
+        f"'{workload['batch']['batch']}') OR id = '{workload['classifier']['job']}'"
+    )
     for job in jobs:
         # A message's task id is "<job id>.<attempt>"; its kwargs are labels for people, not inputs.
         (task,) = [t for t in tasks if t["uuid"].startswith(job["id"] + ".")]
@@ -175,10 +250,33 @@ def test_flower_shows_progress_of_running_tasks(workload):
 def test_a_killed_workers_job_is_requeued_over_tls_by_the_other_reaper(cluster, workload):
     """Last but one: it leaves one worker. The survivor's reaper re-sends the job through the rediss:// broker."""
     stack, _, _ = cluster
-    out = stack.json("train", "--dataset", workload["dataset"], "--arch", "baseline-cnn", "--weights", "random", "--epochs", "12",
-                     "--image-size", "32", "--batch-size", "4", "--augment", "none")
-    running = wait_until(lambda: [r for r in stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}' AND "
-                                                         "status = 'running' AND progress > 0")], 120, "a running job")
+    out = stack.json(
+        "train",
+        "--dataset",
+        workload["dataset"],
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--epochs",
+        "12",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--augment",
+        "none",
+    )
+    running = wait_until(
+        lambda: [
+            r
+            for r in stack.query(
+                f"SELECT worker FROM jobs WHERE id = '{out['job']}' AND status = 'running' AND progress > 0"
+            )
+        ],
+        120,
+        "a running job",
+    )
     (victim,) = [w for w in stack.workers if w.name == running[0]["worker"]]
     victim.kill()
     final = stack.wait_job(out["job"], timeout=120)

@@ -70,25 +70,64 @@ def freeze_between_transactions(stack, worker, tries: int = 20) -> None:
 
 
 def group_jobs(stack, group):
-    return stack.query(f"SELECT id, kind, status, error, attempts, finished_at, params FROM jobs "
-                       f"WHERE group_id = '{group}' ORDER BY created_at")
+    return stack.query(
+        f"SELECT id, kind, status, error, attempts, finished_at, params FROM jobs "
+        f"WHERE group_id = '{group}' ORDER BY created_at"
+    )
 
 
 def wait_group(stack, group, timeout=240):
-    return wait_until(lambda: (rows := group_jobs(stack, group)) and all(r["status"] in FINISHED for r in rows) and rows,
-                      timeout, f"group {group}", interval=0.5)
+    return wait_until(
+        lambda: (rows := group_jobs(stack, group)) and all(r["status"] in FINISHED for r in rows) and rows,
+        timeout,
+        f"group {group}",
+        interval=0.5,
+    )
 
 
 def grid(stack, dense1, epochs=1):
-    return stack.json("grid", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--image-size", "32", "--mode",
-                      "feature-extract", "--dense1", dense1, "--epochs", str(epochs), "--batch-size", str(OOM_ABOVE),
-                      "--augment", "none")
+    return stack.json(
+        "grid",
+        "--dataset",
+        DATASET,
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--image-size",
+        "32",
+        "--mode",
+        "feature-extract",
+        "--dense1",
+        dense1,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(OOM_ABOVE),
+        "--augment",
+        "none",
+    )
 
 
 def test_cuda_oom_retries_with_half_the_batch(cluster):
     stack, _ = cluster
-    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2", "--image-size", "32",
-                     "--batch-size", "32", "--augment", "none")
+    out = stack.json(
+        "train",
+        "--dataset",
+        DATASET,
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "32",
+        "--augment",
+        "none",
+    )
     final = stack.wait_job(out["job"])
     assert final["status"] == "succeeded", final["error"]
     (job,) = stack.query(f"SELECT params, attempts, max_attempts FROM jobs WHERE id = '{out['job']}'")
@@ -108,13 +147,38 @@ def test_style_batch_oom_halves_the_device_batch(cluster, tmp_path):
     if "classifier" not in cluster_state:
         pytest.fail("needs the classifier trained by the OOM test above")
     # One content image with ten styles: pairs of one shape share a device batch (10 > the OOM limit).
-    paths = [r["path"] for r in stack.query("SELECT i.path FROM images i JOIN datasets d ON d.id = i.dataset_id "
-                                            f"WHERE d.name = '{DATASET}' ORDER BY i.id LIMIT 11")]
+    paths = [
+        r["path"]
+        for r in stack.query(
+            "SELECT i.path FROM images i JOIN datasets d ON d.id = i.dataset_id "
+            f"WHERE d.name = '{DATASET}' ORDER BY i.id LIMIT 11"
+        )
+    ]
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("content,style\n" + "".join(f"{paths[0]},{style}\n" for style in paths[1:]))
-    out = stack.json("stylize", "--dataset", DATASET, "--classifier", str(cluster_state["classifier"]), "--pairs",
-                     str(pairs), "--style-weight", "1e3", "--steps", "2", "--size", "24", "--chunk", "12",
-                     "--device-batch", "12", "--optimizer", "adam", "--vgg-weights", "random")
+    out = stack.json(
+        "stylize",
+        "--dataset",
+        DATASET,
+        "--classifier",
+        str(cluster_state["classifier"]),
+        "--pairs",
+        str(pairs),
+        "--style-weight",
+        "1e3",
+        "--steps",
+        "2",
+        "--size",
+        "24",
+        "--chunk",
+        "12",
+        "--device-batch",
+        "12",
+        "--optimizer",
+        "adam",
+        "--vgg-weights",
+        "random",
+    )
     assert (out["pairs"], out["jobs"]) == (10, 1)
     (job,) = wait_group(stack, out["batch"])
     assert job["status"] == "succeeded", job["error"]
@@ -133,8 +197,13 @@ def test_a_cell_that_raises_fails_alone_and_retries_alone(cluster):
         victim = cells[1]
         good_features = json.loads(victim["params"])["features"]
         with store(stack).begin() as db:
-            db.execute(text("UPDATE jobs SET params = json_set(params, '$.features', 'features/missing.safetensors') "
-                            "WHERE id = :id"), {"id": victim["id"]})
+            db.execute(
+                text(
+                    "UPDATE jobs SET params = json_set(params, '$.features', 'features/missing.safetensors') "
+                    "WHERE id = :id"
+                ),
+                {"id": victim["id"]},
+            )
     finally:
         for w in stack.workers:
             w.resume()
@@ -146,22 +215,41 @@ def test_a_cell_that_raises_fails_alone_and_retries_alone(cluster):
     assert len(others) == 4 and all(r["status"] == "succeeded" for r in others)  # the features job + 3 cells
 
     with store(stack).begin() as db:  # the researcher fixes the cause ...
-        db.execute(text("UPDATE jobs SET params = json_set(params, '$.features', :f) WHERE id = :id"),
-                   {"f": good_features, "id": victim["id"]})
+        db.execute(
+            text("UPDATE jobs SET params = json_set(params, '$.features', :f) WHERE id = :id"),
+            {"f": good_features, "id": victim["id"]},
+        )
     assert stack.atelier("retry", out["sweep"], "--failed").stdout.strip().endswith("re-queued 1 job(s)")
     after = {r["id"]: r for r in wait_group(stack, out["sweep"])}
     assert after[victim["id"]]["status"] == "succeeded"
     assert all(after[r["id"]]["finished_at"] == r["finished_at"] for r in others)  # ... and only that cell ran again
-    metrics = stack.query("SELECT c.run_id, count(m.epoch) AS n FROM sweep_cells c LEFT JOIN epoch_metrics m "
-                          f"ON m.run_id = c.run_id WHERE c.sweep_id = '{out['sweep']}' GROUP BY c.run_id")
+    metrics = stack.query(
+        "SELECT c.run_id, count(m.epoch) AS n FROM sweep_cells c LEFT JOIN epoch_metrics m "
+        f"ON m.run_id = c.run_id WHERE c.sweep_id = '{out['sweep']}' GROUP BY c.run_id"
+    )
     assert len(metrics) == 4 and all(m["n"] == 2 for m in metrics)  # one train + one val row each
 
 
 def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(cluster):
     stack, _ = cluster
     epochs = 30
-    out = stack.json("train", "--dataset", DATASET, "--arch", "baseline-cnn", "--weights", "random", "--epochs", str(epochs), "--image-size",
-                     "32", "--batch-size", "4", "--augment", "none")
+    out = stack.json(
+        "train",
+        "--dataset",
+        DATASET,
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--epochs",
+        str(epochs),
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--augment",
+        "none",
+    )
     count = f"SELECT count(*) AS n FROM epoch_metrics WHERE run_id = {out['run']}"
     wait_until(lambda: stack.query(count)[0]["n"] >= 4, 120, "two epochs")
     (row,) = stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}'")
@@ -169,8 +257,11 @@ def test_a_frozen_worker_loses_its_job_and_its_late_writes_are_refused(cluster):
     other = next(w for w in stack.workers if w is not frozen)
     freeze_between_transactions(stack, frozen)
     try:
-        wait_until(lambda: stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}'")[0]["worker"] == other.name,
-                   60, "the other worker to take the job over")
+        wait_until(
+            lambda: stack.query(f"SELECT worker FROM jobs WHERE id = '{out['job']}'")[0]["worker"] == other.name,
+            60,
+            "the other worker to take the job over",
+        )
     finally:
         frozen.resume()
     # Woken up, the first worker tries to go on writing epochs: refused, it stops.
@@ -204,7 +295,9 @@ def test_redis_restarted_empty_mid_sweep_then_resume_runs_every_cell_once(cluste
     assert sum(r["kind"] == "train" for r in rows) == 12
     assert all(r["status"] == "succeeded" for r in rows), [r["error"] for r in rows]
     assert all(r["attempts"] == 1 for r in rows)  # nothing ran twice
-    metrics = stack.query("SELECT c.cell_index, count(m.epoch) AS n FROM sweep_cells c JOIN epoch_metrics m "
-                          f"ON m.run_id = c.run_id WHERE c.sweep_id = '{sweep}' GROUP BY c.cell_index")
+    metrics = stack.query(
+        "SELECT c.cell_index, count(m.epoch) AS n FROM sweep_cells c JOIN epoch_metrics m "
+        f"ON m.run_id = c.run_id WHERE c.sweep_id = '{sweep}' GROUP BY c.cell_index"
+    )
     assert sorted(m["cell_index"] for m in metrics) == list(range(12)) and all(m["n"] == 4 for m in metrics)
     assert all(w.alive() for w in stack.workers)

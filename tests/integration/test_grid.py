@@ -9,8 +9,26 @@ from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 
-GRID = ["--arch", "resnet18", "--weights", "random", "--image-size", "32", "--head", "gap,spp", "--dense1", "8:8:16", "--dense2", "4", "--epochs", "2",
-        "--batch-size", "8", "--lr", "1e-3"]
+GRID = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "random",
+    "--image-size",
+    "32",
+    "--head",
+    "gap,spp",
+    "--dense1",
+    "8:8:16",
+    "--dense2",
+    "4",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "8",
+    "--lr",
+    "1e-3",
+]
 
 
 def sweep_rows(stack, sweep):
@@ -33,7 +51,12 @@ def test_grid_shares_features_ranks_cells_and_reuses_them(sqlite_stack, tmp_path
 
     dry = stack.atelier("grid", "--dataset", name, *GRID, "--dry-run").stdout
     assert "4 cells" in dry
-    assert stack.query(f"SELECT count(*) AS n FROM sweeps s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'")[0]["n"] == 0
+    assert (
+        stack.query(
+            f"SELECT count(*) AS n FROM sweeps s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'"
+        )[0]["n"]
+        == 0
+    )
 
     out = stack.json("grid", "--dataset", name, *GRID, "--finetune-top", "1")
     assert out["cells"] == 4
@@ -46,8 +69,10 @@ def test_grid_shares_features_ranks_cells_and_reuses_them(sqlite_stack, tmp_path
 
     features = stack.query(f"SELECT id, status FROM jobs WHERE kind = 'features' AND group_id = '{out['sweep']}'")
     assert [f["status"] for f in features] == ["succeeded"]
-    cells = stack.query(f"SELECT j.params, j.depends_on FROM jobs j JOIN sweep_cells c ON c.job_id = j.id "
-                        f"WHERE c.sweep_id = '{out['sweep']}' AND c.stage = 'grid'")
+    cells = stack.query(
+        f"SELECT j.params, j.depends_on FROM jobs j JOIN sweep_cells c ON c.job_id = j.id "
+        f"WHERE c.sweep_id = '{out['sweep']}' AND c.stage = 'grid'"
+    )
     assert all(c["depends_on"] == features[0]["id"] for c in cells)
     assert len({json.loads(c["params"])["features"] for c in cells}) == 1
     (ft,) = [r for r in rows if r["stage"] == "finetune"]
@@ -69,19 +94,26 @@ def test_grid_shares_features_ranks_cells_and_reuses_them(sqlite_stack, tmp_path
     assert stack.query(f"SELECT count(*) AS n FROM jobs WHERE group_id = '{again['sweep']}'")[0]["n"] == 0
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--dense1", "128:0:512"], "step must be positive"),
-    (["--dense1", "512:64:128"], "start is after stop"),
-    (["--lr", "fast"], "not a number"),
-    (["--dense1", "1:1:200", "--dense2", "1:1:100"], "more than --max-cells"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--dense1", "128:0:512"], "step must be positive"),
+        (["--dense1", "512:64:128"], "start is after stop"),
+        (["--lr", "fast"], "not a number"),
+        (["--dense1", "1:1:200", "--dense2", "1:1:100"], "more than --max-cells"),
+    ],
+)
 def test_bad_grid_specs_submit_nothing(sqlite_stack, args, fragment):
     name = unique("badgrid")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "3", "--size", "32")
     r = sqlite_stack.atelier("grid", "--dataset", name, "--arch", "resnet18", *args, expect=1)
     assert fragment in r.output and len(r.output.strip().splitlines()) == 1
-    assert sqlite_stack.query("SELECT count(*) AS n FROM sweeps s JOIN datasets d ON d.id = s.dataset_id "
-                              f"WHERE d.name = '{name}'")[0]["n"] == 0
+    assert (
+        sqlite_stack.query(
+            f"SELECT count(*) AS n FROM sweeps s JOIN datasets d ON d.id = s.dataset_id WHERE d.name = '{name}'"
+        )[0]["n"]
+        == 0
+    )
 
 
 def test_unknown_grid_option_is_a_usage_error(sqlite_stack):
@@ -92,11 +124,27 @@ def test_unknown_grid_option_is_a_usage_error(sqlite_stack):
 def test_augmented_feature_grid_with_one_view_is_refused(sqlite_stack):
     name = unique("oneview")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "3", "--size", "32")
-    counts = "SELECT (SELECT count(*) FROM sweeps) AS sweeps, (SELECT count(*) FROM jobs) AS jobs, " \
-             "(SELECT count(*) FROM runs) AS runs"
+    counts = (
+        "SELECT (SELECT count(*) FROM sweeps) AS sweeps, (SELECT count(*) FROM jobs) AS jobs, "
+        "(SELECT count(*) FROM runs) AS runs"
+    )
     before = sqlite_stack.query(counts)
-    r = sqlite_stack.atelier("grid", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--image-size", "32",
-                             "--augment", "none,keras", "--views", "1", expect=1)
+    r = sqlite_stack.atelier(
+        "grid",
+        "--dataset",
+        name,
+        "--arch",
+        "resnet18",
+        "--weights",
+        "random",
+        "--image-size",
+        "32",
+        "--augment",
+        "none,keras",
+        "--views",
+        "1",
+        expect=1,
+    )
     assert "needs --views >= 2" in r.output and "keras" in r.output and len(r.output.strip().splitlines()) == 1
     assert sqlite_stack.query(counts) == before
 
@@ -105,9 +153,35 @@ def test_grid_ranks_by_its_metric_and_records_feature_views(sqlite_stack, tmp_pa
     stack = sqlite_stack
     name = unique("top1grid")
     stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "8", "--size", "40")
-    out = stack.json("grid", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--image-size", "32",
-                     "--head", "gap", "--dense1", "8", "--lr", "1e-3,3e-2", "--augment", "none,crop-flip", "--views", "2",
-                     "--epochs", "2", "--batch-size", "8", "--metric", "top1", "--finetune-top", "1")
+    out = stack.json(
+        "grid",
+        "--dataset",
+        name,
+        "--arch",
+        "resnet18",
+        "--weights",
+        "random",
+        "--image-size",
+        "32",
+        "--head",
+        "gap",
+        "--dense1",
+        "8",
+        "--lr",
+        "1e-3,3e-2",
+        "--augment",
+        "none,crop-flip",
+        "--views",
+        "2",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--metric",
+        "top1",
+        "--finetune-top",
+        "1",
+    )
     rows = wait_sweep(stack, out["sweep"], expected=5)  # 4 cells + the fine-tune follow-up of the best top-1
     assert all(r["status"] == "succeeded" for r in rows), rows
     grid = [r for r in rows if r["stage"] == "grid"]
@@ -117,15 +191,25 @@ def test_grid_ranks_by_its_metric_and_records_feature_views(sqlite_stack, tmp_pa
     (ft,) = [r for r in rows if r["stage"] == "finetune"]
     assert ft["cell_index"] == min(r["cell_index"] for r in grid if r["rank"] == 1)
 
-    configs = {c["cell_index"]: (json.loads(c["cell"]), json.loads(c["config"])) for c in stack.query(
-        "SELECT c.cell_index, c.cell, r.config FROM sweep_cells c JOIN runs r ON r.id = c.run_id "
-        f"WHERE c.sweep_id = '{out['sweep']}' AND c.stage = 'grid'")}
+    configs = {
+        c["cell_index"]: (json.loads(c["cell"]), json.loads(c["config"]))
+        for c in stack.query(
+            "SELECT c.cell_index, c.cell, r.config FROM sweep_cells c JOIN runs r ON r.id = c.run_id "
+            f"WHERE c.sweep_id = '{out['sweep']}' AND c.stage = 'grid'"
+        )
+    }
     assert {(cell["augment"], cfg["views"], cfg["features_seed"]) for cell, cfg in configs.values()} == {
-        ("none", 1, 0), ("crop-flip", 2, 0)}
+        ("none", 1, 0),
+        ("crop-flip", 2, 0),
+    }
     features = stack.query(f"SELECT params FROM jobs WHERE kind = 'features' AND group_id = '{out['sweep']}'")
     assert sorted((p["augment"], p["views"]) for p in map(json.loads, (f["params"] for f in features))) == [
-        ("crop-flip", 2), ("none", 1)]
+        ("crop-flip", 2),
+        ("none", 1),
+    ]
 
-    listing = stack.atelier("results", "grid", out["sweep"], "--plot", str(tmp_path), "--x", "lr", "--y", "augment").stdout
+    listing = stack.atelier(
+        "results", "grid", out["sweep"], "--plot", str(tmp_path), "--x", "lr", "--y", "augment"
+    ).stdout
     assert "ranked by validation top-1" in " ".join(listing.split())
     assert len(list(tmp_path.glob("sweep-*-augment-lr.png"))) == 1

@@ -10,8 +10,22 @@ from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
 
-TINY = ["--per-cell", "1", "--steps", "3", "--size", "24", "--chunk", "4", "--device-batch", "3", "--optimizer", "adam",
-        "--norm-images", "4"]
+TINY = [
+    "--per-cell",
+    "1",
+    "--steps",
+    "3",
+    "--size",
+    "24",
+    "--chunk",
+    "4",
+    "--device-batch",
+    "3",
+    "--optimizer",
+    "adam",
+    "--norm-images",
+    "4",
+]
 
 
 def wait_batch(stack, batch):
@@ -29,18 +43,47 @@ def classifier(sqlite_stack):
     stack = sqlite_stack
     name = unique("style")
     stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
-    run = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "2", "--image-size", "32",
-                     "--lr", "1e-3", "--batch-size", "8")
+    run = stack.json(
+        "train",
+        "--dataset",
+        name,
+        "--arch",
+        "baseline-cnn",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "8",
+    )
     assert stack.wait_job(run["job"])["status"] == "succeeded"
     return name, run["run"]
 
 
 def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_stack, classifier, tmp_path):
     stack, (name, run) = sqlite_stack, classifier
-    predictions = stack.query(f"SELECT image_id, predicted, top3 FROM predictions WHERE run_id = {run} ORDER BY image_id")
+    predictions = stack.query(
+        f"SELECT image_id, predicted, top3 FROM predictions WHERE run_id = {run} ORDER BY image_id"
+    )
     # init content and beta 0: the optimisation has nothing to do, so the stylized work is its content image.
-    args = ["stylize", "--dataset", name, "--classifier", str(run), "--pairs", "all", "--style-weight", "0,1e2",
-            "--init", "content", "--vgg-weights", "random", *TINY]
+    args = [
+        "stylize",
+        "--dataset",
+        name,
+        "--classifier",
+        str(run),
+        "--pairs",
+        "all",
+        "--style-weight",
+        "0,1e2",
+        "--init",
+        "content",
+        "--vgg-weights",
+        "random",
+        *TINY,
+    ]
     out = stack.json(*args)
     assert (out["pairs"], out["jobs"]) == (3 * 3 * 2, 5)  # 3 x 3 artist cells (same-artist too) x 2 doses
     wait_batch(stack, out["batch"])
@@ -51,11 +94,24 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
     artifacts = stack.home / "home" / "artifacts"
     for r in rows:
         # The full record of how the picture was made, and the outcome it earned.
-        assert (r["init"], r["pool"], r["loss"], r["vgg_weights"], r["vgg_weights_sha256"]) == ("content", "avg", "gatys", "random", None)
+        assert (r["init"], r["pool"], r["loss"], r["vgg_weights"], r["vgg_weights_sha256"]) == (
+            "content",
+            "avg",
+            "gatys",
+            "random",
+            None,
+        )
         assert r["steps"] == 3 and r["size"] == 24 and len(r["vgg_norm"]) == 32 and isinstance(r["seed"], int)
         same = r["content_artist"] == r["style_artist"]
-        expected = "same" if same else "content" if r["predicted"] == r["content_artist"] else \
-            "style" if r["predicted"] == r["style_artist"] else "other"
+        expected = (
+            "same"
+            if same
+            else "content"
+            if r["predicted"] == r["content_artist"]
+            else "style"
+            if r["predicted"] == r["style_artist"]
+            else "other"
+        )
         assert r["outcome"] == expected
         assert r["content_correct"] is not None and r["style_correct"] is not None  # both controls exist
         if r["style_weight"] == 0:
@@ -66,15 +122,22 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
             assert r["predicted"] == control["predicted"]
             assert r["loss_ratio"] == 0
     # The batch never touches the classifier run's own test predictions.
-    assert stack.query(f"SELECT image_id, predicted, top3 FROM predictions WHERE run_id = {run} ORDER BY image_id") == predictions
+    assert (
+        stack.query(f"SELECT image_id, predicted, top3 FROM predictions WHERE run_id = {run} ORDER BY image_id")
+        == predictions
+    )
 
     # Same-artist pairs reach no aggregate: neither the views nor the command.
     kept = [r for r in rows if r["outcome"] != "same" and r["content_correct"] and r["style_correct"]]
     view = stack.query(f"SELECT sum(n) AS n FROM attribution_by_weight WHERE batch_id = '{out['batch']}'")
     assert (view[0]["n"] or 0) == len(kept)
-    by_pair = stack.query(f"SELECT style_artist, content_artist FROM attribution_by_pair WHERE batch_id = '{out['batch']}'")
+    by_pair = stack.query(
+        f"SELECT style_artist, content_artist FROM attribution_by_pair WHERE batch_id = '{out['batch']}'"
+    )
     assert all(p["style_artist"] != p["content_artist"] for p in by_pair)
-    table = json.loads(stack.atelier("results", "attribution", out["batch"], "--condition", "none", "--format", "json").stdout)
+    table = json.loads(
+        stack.atelier("results", "attribution", out["batch"], "--condition", "none", "--format", "json").stdout
+    )
     assert {t["style_weight"] for t in table} == {0.0, 100.0}  # doses are strata
     assert sum(t["stylizations"] for t in table) == 12  # the 6 same-artist stylizations are left out
     for t in table:
@@ -94,18 +157,39 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
 
 def test_stylize_without_weights_fails_at_submit_and_writes_nothing(sqlite_stack, classifier):
     stack, (name, run) = sqlite_stack, classifier
-    before = stack.query("SELECT count(*) AS n FROM style_batches")[0]["n"], stack.query("SELECT count(*) AS n FROM jobs")[0]["n"]
+    before = (
+        stack.query("SELECT count(*) AS n FROM style_batches")[0]["n"],
+        stack.query("SELECT count(*) AS n FROM jobs")[0]["n"],
+    )
     r = stack.atelier("stylize", "--dataset", name, "--classifier", str(run), *TINY, expect=1)  # --vgg-weights imagenet
     assert len(r.output.strip().splitlines()) == 1 and "weights import" in r.output and "Traceback" not in r.output
-    after = stack.query("SELECT count(*) AS n FROM style_batches")[0]["n"], stack.query("SELECT count(*) AS n FROM jobs")[0]["n"]
+    after = (
+        stack.query("SELECT count(*) AS n FROM style_batches")[0]["n"],
+        stack.query("SELECT count(*) AS n FROM jobs")[0]["n"],
+    )
     assert after == before
 
 
 def test_a_grid_cell_classifies_as_it_was_evaluated(sqlite_stack, classifier):
     """A feature-extract cell is a full classifier for a style batch, and answers exactly as in its test."""
     stack, (name, _) = sqlite_stack, classifier
-    sweep = stack.json("grid", "--dataset", name, "--arch", "baseline-cnn", "--image-size", "32", "--head", "gap",
-                       "--epochs", "2", "--batch-size", "8", "--lr", "1e-3")
+    sweep = stack.json(
+        "grid",
+        "--dataset",
+        name,
+        "--arch",
+        "baseline-cnn",
+        "--image-size",
+        "32",
+        "--head",
+        "gap",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+    )
     wait_batch(stack, sweep["sweep"])  # a sweep's jobs share its group id as a batch's do
     (cell,) = stack.query(f"SELECT run_id FROM grid_leaderboard WHERE sweep_id = '{sweep['sweep']}'")
     run = cell["run_id"]
@@ -113,10 +197,11 @@ def test_a_grid_cell_classifies_as_it_was_evaluated(sqlite_stack, classifier):
     import torch
     from sqlalchemy import select
 
-    from db.engine import make_engine, make_sessionmaker
-    from db.models import Dataset, Image as ImageRow, Prediction, Run
     from core.settings import Settings
     from corpus.imageio import open_rgb
+    from db.engine import make_engine, make_sessionmaker
+    from db.models import Dataset, Prediction, Run
+    from db.models import Image as ImageRow
     from worker.stylize_job import load_classifier
 
     settings = Settings.from_env(stack.env)
@@ -133,7 +218,17 @@ def test_a_grid_cell_classifies_as_it_was_evaluated(sqlite_stack, classifier):
         assert answer[0][0] == stored[i].predicted
         assert answer[0][1] == pytest.approx(stored[i].top3[0][1], abs=1e-5)
 
-    out = stack.json("stylize", "--dataset", name, "--classifier", str(run), "--style-weight", "1e2",
-                     "--vgg-weights", "random", *TINY)
+    out = stack.json(
+        "stylize",
+        "--dataset",
+        name,
+        "--classifier",
+        str(run),
+        "--style-weight",
+        "1e2",
+        "--vgg-weights",
+        "random",
+        *TINY,
+    )
     wait_batch(stack, out["batch"])
     assert len(stack.query(f"SELECT * FROM attribution_pairs WHERE batch_id = '{out['batch']}'")) == out["pairs"] == 6

@@ -19,23 +19,66 @@ def _seed_0007(engine) -> None:
     md.reflect(engine)
     t = md.tables
     with engine.begin() as c:
-        c.execute(insert(t["datasets"]).values(id=1, name="d", root="/x", format="imagefolder", seed=0,
-                                               split=[0.7, 0.15, 0.15], classes=["a", "b"], created_at=NOW))
+        c.execute(
+            insert(t["datasets"]).values(
+                id=1,
+                name="d",
+                root="/x",
+                format="imagefolder",
+                seed=0,
+                split=[0.7, 0.15, 0.15],
+                classes=["a", "b"],
+                created_at=NOW,
+            )
+        )
         run_id = 0
         for metric in ("macro_f1", "top1", "top2"):
-            c.execute(insert(t["sweeps"]).values(id=metric, dataset_id=1, arch="resnet18", spec={"metric": metric},
-                                                 spec_hash="h", finetune_top=0, created_at=NOW))
+            c.execute(
+                insert(t["sweeps"]).values(
+                    id=metric,
+                    dataset_id=1,
+                    arch="resnet18",
+                    spec={"metric": metric},
+                    spec_hash="h",
+                    finetune_top=0,
+                    created_at=NOW,
+                )
+            )
             for cell, (top1, top2, f1) in enumerate([(0.9, 0.5, 0.2), (0.5, 0.9, 0.8)]):
                 run_id += 1
                 job = f"{metric}-{cell}"
-                c.execute(insert(t["jobs"]).values(id=job, kind="train", queue="gpu", params={}, params_hash="h",
-                                                   status="succeeded", attempts=1, max_attempts=3, created_at=NOW,
-                                                   progress=1.0))
-                c.execute(insert(t["runs"]).values(id=run_id, job_id=job, dataset_id=1, arch="resnet18", config={},
-                                                   created_at=NOW, best_val_top1=top1, best_val_top2=top2,
-                                                   best_val_macro_f1=f1))
-                c.execute(insert(t["sweep_cells"]).values(sweep_id=metric, cell_index=cell, stage="grid", cell={},
-                                                          job_id=job, run_id=run_id, reused=False))
+                c.execute(
+                    insert(t["jobs"]).values(
+                        id=job,
+                        kind="train",
+                        queue="gpu",
+                        params={},
+                        params_hash="h",
+                        status="succeeded",
+                        attempts=1,
+                        max_attempts=3,
+                        created_at=NOW,
+                        progress=1.0,
+                    )
+                )
+                c.execute(
+                    insert(t["runs"]).values(
+                        id=run_id,
+                        job_id=job,
+                        dataset_id=1,
+                        arch="resnet18",
+                        config={},
+                        created_at=NOW,
+                        best_val_top1=top1,
+                        best_val_top2=top2,
+                        best_val_macro_f1=f1,
+                    )
+                )
+                c.execute(
+                    insert(t["sweep_cells"]).values(
+                        sweep_id=metric, cell_index=cell, stage="grid", cell={}, job_id=job, run_id=run_id, reused=False
+                    )
+                )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

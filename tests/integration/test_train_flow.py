@@ -14,14 +14,35 @@ def test_synth_train_records_epochs_above_chance(request, stack_name):
     stack = request.getfixturevalue(stack_name)
     name = unique("synth")
     stack.atelier("dataset", "synth", name, "--artists", "4", "--per-artist", "16", "--size", "40", "--seed", "1")
-    out = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "4", "--image-size", "32",
-                     "--batch-size", "16", "--lr", "1e-3", "--augment", "none")
+    out = stack.json(
+        "train",
+        "--dataset",
+        name,
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--epochs",
+        "4",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e-3",
+        "--augment",
+        "none",
+    )
     row = stack.wait_job(out["job"])
     assert row["status"] == "succeeded", row["error"]
 
-    epochs = stack.query(f"SELECT epoch, phase, top1, macro_f1 FROM epoch_metrics WHERE run_id = {out['run']} ORDER BY epoch, phase")
+    epochs = stack.query(
+        f"SELECT epoch, phase, top1, macro_f1 FROM epoch_metrics WHERE run_id = {out['run']} ORDER BY epoch, phase"
+    )
     assert [(e["epoch"], e["phase"]) for e in epochs] == [(i, p) for i in range(1, 5) for p in ("train", "val")]
-    (run,) = stack.query(f"SELECT best_val_top1, best_val_macro_f1, test_top1, checkpoint_path FROM runs WHERE id = {out['run']}")
+    (run,) = stack.query(
+        f"SELECT best_val_top1, best_val_macro_f1, test_top1, checkpoint_path FROM runs WHERE id = {out['run']}"
+    )
     assert run["best_val_top1"] > 0.25 + 0.15, "4 artists: chance is 0.25"
     assert run["test_top1"] is not None and run["checkpoint_path"].endswith(".safetensors")
     assert (stack.home / "home" / "artifacts" / run["checkpoint_path"]).exists()
@@ -33,8 +54,23 @@ def test_synth_train_records_epochs_above_chance(request, stack_name):
 def test_resnet18_feature_extract_and_status(sqlite_stack):
     name = unique("r18")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "8", "--size", "40")
-    out = sqlite_stack.json("train", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--mode", "feature-extract",
-                            "--epochs", "1", "--image-size", "32", "--batch-size", "8")
+    out = sqlite_stack.json(
+        "train",
+        "--dataset",
+        name,
+        "--arch",
+        "resnet18",
+        "--weights",
+        "random",
+        "--mode",
+        "feature-extract",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+    )
     assert sqlite_stack.wait_job(out["job"])["status"] == "succeeded"
     status = sqlite_stack.atelier("status", out["job"]).stdout
     assert "succeeded" in status and "100%" in status
@@ -43,11 +79,27 @@ def test_resnet18_feature_extract_and_status(sqlite_stack):
 def test_test_split_predictions_and_plots(sqlite_stack, tmp_path):
     name = unique("pred")
     sqlite_stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "12", "--size", "40")
-    out = sqlite_stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2", "--image-size", "32",
-                            "--lr", "1e-3", "--batch-size", "8")
+    out = sqlite_stack.json(
+        "train",
+        "--dataset",
+        name,
+        "--arch",
+        "baseline-cnn",
+        "--weights",
+        "random",
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--batch-size",
+        "8",
+    )
     assert sqlite_stack.wait_job(out["job"])["status"] == "succeeded"
     (n_test,) = sqlite_stack.query(
-        f"SELECT count(*) AS n FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE d.name = '{name}' AND i.split = 'test'")
+        f"SELECT count(*) AS n FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE d.name = '{name}' AND i.split = 'test'"
+    )
     preds = sqlite_stack.query(f"SELECT label, predicted, correct, top3 FROM predictions WHERE run_id = {out['run']}")
     assert len(preds) == n_test["n"] > 0
     for p in preds:

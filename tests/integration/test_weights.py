@@ -18,8 +18,10 @@ from worker.ml.models import _alexnet_features
 
 pytestmark = pytest.mark.integration
 
-COUNTS = ("SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM runs) AS runs, "
-          "(SELECT count(*) FROM sweeps) AS sweeps")
+COUNTS = (
+    "SELECT (SELECT count(*) FROM jobs) AS jobs, (SELECT count(*) FROM runs) AS runs, "
+    "(SELECT count(*) FROM sweeps) AS sweeps"
+)
 SMALL = ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--augment", "none"]
 
 
@@ -41,9 +43,12 @@ def test_imagenet_by_default_fails_at_submit_in_one_line_and_writes_nothing(sqli
     stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "4", "--size", "32")
     before = stack.query(COUNTS)
     r = stack.atelier("train", "--dataset", name, "--arch", "resnet50", *SMALL, expect=1)
-    one_line_error(r, "resnet50-0676ba61.pth", "`atelier weights import resnet50-0676ba61.pth --arch resnet50`",
-                   "offline")
-    r = stack.atelier("grid", "--dataset", name, "--arch", "alexnet", "--image-size", "64", "--dense1", "8,16", expect=1)
+    one_line_error(
+        r, "resnet50-0676ba61.pth", "`atelier weights import resnet50-0676ba61.pth --arch resnet50`", "offline"
+    )
+    r = stack.atelier(
+        "grid", "--dataset", name, "--arch", "alexnet", "--image-size", "64", "--dense1", "8,16", expect=1
+    )
     one_line_error(r, "alexnet-owt-7be5be79.pth", "--arch alexnet")
     r = stack.atelier("train", "--dataset", name, "--arch", "resnet50", "--weights", "imagenet", *SMALL, expect=1)
     one_line_error(r, "resnet50-0676ba61.pth")
@@ -55,13 +60,16 @@ def test_random_init_is_recorded_and_every_result_warns(sqlite_stack):
     stack = sqlite_stack
     name = unique("random")
     stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "6", "--size", "32")
-    rand = stack.json("train", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--mode",
-                      "feature-extract", *SMALL)
+    rand = stack.json(
+        "train", "--dataset", name, "--arch", "resnet18", "--weights", "random", "--mode", "feature-extract", *SMALL
+    )
     base = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", *SMALL)  # random by nature: no warning
     for out in (rand, base):
         assert stack.wait_job(out["job"])["status"] == "succeeded"
         assert params(stack, out["job"])["weights"] == {"name": "random", "sha256": None, "path": None}
-    runs = stack.query(f"SELECT id, weights, weights_sha256 FROM runs WHERE id IN ({rand['run']}, {base['run']}) ORDER BY id")
+    runs = stack.query(
+        f"SELECT id, weights, weights_sha256 FROM runs WHERE id IN ({rand['run']}, {base['run']}) ORDER BY id"
+    )
     assert [(r["weights"], r["weights_sha256"]) for r in runs] == [("random", None)] * 2
 
     listing = stack.atelier("results", "runs", "--dataset", name).stdout
@@ -88,17 +96,22 @@ def test_import_refuses_another_arch_and_what_it_keeps_is_listed_and_used(sqlite
     torch.manual_seed(3)
     torch.save(tvm.resnet18(weights=None).state_dict(), tmp_path / "resnet18-ours.pth")  # torchvision's layout
     # Features only, as the real VGG and AlexNet ImageNet files are: no classifier.* keys.
-    save_file({f"features.{k}": v.contiguous() for k, v in _alexnet_features().state_dict().items()},
-              str(tmp_path / "alexnet-features.safetensors"))
+    save_file(
+        {f"features.{k}": v.contiguous() for k, v in _alexnet_features().state_dict().items()},
+        str(tmp_path / "alexnet-features.safetensors"),
+    )
     listed = stack.json("weights", "list")
 
-    r = stack.atelier("weights", "import", str(tmp_path / "alexnet-features.safetensors"), "--arch", "resnet18", expect=1)
+    r = stack.atelier(
+        "weights", "import", str(tmp_path / "alexnet-features.safetensors"), "--arch", "resnet18", expect=1
+    )
     one_line_error(r, "holds no resnet18 weights")
     assert stack.json("weights", "list") == listed
 
     alex = unique("alexnet")
-    imported = stack.json("weights", "import", str(tmp_path / "alexnet-features.safetensors"), "--arch", "alexnet",
-                          "--name", alex)
+    imported = stack.json(
+        "weights", "import", str(tmp_path / "alexnet-features.safetensors"), "--arch", "alexnet", "--name", alex
+    )
     r18 = stack.json("weights", "import", str(tmp_path / "resnet18-ours.pth"), "--arch", "resnet18")
     assert r18["name"] == "imagenet" and r18["path"] == f"weights/resnet18/{r18['sha256']}.safetensors"
     entries = {(w["arch"], w["name"]): w for w in stack.json("weights", "list")}
@@ -110,8 +123,9 @@ def test_import_refuses_another_arch_and_what_it_keeps_is_listed_and_used(sqlite
 
     name = unique("imported")
     stack.atelier("dataset", "synth", name, "--artists", "2", "--per-artist", "6", "--size", "32")
-    out = stack.json("train", "--dataset", name, "--arch", "resnet18", "--weights", "imagenet", "--mode",
-                     "feature-extract", *SMALL)
+    out = stack.json(
+        "train", "--dataset", name, "--arch", "resnet18", "--weights", "imagenet", "--mode", "feature-extract", *SMALL
+    )
     assert stack.wait_job(out["job"])["status"] == "succeeded"
     (run,) = stack.query(f"SELECT weights, weights_sha256, checkpoint_path FROM runs WHERE id = {out['run']}")
     assert (run["weights"], run["weights_sha256"]) == ("imagenet", r18["sha256"])
@@ -129,8 +143,10 @@ def test_import_refuses_another_arch_and_what_it_keeps_is_listed_and_used(sqlite
     assert all(r["status"] == "succeeded" for r in wait_sweep(stack, sweep["sweep"], expected=1))
     (features,) = stack.query(f"SELECT params FROM jobs WHERE kind = 'features' AND group_id = '{sweep['sweep']}'")
     assert json.loads(features["params"])["weights"]["sha256"] == r18["sha256"]
-    cells = stack.query(f"SELECT r.weights_sha256 FROM runs r JOIN sweep_cells c ON c.run_id = r.id "
-                        f"WHERE c.sweep_id = '{sweep['sweep']}'")
+    cells = stack.query(
+        f"SELECT r.weights_sha256 FROM runs r JOIN sweep_cells c ON c.run_id = r.id "
+        f"WHERE c.sweep_id = '{sweep['sweep']}'"
+    )
     assert [c["weights_sha256"] for c in cells] == [r18["sha256"]]
     grid = stack.atelier("results", "grid", sweep["sweep"]).stdout
     assert f"weights: imagenet (sha256 {r18['sha256'][:12]})" in grid and "warning" not in grid

@@ -24,9 +24,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
-from core.settings import ENV_VARS, Settings
 from core.messages import QUEUES
+from core.settings import ENV_VARS, Settings
+from orchestrator.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("compose_schema.json")
@@ -149,10 +149,13 @@ def test_env_example_names_every_required_variable(raw):
     required = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?", text))
     assert required == REQUIRED_SECRETS
     # Every use of a secret is a required one: no silent empty or default password anywhere.
-    for name, op in re.findall(r"\$\{(%s)([^}]*)\}" % "|".join(REQUIRED_SECRETS), text):
+    for name, op in re.findall(r"\$\{(" + "|".join(REQUIRED_SECRETS) + r")([^}]*)\}", text):
         assert op == f":?set {name} in .env", f"${{{name}{op}}}: a secret must be required"
-    example = {line.split("=", 1)[0].strip() for line in (ROOT / ".env.example").read_text().splitlines()
-               if "=" in line and not line.lstrip().startswith("#")}
+    example = {
+        line.split("=", 1)[0].strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
     assert required <= example
 
 
@@ -254,7 +257,8 @@ def test_flower_refuses_to_run_without_a_password(tmp_path):
 def test_worker_reserves_one_gpu_and_scales(compose):
     worker = compose["services"]["worker"]
     assert worker["deploy"]["resources"]["reservations"]["devices"] == [
-        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+        {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}
+    ]
     assert "ports" not in worker and "replicas" not in worker["deploy"]
     for name, svc in compose["services"].items():
         assert "container_name" not in svc, f"{name}: container_name prevents --scale"
@@ -269,8 +273,10 @@ def test_orchestrator_is_a_one_off_tool(compose):
 
 def test_artifacts_volume_is_shared_at_one_path(compose):
     assert "artifacts" in compose["volumes"]
-    mounts = {name: [v for v in compose["services"][name]["volumes"] if v.startswith("artifacts:")]
-              for name in PROJECT_SERVICES}
+    mounts = {
+        name: [v for v in compose["services"][name]["volumes"] if v.startswith("artifacts:")]
+        for name in PROJECT_SERVICES
+    }
     assert all(m == ["artifacts:/artifacts"] for m in mounts.values()), mounts
 
 
@@ -297,8 +303,9 @@ def test_dockerfile():
 
 
 def test_dockerignore_keeps_secrets_out_and_the_sources_in():
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
-                if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
+    ]
     for must in (".env", ".venv", ".git"):
         assert must in patterns
     copied = []
@@ -308,5 +315,6 @@ def test_dockerignore_keeps_secrets_out_and_the_sources_in():
     assert {"pyproject.toml", "README.md", "orchestrator", "worker", "db"} <= set(copied)
     for source in copied:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
-        assert not any(fnmatch.fnmatch(source, p) for p in patterns if not p.startswith("!")), \
+        assert not any(fnmatch.fnmatch(source, p) for p in patterns if not p.startswith("!")), (
             f"COPY {source}: excluded by .dockerignore"
+        )

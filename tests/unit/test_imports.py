@@ -47,7 +47,7 @@ def imports_of(path: Path, root: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                package = ".".join(path.relative_to(root).with_suffix("").parts[:-node.level])
+                package = ".".join(path.relative_to(root).with_suffix("").parts[: -node.level])
                 found.append((node.lineno, f"{package}.{node.module}" if node.module else package))
             else:
                 found.append((node.lineno, node.module))
@@ -105,17 +105,27 @@ print("torch" in sys.modules)
 SETUP = [["dataset", "synth", "tiny", "--artists", "2", "--per-artist", "3", "--size", "32"]]
 
 
-@pytest.mark.parametrize("args", [
-    ["status"],
-    ["flower", "--help"],
-    ["query", "SELECT count(*) AS n FROM jobs"],
-    ["grid", "--dataset", "tiny", "--arch", "resnet18", "--lr", "0.1,0.01", "--dry-run"],
-    ["results", "runs"],
-], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["flower", "--help"],
+        ["query", "SELECT count(*) AS n FROM jobs"],
+        ["grid", "--dataset", "tiny", "--arch", "resnet18", "--lr", "0.1,0.01", "--dry-run"],
+        ["results", "runs"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
 def test_everyday_commands_never_import_torch(args, cli_env):
     # A fresh interpreter per command: this test process has long imported torch.
     env = {**os.environ, **cli_env}
-    out = subprocess.run([sys.executable, "-c", PROBE, json.dumps([*SETUP, args])], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps([*SETUP, args])],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False", f"atelier {' '.join(args)} imported torch"

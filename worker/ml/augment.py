@@ -130,13 +130,28 @@ def sample_params(ranges: AffineRanges, n: int, generator: torch.Generator | Non
         tx, ty = between(4, -2 * ranges.shift, 2 * ranges.shift), between(5, -2 * ranges.shift, 2 * ranges.shift)
     flip_x = torch.where(u[:, 8] < ranges.hflip, -1.0, 1.0)
     flip_y = torch.where(u[:, 9] < ranges.vflip, -1.0, 1.0)
-    return {"angle": angle, "shear": shear, "zoom_x": zx, "zoom_y": zy, "shift_x": tx, "shift_y": ty,
-            "flip_x": flip_x, "flip_y": flip_y}
+    return {
+        "angle": angle,
+        "shear": shear,
+        "zoom_x": zx,
+        "zoom_y": zy,
+        "shift_x": tx,
+        "shift_y": ty,
+        "flip_x": flip_x,
+        "flip_y": flip_y,
+    }
 
 
-def affine_matrices(angle: torch.Tensor, shear: torch.Tensor, zoom_x: torch.Tensor, zoom_y: torch.Tensor,
-                    shift_x: torch.Tensor, shift_y: torch.Tensor, flip_x: torch.Tensor,
-                    flip_y: torch.Tensor) -> torch.Tensor:
+def affine_matrices(
+    angle: torch.Tensor,
+    shear: torch.Tensor,
+    zoom_x: torch.Tensor,
+    zoom_y: torch.Tensor,
+    shift_x: torch.Tensor,
+    shift_y: torch.Tensor,
+    flip_x: torch.Tensor,
+    flip_y: torch.Tensor,
+) -> torch.Tensor:
     """(n, 2, 3) matrices, output -> input coordinates: rotation @ shift @ shear @ zoom @ flip (Keras' order)."""
     n = angle.shape[0]
     zero, one = torch.zeros_like(angle), torch.ones_like(angle)
@@ -155,8 +170,9 @@ def affine_matrices(angle: torch.Tensor, shear: torch.Tensor, zoom_x: torch.Tens
 def warp(x: torch.Tensor, theta: torch.Tensor, out_size: int) -> torch.Tensor:
     """Sample (B, 3, S, S) images through (B, 2, 3) matrices into float32 (B, 3, out_size, out_size), 0..255."""
     n = x.shape[0]
-    grid = F.affine_grid(theta.to(x.device, torch.float32), [n, x.shape[1], out_size, out_size],
-                         align_corners=False)  # (B, out, out, 2)
+    grid = F.affine_grid(
+        theta.to(x.device, torch.float32), [n, x.shape[1], out_size, out_size], align_corners=False
+    )  # (B, out, out, 2)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode=PADDING_MODE, align_corners=False)
 
 
@@ -194,4 +210,3 @@ class Augmenter:
 def make_augment(preset: str, out_size: int, train: bool) -> Augmenter:
     """The augmentation for ``preset``: random warps when training, resize + normalise for evaluation."""
     return Augmenter(preset, out_size, train)
-

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import load_file, safe_open
 
-from worker.ml.checkpoint import atomic_save
 from corpus.imageio import decode_all
+from worker.ml.checkpoint import atomic_save
 
 
 def keys_digest(keys: list[str]) -> str:
@@ -35,7 +35,11 @@ def load_cache(path: Path, keys: list[str]) -> torch.Tensor | None:
 
 
 def build_cache(
-    path: Path, root: Path, rel_paths: list[str], keys: list[str], size: int,
+    path: Path,
+    root: Path,
+    rel_paths: list[str],
+    keys: list[str],
+    size: int,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Decode ``rel_paths`` under ``root`` to ``uint8 (N, 3, size, size)`` and save it."""
@@ -45,7 +49,11 @@ def build_cache(
 
 
 def cached_images(
-    path: Path, root: Path, rel_paths: list[str], keys: list[str], size: int,
+    path: Path,
+    root: Path,
+    rel_paths: list[str],
+    keys: list[str],
+    size: int,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     images = load_cache(path, keys)

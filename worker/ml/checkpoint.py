@@ -13,14 +13,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-if TYPE_CHECKING:  # pragma: no cover
-    from worker.ml.train import Progress, Trainer
+from worker.ml.training_state import Progress, Trainer
 
 
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -46,7 +45,7 @@ def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], di
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def save_state(trainer: "Trainer", path: Path, metadata: dict[str, str]) -> None:
+def save_state(trainer: Trainer, path: Path, metadata: dict[str, str]) -> None:
     opt_tensors, opt_json = _split_optimizer(trainer.optimizer.state_dict())
     tensors = {f"model.{k}": v for k, v in trainer.model.state_dict().items()}
     tensors.update(opt_tensors)
@@ -75,18 +74,16 @@ class SavedState:
     metadata: dict[str, str]
 
     @classmethod
-    def load(cls, path: Path) -> "SavedState":
+    def load(cls, path: Path) -> SavedState:
         with safe_open(str(path), framework="pt") as f:
             return cls({k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {}))
 
     @property
-    def progress(self) -> "Progress":
-        from worker.ml.train import Progress
-
+    def progress(self) -> Progress:
         return Progress(**json.loads(self.metadata["progress"]))
 
-    def load_into(self, trainer: "Trainer") -> None:
-        model_sd = {k[len("model."):]: v for k, v in self.tensors.items() if k.startswith("model.")}
+    def load_into(self, trainer: Trainer) -> None:
+        model_sd = {k[len("model.") :]: v for k, v in self.tensors.items() if k.startswith("model.")}
         trainer.model.load_state_dict(model_sd)
         opt_json = json.loads(self.metadata["optimizer"])
         state: dict[int, dict[str, Any]] = {}

@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from core.config import TrainConfig
-from worker.ml.features import extract, plain_view
 from corpus.imageio import square_crop
+from worker.ml.features import extract, plain_view
 from worker.ml.train import Split, predict
 
 

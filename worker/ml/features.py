@@ -8,7 +8,7 @@ without running the backbone again.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -16,9 +16,17 @@ from worker.ml.augment import make_augment
 
 
 @torch.no_grad()
-def extract(backbone: torch.nn.Module, images: torch.Tensor, image_size: int, augment: str, views: int,
-            device: torch.device, batch_size: int = 64, seed: int = 0,
-            progress: Callable[[int], None] | None = None) -> torch.Tensor:
+def extract(
+    backbone: torch.nn.Module,
+    images: torch.Tensor,
+    image_size: int,
+    augment: str,
+    views: int,
+    device: torch.device,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """uint8 images (N, 3, S, S) -> bf16 features (N, V, C, H, W) on the CPU."""
     backbone = backbone.to(device).eval().to(memory_format=torch.channels_last)
     plain = make_augment("none", image_size, train=False)
@@ -27,7 +35,7 @@ def extract(backbone: torch.nn.Module, images: torch.Tensor, image_size: int, au
     out = None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True)
+        x = images[start : start + batch_size].to(device, non_blocking=True)
         per_view = []
         for v in range(views):
             xv = plain(x, None) if v == 0 else warp(x, g)
@@ -36,7 +44,7 @@ def extract(backbone: torch.nn.Module, images: torch.Tensor, image_size: int, au
         feats = torch.stack(per_view, dim=1)  # (B, V, C, H, W)
         if out is None:
             out = torch.empty((images.shape[0], *feats.shape[1:]), dtype=torch.bfloat16)
-        out[start:start + feats.shape[0]] = feats
+        out[start : start + feats.shape[0]] = feats
         if progress:
             progress(start + feats.shape[0])
     return out

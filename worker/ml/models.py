@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from numbers import Integral
 from pathlib import Path
 
 import torch
@@ -34,11 +33,16 @@ AUX_LOSS_WEIGHT = 0.4
 # Spatial pyramid of 1x1 + 2x2 + 3x3 bins, 14 per channel (the ResNet50 SPP study).
 SPP_LEVELS = (1, 2, 3)
 # Channels of each backbone's last feature map (logistic has no maps: its features are the 3*S*S pixels).
-FEATURE_CHANNELS = {"vgg16": 512, "resnet18": 512, "resnet50": 2048, "inception_v3": 2048, "alexnet": 256,
-                    "baseline-cnn": 128}
+FEATURE_CHANNELS = {
+    "vgg16": 512,
+    "resnet18": 512,
+    "resnet50": 2048,
+    "inception_v3": 2048,
+    "alexnet": 256,
+    "baseline-cnn": 128,
+}
 # The WikiArt baseline's classifier (seed 002: flatten -> dense 512 -> dropout 0.5 -> output).
 BASELINE_CNN_HEAD = {"head": "linear", "dense": (512,), "dropout": 0.5}
-
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,13 +82,18 @@ def _vgg16_features() -> nn.Sequential:
 def _alexnet_features() -> nn.Sequential:
     """AlexNet's convolutions as in torchvision (``alexnet().features``, default init), without the classifier."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(inplace=True),
+        nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2),
-        nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(inplace=True),
+        nn.Conv2d(64, 192, kernel_size=5, padding=2),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2),
-        nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-        nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(192, 384, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(256, 256, kernel_size=3, padding=1),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2),
     )
 
@@ -118,9 +127,23 @@ class InceptionTrunk(nn.Module):
     does not depend on whether weights were loaded.
     """
 
-    STEM = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
-            "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
-            "Mixed_6e")
+    STEM = (
+        "Conv2d_1a_3x3",
+        "Conv2d_2a_3x3",
+        "Conv2d_2b_3x3",
+        "maxpool1",
+        "Conv2d_3b_1x1",
+        "Conv2d_4a_3x3",
+        "maxpool2",
+        "Mixed_5b",
+        "Mixed_5c",
+        "Mixed_5d",
+        "Mixed_6a",
+        "Mixed_6b",
+        "Mixed_6c",
+        "Mixed_6d",
+        "Mixed_6e",
+    )
     TOP = ("Mixed_7a", "Mixed_7b", "Mixed_7c")
 
     def __init__(self, net: tvm.Inception3) -> None:
@@ -257,8 +280,14 @@ class DenseBlock(nn.Sequential):
     """Linear -> ReLU -> Dropout -> BatchNorm1d (seed 001's block: a Keras Dense with ReLU, Dropout, BN)."""
 
     def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
-        super().__init__(OrderedDict(linear=nn.Linear(d_in, d_out), relu=nn.ReLU(inplace=True),
-                                     dropout=nn.Dropout(dropout), bn=nn.BatchNorm1d(d_out)))
+        super().__init__(
+            OrderedDict(
+                linear=nn.Linear(d_in, d_out),
+                relu=nn.ReLU(inplace=True),
+                dropout=nn.Dropout(dropout),
+                bn=nn.BatchNorm1d(d_out),
+            )
+        )
 
 
 class Head(nn.Module):
@@ -325,7 +354,7 @@ class Classifier(nn.Module):
             return self.head(maps), self.aux_head(mid)  # (B, K), (B, K)
         return self.head(self.backbone(x))  # (B, K)
 
-    def train(self, mode: bool = True) -> "Classifier":
+    def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
         if self.frozen:  # a frozen backbone keeps its BatchNorm running statistics (and no dropout)
             self.backbone.eval()
@@ -352,10 +381,10 @@ def build_model(cfg: ModelConfig, weights_file: str | Path | None = None) -> Cla
 def set_mode(model: Classifier, mode: str) -> None:
     """``feature-extract``: freeze the backbone (and Inception's aux head), weights and BatchNorm statistics,
     so only ``model.head`` trains; ``fine-tune``: everything trains. ``staged`` is a schedule of these two:
-    call set_mode for each phase of ``staged_phases``.
+    call set_mode for each phase of ``TrainConfig.phases``.
     """
     if mode == "staged":
-        raise ConfigError("'staged' is a schedule of phases: call set_mode with each phase's mode (staged_phases)")
+        raise ConfigError("'staged' is a schedule of phases: call set_mode with each phase's mode (TrainConfig.phases)")
     if mode not in ("feature-extract", "fine-tune"):
         raise ConfigError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
     model.frozen = mode == "feature-extract"
@@ -371,27 +400,9 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def staged_phases(epochs_train: int, epochs_head: int, epochs_finetune: int, lr: float,
-                  finetune_lr_scale: float = 1e-3) -> list[tuple[str, str, int, float]]:
-    """Seed 001's schedule as (phase, mode, epochs, lr): ``train`` everything at lr, freeze the backbone and
-    train the ``head`` at lr, then ``finetune`` everything at lr * finetune_lr_scale. Empty phases are left out.
-    """
-    for name, n in (("train", epochs_train), ("head", epochs_head), ("finetune", epochs_finetune)):
-        if not isinstance(n, Integral) or n < 0:
-            raise ConfigError(f"epochs of the {name} phase must be a non-negative integer, got {n!r}")
-    if epochs_train + epochs_head + epochs_finetune == 0:
-        raise ConfigError("a staged schedule needs at least one epoch")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ConfigError(f"lr must be a positive number, got {lr}")
-    if not 0 < finetune_lr_scale <= 1:
-        raise ConfigError(f"finetune lr scale must be in (0, 1], got {finetune_lr_scale}")
-    phases = [("train", "fine-tune", epochs_train, lr), ("head", "feature-extract", epochs_head, lr),
-              ("finetune", "fine-tune", epochs_finetune, lr * finetune_lr_scale)]
-    return [p for p in phases if p[2] > 0]
-
-
-def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
+def build_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
     """SGD with momentum, Adam, or RMSprop; ``momentum`` applies to SGD only.
 
     RMSprop uses alpha (Keras' rho) 0.9, the Keras default of the seeds that used it (PyTorch's is 0.99).

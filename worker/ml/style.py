@@ -25,12 +25,14 @@ result must not depend on which pairs sit next to it. So:
     a step length and an Armijo line search per pair, vectorised over B;
   - noise init draws each pair's noise from its own generator (cfg.seed and a
     per-pair key), so it does not depend on the pair's position.
-With batch-invariant kernels (CPU, oneDNN off) a pair alone and the same pair
-in a batch agree bitwise. Fast kernels (oneDNN, cuDNN) pick their blocking by
-batch size, so a pair's gradients differ at rounding level (~1e-7 relative)
-with its batch; like any perturbation of a non-convex optimisation that grows
-over the steps (~1e-6 after 5 L-BFGS steps, ~1e-2 in places after 30 on CPU).
-Results are then equally good, not bitwise equal.
+The kernels are another matter: float32 convolutions (oneDNN, cuDNN) and batched
+matmuls (MKL's, in the Grams' backward pass even with oneDNN off) pick their
+blocking by batch size, so a pair's gradients differ with its batch at rounding
+level (on CPU ~2e-7 of their largest entry with oneDNN off, ~4e-6 with it on);
+like any perturbation of a non-convex optimisation that grows over the steps,
+most with Adam, whose steps are normalised pixel by pixel (the tests in
+tests/unit/worker/ml/test_style.py measure how much). Results are then equally
+good, not bitwise equal.
 
 Parametrisation: pixel space, the image itself in [0, 1], kept there by
 projection (clamp after every step). L-BFGS treats it as a box-constrained
@@ -67,6 +69,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ---------------------------------------------------------------------------- losses (pure, per sample)
 
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C): one Gram per sample, normalised by C*H*W, in fp32 even under autocast."""
     b, c, h, w = features.shape
@@ -85,7 +88,9 @@ def content_loss(f: torch.Tensor, target: torch.Tensor, kind: str = "gatys") -> 
     return 0.5 * sq.sum(1) if kind == "gatys" else sq.mean(1)
 
 
-def style_loss(feats: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], kind: str = "gatys") -> torch.Tensor:
+def style_loss(
+    feats: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor], kind: str = "gatys"
+) -> torch.Tensor:
     """Gram mismatch over relu1_1 .. relu5_1 -> (B,).
 
     gatys: the paper's L_style = sum_l w_l E_l, w_l = 1/5, E_l = 1/(4 N_l^2 M_l^2) sum_ij (G_ij - A_ij)^2 with the
@@ -109,6 +114,7 @@ def tv_loss(img: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- VGG features
+
 
 def _vgg_features(name: str, device: str | torch.device = "cpu") -> nn.Sequential:
     """torchvision's ``features`` of ``name`` with *empty* weights (the caller initialises or loads them).
@@ -163,11 +169,13 @@ class VGGFeatures(nn.Module):
         self.eval()
 
     @torch.no_grad()
-    def rescale(self, scales: dict[str, torch.Tensor]) -> "VGGFeatures":
+    def rescale(self, scales: dict[str, torch.Tensor]) -> VGGFeatures:
         """Multiply each conv's filters (weight and bias) by its factor from ``mean_activation_scales``."""
         convs = {str(i): m for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)}
         if set(scales) != set(convs):
-            raise ConfigError(f"VGG normalisation has factors for {len(scales)} convs, the {self.name} trunk has {len(convs)}")
+            raise ConfigError(
+                f"VGG normalisation has factors for {len(scales)} convs, the {self.name} trunk has {len(convs)}"
+            )
         for i, conv in convs.items():
             f = scales[i].to(conv.weight.device, conv.weight.dtype)
             conv.weight.mul_(f.view(-1, 1, 1, 1))
@@ -199,19 +207,22 @@ def _read_features_state(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)  # tensors only: no code runs on load
     except Exception as e:  # a truncated download, a pickle with objects in it, not a state dict at all...
-        raise ConfigError(f"cannot read tensors from {path} ({type(e).__name__}); "
-                          "give a .safetensors file or a .pth holding only a state dict") from None
+        raise ConfigError(
+            f"cannot read tensors from {path} ({type(e).__name__}); "
+            "give a .safetensors file or a .pth holding only a state dict"
+        ) from None
     if not isinstance(state, dict):
         raise ConfigError(f"{path} holds a {type(state).__name__}, not a state dict")
     first = [k for k in state if k.endswith("features.0.weight")]
     if not first:
         raise ConfigError(f"{path} holds no VGG features (no key ending in 'features.0.weight')")
     prefix = first[0][: -len("0.weight")]
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def build_vgg(name: str = "vgg19", weights: str | Path | None = None, device: str | torch.device | None = None,
-              pool: str = "avg") -> VGGFeatures:
+def build_vgg(
+    name: str = "vgg19", weights: str | Path | None = None, device: str | torch.device | None = None, pool: str = "avg"
+) -> VGGFeatures:
     """The frozen feature extractor, up to relu5_1.
 
     weights: None -> torchvision's random init (seed torch first for reproducibility); otherwise a
@@ -283,8 +294,9 @@ def _frozen(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return ((x <= 0) & (d < 0)) | ((x >= 1) & (d > 0))
 
 
-def _two_loop(g: torch.Tensor, hist: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
-              gamma: torch.Tensor) -> torch.Tensor:
+def _two_loop(
+    g: torch.Tensor, hist: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], gamma: torch.Tensor
+) -> torch.Tensor:
     """L-BFGS two-loop recursion, every dot product per sample: H g, (B, D). An entry with rho 0 is skipped."""
     q = g.clone()
     alphas = []
@@ -299,8 +311,90 @@ def _two_loop(g: torch.Tensor, hist: list[tuple[torch.Tensor, torch.Tensor, torc
     return q
 
 
-def batched_lbfgs(x: torch.Tensor, objective: Objective, steps: int, history: int = 10, c1: float = 1e-4,
-                  max_backtracks: int = 10) -> tuple[torch.Tensor, torch.Tensor, int]:
+@dataclass
+class _PairMemory:
+    """What L-BFGS remembers of each pair between iterations, vectorised over the batch."""
+
+    history: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # newest last; each (s, y, rho), rho 0 = skip
+    gamma: torch.Tensor  # (B,) initial inverse Hessian scale
+    fresh: torch.Tensor  # (B,) no usable history: take a small steepest-descent step
+    done: torch.Tensor  # (B,) converged: stays where it is
+
+    @classmethod
+    def empty(cls, f: torch.Tensor) -> _PairMemory:
+        fresh = torch.ones_like(f, dtype=torch.bool)
+        return cls([], torch.ones_like(f), fresh, torch.zeros_like(fresh))
+
+    def update(self, s: torch.Tensor, y: torch.Tensor, failed: torch.Tensor, small: torch.Tensor, keep: int) -> None:
+        """Remember the step ``s`` and gradient change ``y`` (B, D) of every pair; ``failed`` pairs (their line
+        search found no decrease) forget their history, and are done if even a small step failed."""
+        sy = (s * y).sum(1)
+        # Keep the pair only with clearly positive curvature (keeps H positive definite); scale-free test,
+        # since losses range from 1e-4 (random VGG) to 1e6 (ImageNet VGG, large beta).
+        usable = sy > 1e-8 * s.norm(dim=1) * y.norm(dim=1)
+        rho = torch.where(usable, 1.0 / torch.where(usable, sy, 1.0), 0.0)
+        gamma = torch.where(usable, sy / torch.where(usable, (y * y).sum(1), 1.0), self.gamma)
+        history = [(hs, hy, hr.masked_fill(failed, 0)) for hs, hy, hr in self.history]
+        self.history = (history + [(s, y, rho)])[-keep:]
+        self.gamma = gamma.masked_fill(failed, 1.0)
+        self.done = self.done | (failed & small)
+        self.fresh = (self.fresh & ~usable) | failed
+
+
+def _search_direction(
+    x: torch.Tensor, f: torch.Tensor, g: torch.Tensor, memory: _PairMemory
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each pair's projected descent direction (B, D), first trial step length (B,), and whether that is a small
+    steepest-descent step (B,)."""
+    d = -_two_loop(g, memory.history, memory.gamma)
+    d = d.masked_fill(_frozen(x, d), 0)
+    # Projection can spoil a quasi-Newton direction; fall back to the projected gradient for those pairs.
+    uphill = (g * d).sum(1) >= 0
+    steepest = (-g).masked_fill(_frozen(x, -g), 0)
+    d = torch.where(uphill[:, None], steepest, d).masked_fill(memory.done[:, None], 0)
+    small = memory.fresh | uphill
+    # Unit steps once curvature is known. Before, a step that moves no pixel by more than 0.1: torch's
+    # LBFGS takes 1/|g|_1, which moves each of D pixels by ~1/D, so its first curvature pair (s, y) is a
+    # difference of two nearly equal gradients, all rounding noise (and then slower, and batch-sensitive).
+    t = torch.where(small, 0.1 / g.abs().amax(1).clamp(min=1e-30), torch.ones_like(f))
+    return d, t, small
+
+
+def _line_search(
+    objective: Objective,
+    x: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    d: torch.Tensor,
+    t: torch.Tensor,
+    pending: torch.Tensor,
+    c1: float,
+    max_backtracks: int,
+):
+    """Projected Armijo backtracking, per pair, for the ``pending`` pairs: halve each pair's step until its
+    loss decreases enough. Returns the new (x, f, g), the pairs that found no decrease (they did not
+    move) and the number of objective calls."""
+    x_new, f_new, g_new = x, f, g
+    calls = 0
+    for _ in range(max_backtracks):
+        trial = (x + t[:, None] * d).clamp(0, 1)
+        f_t, g_t = objective(trial)
+        calls += 1
+        # Armijo on the projected step: the decrease promised by the move actually made.
+        ok = pending & (f_t <= f + c1 * (g * (trial - x)).sum(1))
+        x_new = torch.where(ok[:, None], trial, x_new)
+        g_new = torch.where(ok[:, None], g_t, g_new)
+        f_new = torch.where(ok, f_t, f_new)
+        pending = pending & ~ok
+        if not bool(pending.any()):  # only pairs still pending are affected by further trials
+            break
+        t = t * 0.5
+    return x_new, f_new, g_new, pending, calls
+
+
+def batched_lbfgs(
+    x: torch.Tensor, objective: Objective, steps: int, history: int = 10, c1: float = 1e-4, max_backtracks: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Minimise B independent problems in the box [0, 1]^D at once; row b of x only ever sees row b's numbers.
 
     x: (B, D) start; objective: (B, D) -> (loss (B,), grad (B, D)), each row depending on its own row only.
@@ -313,56 +407,16 @@ def batched_lbfgs(x: torch.Tensor, objective: Objective, steps: int, history: in
     """
     f, g = objective(x)  # (B,), (B, D)
     calls = 1
-    hist: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # newest last; each (s, y, rho), rho 0 = skip
-    gamma = torch.ones_like(f)  # (B,) initial inverse Hessian scale
-    fresh = torch.ones_like(f, dtype=torch.bool)  # (B,) no usable history: take a small steepest-descent step
-    done = torch.zeros_like(fresh)  # (B,) converged: stays where it is
+    memory = _PairMemory.empty(f)
     trace = [f]
     for _ in range(steps):
-        d = -_two_loop(g, hist, gamma)
-        d = d.masked_fill(_frozen(x, d), 0)
-        # Projection can spoil a quasi-Newton direction; fall back to the projected gradient for those pairs.
-        uphill = (g * d).sum(1) >= 0
-        steepest = (-g).masked_fill(_frozen(x, -g), 0)
-        d = torch.where(uphill[:, None], steepest, d).masked_fill(done[:, None], 0)
-        small = fresh | uphill
-        # Unit steps once curvature is known. Before, a step that moves no pixel by more than 0.1: torch's
-        # LBFGS takes 1/|g|_1, which moves each of D pixels by ~1/D, so its first curvature pair (s, y) is a
-        # difference of two nearly equal gradients, all rounding noise (and then slower, and batch-sensitive).
-        t = torch.where(small, 0.1 / g.abs().amax(1).clamp(min=1e-30), torch.ones_like(f))
-
-        x_new, f_new, g_new = x, f, g
-        pending = ~done
-        for _ in range(max_backtracks):
-            trial = (x + t[:, None] * d).clamp(0, 1)
-            f_t, g_t = objective(trial)
-            calls += 1
-            # Armijo on the projected step: the decrease promised by the move actually made.
-            ok = pending & (f_t <= f + c1 * (g * (trial - x)).sum(1))
-            x_new = torch.where(ok[:, None], trial, x_new)
-            g_new = torch.where(ok[:, None], g_t, g_new)
-            f_new = torch.where(ok, f_t, f_new)
-            pending &= ~ok
-            if not bool(pending.any()):  # only pairs still pending are affected by further trials
-                break
-            t = t * 0.5
-        failed = pending  # these did not move
-
-        s, y = x_new - x, g_new - g  # (B, D); zero rows for pairs that did not move
-        sy = (s * y).sum(1)
-        # Keep the pair only with clearly positive curvature (keeps H positive definite); scale-free test,
-        # since losses range from 1e-4 (random VGG) to 1e6 (ImageNet VGG, large beta).
-        usable = sy > 1e-8 * s.norm(dim=1) * y.norm(dim=1)
-        rho = torch.where(usable, 1.0 / torch.where(usable, sy, 1.0), 0.0)
-        gamma = torch.where(usable, sy / torch.where(usable, (y * y).sum(1), 1.0), gamma)
-        hist = [(hs, hy, hr.masked_fill(failed, 0)) for hs, hy, hr in hist]  # failed pairs forget their history
-        hist = (hist + [(s, y, rho)])[-history:]
-        gamma = gamma.masked_fill(failed, 1.0)
-        done |= failed & small
-        fresh = (fresh & ~usable) | failed
+        d, t, small = _search_direction(x, f, g, memory)
+        x_new, f_new, g_new, failed, tries = _line_search(objective, x, f, g, d, t, ~memory.done, c1, max_backtracks)
+        calls += tries
+        memory.update(x_new - x, g_new - g, failed, small, history)  # zero rows for pairs that did not move
         x, f, g = x_new, f_new, g_new
         trace.append(f)
-        if bool(done.all()):
+        if bool(memory.done.all()):
             break
     trace += [f] * (steps + 1 - len(trace))  # converged early: the loss stays
     return x, torch.stack(trace), calls
@@ -384,6 +438,7 @@ def adam(x: torch.Tensor, objective: Objective, steps: int, lr: float) -> tuple[
 
 
 # ---------------------------------------------------------------------------- stylize
+
 
 @dataclass
 class StyleResult:
@@ -413,8 +468,9 @@ def initial_image(content: torch.Tensor, cfg: StyleConfig, pair_seeds: list[int]
     if cfg.init == "content":
         return content.clone()
     keys = pair_seeds if pair_seeds is not None else range(content.shape[0])
-    noise = [torch.rand(content.shape[1:], generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + k))
-             for k in keys]
+    noise = [
+        torch.rand(content.shape[1:], generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + k)) for k in keys
+    ]
     return torch.stack(noise).to(content.device)  # (B, 3, H, W)
 
 
@@ -432,10 +488,74 @@ def _per_pair(value: float | torch.Tensor | list, b: int, device: torch.device, 
     return t
 
 
-def stylize_batch(content: torch.Tensor, style: torch.Tensor | list[torch.Tensor], cfg: StyleConfig, vgg: VGGFeatures,
-                  device: str | torch.device | None = None, pair_seeds: list[int] | None = None,
-                  style_weights: torch.Tensor | list[float] | None = None,
-                  content_weights: torch.Tensor | list[float] | None = None) -> StyleResult:
+def _check_pairs(
+    content: torch.Tensor,
+    style: torch.Tensor | list[torch.Tensor],
+    vgg: VGGFeatures,
+    device: str | torch.device | None,
+    pair_seeds: list[int] | None,
+) -> tuple[torch.device, list[torch.Tensor]]:
+    """The device to run on and the style images as a list of (3, H_i, W_i), or ValueError / ConfigError
+    naming what does not fit (see ``stylize_batch``)."""
+    vgg_device = next(vgg.parameters()).device
+    device = torch.device(device) if device is not None else vgg_device
+    if device.type != vgg_device.type or device.index not in (None, vgg_device.index):
+        raise ValueError(f"vgg is on {vgg_device} but device is {device}: build_vgg(..., device={str(device)!r})")
+    styles = list(style) if isinstance(style, (list, tuple)) else list(style.unbind(0)) if style.ndim == 4 else None
+    if (
+        content.ndim != 4
+        or content.shape[1] != 3
+        or styles is None
+        or any(t.ndim != 3 or t.shape[0] != 3 for t in styles)
+    ):
+        shapes = [tuple(t.shape) for t in styles] if styles else tuple(getattr(style, "shape", ()))
+        raise ValueError(
+            f"content must be (B, 3, H, W) and style (B, 3, H, W) or B (3, H, W), got {tuple(content.shape)} and {shapes}"
+        )
+    b = content.shape[0]
+    if b != len(styles):
+        raise ValueError(f"{b} content images but {len(styles)} style images")
+    if pair_seeds is not None and len(pair_seeds) != b:
+        raise ValueError(f"{len(pair_seeds)} pair_seeds for {b} pairs")
+    if min(*content.shape[2:], *(side for t in styles for side in t.shape[1:])) < MIN_SIDE:
+        raise ConfigError(
+            f"images must be at least {MIN_SIDE} px on each side for relu5_1, got content "
+            f"{tuple(content.shape[2:])} and style {[tuple(t.shape[1:]) for t in styles]}"
+        )
+    return device, styles
+
+
+@torch.no_grad()
+def _targets(
+    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What each pair's painting is matched against: its content image's relu4_2 activations (B, 512, H/8, W/8)
+    and its style image's Grams {layer: (B, C, C)}."""
+    with _autocast(device):
+        target_content = vgg(content)[CONTENT_LAYER].float()
+        # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
+        target_grams = {n: torch.empty(len(styles), *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
+        by_shape: dict[tuple, list[int]] = {}
+        for i, t in enumerate(styles):
+            by_shape.setdefault(tuple(t.shape), []).append(i)
+        for idx in by_shape.values():
+            feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
+            for n in STYLE_LAYERS:
+                target_grams[n][idx] = gram_matrix(feats[n])
+            del feats
+    return target_content, target_grams
+
+
+def stylize_batch(
+    content: torch.Tensor,
+    style: torch.Tensor | list[torch.Tensor],
+    cfg: StyleConfig,
+    vgg: VGGFeatures,
+    device: str | torch.device | None = None,
+    pair_seeds: list[int] | None = None,
+    style_weights: torch.Tensor | list[float] | None = None,
+    content_weights: torch.Tensor | list[float] | None = None,
+) -> StyleResult:
     """Paint style[i] onto content[i] for every i; each pair's result is independent of the others.
 
     content: (B, 3, H, W) floats in [0, 1] (the caller resizes); style: (B, 3, H', W') or a list of B
@@ -445,39 +565,14 @@ def stylize_batch(content: torch.Tensor, style: torch.Tensor | list[torch.Tensor
     device: where to run; defaults to the VGG's device, which it must match.
     pair_seeds: a stable key per pair for the noise init (ignored for init="content").
     """
-    vgg_device = next(vgg.parameters()).device
-    device = torch.device(device) if device is not None else vgg_device
-    if device.type != vgg_device.type or device.index not in (None, vgg_device.index):
-        raise ValueError(f"vgg is on {vgg_device} but device is {device}: build_vgg(..., device={str(device)!r})")
-    styles = list(style) if isinstance(style, (list, tuple)) else list(style.unbind(0)) if style.ndim == 4 else None
-    if content.ndim != 4 or content.shape[1] != 3 or styles is None or any(t.ndim != 3 or t.shape[0] != 3 for t in styles):
-        shapes = [tuple(t.shape) for t in styles] if styles else tuple(getattr(style, "shape", ()))
-        raise ValueError(f"content must be (B, 3, H, W) and style (B, 3, H, W) or B (3, H, W), got {tuple(content.shape)} and {shapes}")
+    device, styles = _check_pairs(content, style, vgg, device, pair_seeds)
     b = content.shape[0]
-    if b != len(styles):
-        raise ValueError(f"{b} content images but {len(styles)} style images")
-    if pair_seeds is not None and len(pair_seeds) != b:
-        raise ValueError(f"{len(pair_seeds)} pair_seeds for {b} pairs")
-    if min(*content.shape[2:], *(side for t in styles for side in t.shape[1:])) < MIN_SIDE:
-        raise ConfigError(f"images must be at least {MIN_SIDE} px on each side for relu5_1, got content "
-                          f"{tuple(content.shape[2:])} and style {[tuple(t.shape[1:]) for t in styles]}")
     beta = _per_pair(cfg.style_weight if style_weights is None else style_weights, b, device, "style weights")
     alpha = _per_pair(cfg.content_weight if content_weights is None else content_weights, b, device, "content weights")
     shape = content.shape
     content = content.to(device, torch.float32)
 
-    with torch.no_grad(), _autocast(device):
-        target_content = vgg(content)[CONTENT_LAYER].float()  # (B, 512, H/8, W/8)
-        # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
-        target_grams = {n: torch.empty(b, *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
-        by_shape: dict[tuple, list[int]] = {}
-        for i, t in enumerate(styles):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
-        for idx in by_shape.values():
-            feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
-            for n in STYLE_LAYERS:
-                target_grams[n][idx] = gram_matrix(feats[n])
-            del feats
+    target_content, target_grams = _targets(vgg, content, styles, device)
 
     def losses(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> total, content, style losses, each (B,). fast: bf16 convolutions on CUDA."""
@@ -505,8 +600,9 @@ def stylize_batch(content: torch.Tensor, style: torch.Tensor | list[torch.Tensor
     images = x.view(shape)
     with torch.no_grad():
         total, c, s = losses(images, fast=False)  # reported in full fp32, comparable across devices
-    return StyleResult(images.cpu(), c.cpu(), s.cpu(), total.cpu(), trace.float().cpu(), calls,
-                       (alpha * c).cpu(), (beta * s).cpu())
+    return StyleResult(
+        images.cpu(), c.cpu(), s.cpu(), total.cpu(), trace.float().cpu(), calls, (alpha * c).cpu(), (beta * s).cpu()
+    )
 
 
 def vgg_channels(layer: str) -> int:
@@ -515,6 +611,7 @@ def vgg_channels(layer: str) -> int:
 
 
 # ---------------------------------------------------------------------------- images in and out
+
 
 def resize_long_side(img: Image.Image, size: int) -> Image.Image:
     """Resize so the long side is ``size`` px, aspect kept (Lanczos).

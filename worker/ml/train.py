@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from core.config import TrainConfig
 from worker.ml.augment import make_augment
 from worker.ml.checkpoint import SavedState
 from worker.ml.metrics import Scores, score
-from core.config import TrainConfig
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
     Classifier,
@@ -30,6 +30,8 @@ from worker.ml.models import (
     set_mode,
     trainable_parameters,
 )
+from worker.ml.training_state import Progress, Trainer
+
 
 @dataclass
 class Split:
@@ -91,7 +93,9 @@ def _autocast(device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def train_one_epoch(model, optimizer, split: Split, augment, cfg: TrainConfig, device, generator) -> tuple[float, Scores]:
+def train_one_epoch(
+    model, optimizer, split: Split, augment, cfg: TrainConfig, device, generator
+) -> tuple[float, Scores]:
     model.train()
     order = torch.randperm(len(split), generator=generator)
     total_loss, all_logits, all_labels = 0.0, [], []
@@ -117,7 +121,9 @@ def train_one_epoch(model, optimizer, split: Split, augment, cfg: TrainConfig, d
 
 
 @torch.no_grad()
-def predict(model, split: Split, cfg: TrainConfig, device, batch_size: int | None = None, transform=None) -> torch.Tensor:
+def predict(
+    model, split: Split, cfg: TrainConfig, device, batch_size: int | None = None, transform=None
+) -> torch.Tensor:
     """Logits (N, K) in fp32 on the CPU, in the order of ``split``."""
     model.eval()
     augment = transform or make_augment("none", cfg.image_size, train=False)
@@ -136,31 +142,6 @@ def evaluate(model, split: Split, cfg: TrainConfig, device, transform=None) -> t
     logits = predict(model, split, cfg, device, transform=transform)
     labels = split.labels.cpu()
     return F.cross_entropy(logits, labels).item(), score(logits, labels), logits
-
-
-@dataclass
-class Progress:
-    """Where training stands after an epoch: what a resumed job restarts from."""
-
-    epoch: int  # last completed epoch (1-based across phases)
-    best_epoch: int
-    best_value: float  # best validation metric so far
-    since_best: int  # epochs of the current phase without improvement
-    stopped_phase: int | None = None  # index of the phase early stopping ended, if any
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Trainer:
-    """Everything a checkpoint must capture to continue exactly where training was."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    plateau: torch.optim.lr_scheduler.ReduceLROnPlateau
-    generator: torch.Generator
-    progress: Progress
 
 
 def _phase_of(cfg: TrainConfig, epoch: int) -> int:
@@ -191,7 +172,7 @@ def fit(
     on_epoch: Callable[[EpochResult, Trainer], None] | None = None,
     *,
     device: torch.device | None = None,
-    resume: "SavedState | None" = None,
+    resume: SavedState | None = None,
     model: torch.nn.Module | None = None,
     train_transform=None,
     eval_transform=None,
@@ -215,52 +196,92 @@ def fit(
     model = (model or build_model(cfg.model_config(), weights_file)).to(device).to(memory_format=torch.channels_last)
     train = Split(place_cache(train.images, device), train.labels)
     augment = train_transform or make_augment(cfg.augment, cfg.image_size, train=True)
-    phases = cfg.phases()
+    t, current = _make_trainer(cfg, model, resume)
+    resumed_after, history, stopped_early = t.progress.epoch, [], False
+    while t.progress.epoch < cfg.total_epochs:
+        index = _phase_of(cfg, t.progress.epoch + 1)
+        if t.progress.stopped_phase == index:  # early stopping ended this phase: skip to the next
+            _skip_phase(cfg, t.progress, index)
+            stopped_early = True
+            continue
+        if index != current:
+            current = _enter_phase(cfg, t, index)
+        result = _train_epoch(cfg, t, index, train, val, augment, eval_transform, device)
+        history.append(result)
+        if on_epoch:
+            on_epoch(result, t)
+    return model, _fit_result(t.progress, history, resumed_after, stopped_early)
 
+
+def _make_trainer(cfg: TrainConfig, model: torch.nn.Module, resume: SavedState | None) -> tuple[Trainer, int]:
+    """A trainer at the start, or where ``resume`` left off; and the index of the phase whose optimizer is live."""
     progress = resume.progress if resume else Progress(epoch=0, best_epoch=0, best_value=-math.inf, since_best=0)
-    current = _phase_of(cfg, max(progress.epoch, 1))  # the phase whose optimizer is live
+    current = _phase_of(cfg, max(progress.epoch, 1))
     optimizer, plateau = _start_phase(cfg, model, current)
     t = Trainer(model, optimizer, plateau, torch.Generator().manual_seed(cfg.seed), progress)
     if resume:
         resume.load_into(t)
-    history: list[EpochResult] = []
-    best_scores: Scores | None = None
-    stopped_early = False
-    last_trained = t.progress.epoch
-    while t.progress.epoch < cfg.total_epochs:
-        epoch = t.progress.epoch + 1
-        index = _phase_of(cfg, epoch)
-        if t.progress.stopped_phase == index:  # early stopping ended this phase: skip to the next
-            t.progress.epoch = sum(p[2] for p in phases[: index + 1])
-            t.progress.stopped_phase, stopped_early = None, True
-            continue
-        if index != current:
-            t.optimizer, t.plateau = _start_phase(cfg, model, index)
-            t.progress.since_best, current = 0, index  # each phase gets its own patience
-        stage = phases[index][0]
-        t0 = time.perf_counter()
-        current_lr = t.optimizer.param_groups[0]["lr"]
-        train_loss, train_scores = train_one_epoch(model, t.optimizer, train, augment, cfg, device, t.generator)
-        val_loss, val_scores, _ = evaluate(model, val, cfg, device, transform=eval_transform)
-        value = getattr(val_scores, cfg.metric)
-        improved = value > t.progress.best_value
-        if improved:
-            t.progress.best_epoch, t.progress.best_value, t.progress.since_best = epoch, value, 0
-            best_scores = val_scores
-        else:
-            t.progress.since_best += 1
-        t.plateau.step(value)
-        t.progress.epoch = last_trained = epoch
-        if t.progress.since_best >= cfg.early_stop_patience:
-            t.progress.stopped_phase = index  # a staged run goes on with its next phase
-        result = EpochResult(
-            epoch=epoch, stage=stage, lr=current_lr, train_loss=train_loss, train=train_scores,
-            val_loss=val_loss, val=val_scores, seconds=time.perf_counter() - t0, improved=improved,
-        )
-        history.append(result)
-        if on_epoch:
-            on_epoch(result, t)
-    return model, FitResult(
-        best_epoch=t.progress.best_epoch, best_val=best_scores, epochs_run=last_trained,
-        stopped_early=stopped_early or t.progress.stopped_phase is not None, history=history,
+    return t, current
+
+
+def _skip_phase(cfg: TrainConfig, progress: Progress, index: int) -> None:
+    """Early stopping ended phase ``index``: jump to its last epoch, so the next phase starts."""
+    progress.epoch = sum(p[2] for p in cfg.phases()[: index + 1])
+    progress.stopped_phase = None
+
+
+def _enter_phase(cfg: TrainConfig, t: Trainer, index: int) -> int:
+    """A new phase: its mode, a fresh optimizer and schedule at its lr, and its own patience."""
+    t.optimizer, t.plateau = _start_phase(cfg, t.model, index)
+    t.progress.since_best = 0
+    return index
+
+
+def _train_epoch(
+    cfg: TrainConfig, t: Trainer, index: int, train: Split, val: Split, augment, eval_transform, device: torch.device
+) -> EpochResult:
+    """Train and validate the next epoch (of phase ``index``), then step the schedule and early stopping."""
+    epoch = t.progress.epoch + 1
+    t0 = time.perf_counter()
+    current_lr = t.optimizer.param_groups[0]["lr"]
+    train_loss, train_scores = train_one_epoch(t.model, t.optimizer, train, augment, cfg, device, t.generator)
+    val_loss, val_scores, _ = evaluate(t.model, val, cfg, device, transform=eval_transform)
+    improved = _record_progress(cfg, t, epoch, index, getattr(val_scores, cfg.metric))
+    return EpochResult(
+        epoch=epoch,
+        stage=cfg.phases()[index][0],
+        lr=current_lr,
+        train_loss=train_loss,
+        train=train_scores,
+        val_loss=val_loss,
+        val=val_scores,
+        seconds=time.perf_counter() - t0,
+        improved=improved,
+    )
+
+
+def _record_progress(cfg: TrainConfig, t: Trainer, epoch: int, index: int, value: float) -> bool:
+    """Epoch ``epoch`` ended with validation metric ``value``: update the best, the plateau and the
+    patience; True when it is the best so far."""
+    p = t.progress
+    improved = value > p.best_value
+    if improved:
+        p.best_epoch, p.best_value, p.since_best = epoch, value, 0
+    else:
+        p.since_best += 1
+    t.plateau.step(value)
+    p.epoch = epoch
+    if p.since_best >= cfg.early_stop_patience:
+        p.stopped_phase = index  # a staged run goes on with its next phase
+    return improved
+
+
+def _fit_result(progress: Progress, history: list[EpochResult], resumed_after: int, stopped_early: bool) -> FitResult:
+    best = [r.val for r in history if r.improved]  # none when a resumed run did not improve after resuming
+    return FitResult(
+        best_epoch=progress.best_epoch,
+        best_val=best[-1] if best else None,
+        epochs_run=history[-1].epoch if history else resumed_after,
+        stopped_early=stopped_early or progress.stopped_phase is not None,
+        history=history,
     )

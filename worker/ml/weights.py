@@ -48,8 +48,9 @@ def imagenet_file(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(imagenet_weights(arch).url)
 
 
-def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | Path,
-                     metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
     """Write tensors (copied to contiguous CPU memory) and string metadata; atomic (write, then rename)."""
     path = Path(path)
     metadata = dict(metadata or {})
@@ -88,7 +89,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle that needs code to load, a truncated file...
-        raise ConfigError(f"cannot read weights from {path} (weights_only): {' '.join(str(err).split())[:300]}") from None
+        raise ConfigError(
+            f"cannot read weights from {path} (weights_only): {' '.join(str(err).split())[:300]}"
+        ) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
@@ -100,7 +103,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _strip(state: dict[str, torch.Tensor], prefixes: tuple[str, ...], wanted: set[str]) -> dict[str, torch.Tensor]:
     """The view of ``state`` under whichever prefix names the most ``wanted`` keys."""
-    views = [{k[len(p):]: v for k, v in state.items() if k.startswith(p)} for p in prefixes]
+    views = [{k[len(p) :]: v for k, v in state.items() if k.startswith(p)} for p in prefixes]
     return max(views, key=lambda view: len(wanted & view.keys()))
 
 
@@ -114,12 +117,16 @@ def _load_part(module: nn.Module, state: dict[str, torch.Tensor], what: str, sou
     own = module.state_dict()
     missing = [k for k in own if k not in state and not _counter(k)]
     if missing:
-        raise ConfigError(f"weights in {source} do not fit the {what}: {len(missing)} of {len(own)} tensors "
-                          f"missing, e.g. {missing[0]!r}")
+        raise ConfigError(
+            f"weights in {source} do not fit the {what}: {len(missing)} of {len(own)} tensors "
+            f"missing, e.g. {missing[0]!r}"
+        )
     for k, v in own.items():
         if k in state and state[k].shape != v.shape:
-            raise ConfigError(f"weights in {source} do not fit the {what}: {k!r} has shape "
-                              f"{tuple(state[k].shape)}, expected {tuple(v.shape)}")
+            raise ConfigError(
+                f"weights in {source} do not fit the {what}: {k!r} has shape "
+                f"{tuple(state[k].shape)}, expected {tuple(v.shape)}"
+            )
     module.load_state_dict({k: state.get(k, v) for k, v in own.items()}, strict=True)
 
 
@@ -164,31 +171,39 @@ class Template:
         view = _strip(raw, BACKBONE_PREFIXES, wanted)
         missing = [k for k in self.backbone if k not in view and not _counter(k)]
         if len(missing) == len([k for k in self.backbone if not _counter(k)]):
-            raise ConfigError(f"{source} holds no {self.arch} weights: none of its {len(raw)} tensors is a "
-                              f"{self.arch} backbone tensor (e.g. {next(iter(self.backbone))!r}); is it for another arch?")
+            raise ConfigError(
+                f"{source} holds no {self.arch} weights: none of its {len(raw)} tensors is a "
+                f"{self.arch} backbone tensor (e.g. {next(iter(self.backbone))!r}); is it for another arch?"
+            )
         if missing:
-            raise ConfigError(f"{source} does not fit {self.arch}: {len(missing)} of {len(self.backbone)} backbone "
-                              f"tensors missing, e.g. {missing[0]!r}")
+            raise ConfigError(
+                f"{source} does not fit {self.arch}: {len(missing)} of {len(self.backbone)} backbone "
+                f"tensors missing, e.g. {missing[0]!r}"
+            )
         known = {**self.backbone, **self.aux, **self.head}
         for k, v in view.items():
             if k in known and tuple(v.shape) != known[k] and k not in self.head:
-                raise ConfigError(f"{source} does not fit {self.arch}: {k!r} has shape {tuple(v.shape)}, "
-                                  f"expected {known[k]}")
+                raise ConfigError(
+                    f"{source} does not fit {self.arch}: {k!r} has shape {tuple(v.shape)}, expected {known[k]}"
+                )
         if not any(k.startswith(p) for p in BACKBONE_PREFIXES[1:] for k in raw):
             # A torchvision-layout file: everything in it must be something torchvision's model has.
             unknown = [k for k in view if k not in known]
             if unknown:
-                raise ConfigError(f"{source} does not fit {self.arch}: it holds {len(unknown)} tensors "
-                                  f"{self.arch} does not have, e.g. {unknown[0]!r}")
+                raise ConfigError(
+                    f"{source} does not fit {self.arch}: it holds {len(unknown)} tensors "
+                    f"{self.arch} does not have, e.g. {unknown[0]!r}"
+                )
         state = {k: view[k] for k in self.backbone if k in view}
-        aux = _strip(raw, AUX_PREFIXES, {k[len("AuxLogits."):] for k in self.aux})
+        aux = _strip(raw, AUX_PREFIXES, {k[len("AuxLogits.") :] for k in self.aux})
         aux = {f"AuxLogits.{k}": v for k, v in aux.items() if f"AuxLogits.{k}" in self.aux}
         needed = [k for k in self.aux if not _counter(k)]
         if needed and all(k in aux for k in needed):
             for k, v in aux.items():
                 if tuple(v.shape) != self.aux[k]:
-                    raise ConfigError(f"{source} does not fit {self.arch}: {k!r} has shape {tuple(v.shape)}, "
-                                      f"expected {self.aux[k]}")
+                    raise ConfigError(
+                        f"{source} does not fit {self.arch}: {k!r} has shape {tuple(v.shape)}, expected {self.aux[k]}"
+                    )
             state.update(aux)
         features_only = bool(self.head) and not any(k in view for k in self.head)
         return state, features_only

@@ -100,10 +100,15 @@ def upgrade() -> None:
         sa.Column("top3", sa.JSON(), nullable=False),
         sa.Column("image_path", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(["classifier_run_id"], ["runs.id"],
-                                name=op.f("fk_style_controls_classifier_run_id_runs"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f("fk_style_controls_image_id_images"),
-                                ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["classifier_run_id"],
+            ["runs.id"],
+            name=op.f("fk_style_controls_classifier_run_id_runs"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["image_id"], ["images.id"], name=op.f("fk_style_controls_image_id_images"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_style_controls")),
         sa.UniqueConstraint("classifier_run_id", "image_id", "size", name=op.f("uq_style_controls_classifier_run_id")),
     )

@@ -55,7 +55,7 @@ def upgrade() -> None:
             by_metric.setdefault(metric, []).append(sweep_id)
     for metric, ids in by_metric.items():
         for start in range(0, len(ids), 500):
-            conn.execute(sweeps.update().where(sweeps.c.id.in_(ids[start:start + 500])).values(metric=metric))
+            conn.execute(sweeps.update().where(sweeps.c.id.in_(ids[start : start + 500])).values(metric=metric))
     op.execute(GRID_LEADERBOARD)
 
 

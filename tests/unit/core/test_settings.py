@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import Settings, redact
 from core.errors import ConfigError
+from core.settings import Settings, redact
 
 
 def test_defaults_live_under_home(tmp_path):
@@ -14,9 +14,15 @@ def test_defaults_live_under_home(tmp_path):
 
 
 def test_explicit_urls_win(tmp_path):
-    s = Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "redis://h:6379/0",
-                           "ATELIER_DATABASE_URL": "postgresql+psycopg://u@h/db", "ATELIER_ARTIFACTS": "/srv/art",
-                           "ATELIER_LEASE_SECONDS": "8"})
+    s = Settings.from_env(
+        {
+            "ATELIER_HOME": str(tmp_path),
+            "ATELIER_BROKER_URL": "redis://h:6379/0",
+            "ATELIER_DATABASE_URL": "postgresql+psycopg://u@h/db",
+            "ATELIER_ARTIFACTS": "/srv/art",
+            "ATELIER_LEASE_SECONDS": "8",
+        }
+    )
     assert not s.embedded_broker and s.broker_url == "redis://h:6379/0"
     assert s.artifacts == Path("/srv/art") and s.lease_seconds == 8.0 and s.heartbeat_seconds == 2.0
 
@@ -34,9 +40,14 @@ def test_redact_hides_passwords_only():
 
 
 def test_repr_never_shows_a_password(tmp_path):
-    s = Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "rediss://:s3cret-b@redis:6380/0",
-                           "ATELIER_DATABASE_URL": "postgresql+psycopg://lab:s3cret-d@db/atelier",
-                           "ATELIER_FLOWER_PASSWORD": "s3cret-f"})
+    s = Settings.from_env(
+        {
+            "ATELIER_HOME": str(tmp_path),
+            "ATELIER_BROKER_URL": "rediss://:s3cret-b@redis:6380/0",
+            "ATELIER_DATABASE_URL": "postgresql+psycopg://lab:s3cret-d@db/atelier",
+            "ATELIER_FLOWER_PASSWORD": "s3cret-f",
+        }
+    )
     text = repr(s) + str(s)
     assert "s3cret" not in text
     assert "rediss://:***@redis:6380/0" in text and "lab:***@db" in text
@@ -45,6 +56,8 @@ def test_repr_never_shows_a_password(tmp_path):
 def test_celery_speaks_json_only(tmp_path):
     from core.messages import configure
 
-    conf = configure(Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0"})).conf
+    conf = configure(
+        Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0"})
+    ).conf
     assert conf.task_serializer == conf.result_serializer == conf.event_serializer == "json"
     assert list(conf.accept_content) == list(conf.result_accept_content) == ["json"]

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from corpus.imageio import (MAX_PIXELS, ImageError, ImageInfo, decode_all, load_resized, open_rgb, probe,
-                               square_crop)
+from corpus.imageio import MAX_PIXELS, ImageError, ImageInfo, decode_all, load_resized, open_rgb, probe, square_crop
 
 
 def save(path, im, **kw):
@@ -22,8 +21,20 @@ def near(a, b, tol=3):
     return all(abs(int(x) - int(y)) <= tol for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("mode,ext", [("L", "png"), ("LA", "png"), ("1", "png"), ("P", "png"), ("RGBA", "png"),
-                                      ("CMYK", "jpg"), ("L", "jpg"), ("RGB", "tif"), ("I;16", "tif")])
+@pytest.mark.parametrize(
+    "mode,ext",
+    [
+        ("L", "png"),
+        ("LA", "png"),
+        ("1", "png"),
+        ("P", "png"),
+        ("RGBA", "png"),
+        ("CMYK", "jpg"),
+        ("L", "jpg"),
+        ("RGB", "tif"),
+        ("I;16", "tif"),
+    ],
+)
 def test_modes_become_rgb(tmp_path, mode, ext):
     im = Image.new("RGB", (12, 10), (200, 100, 50)).convert(mode)
     out = open_rgb(save(tmp_path / f"x.{ext}", im))
@@ -41,7 +52,11 @@ def test_colours_survive_conversion(tmp_path):
 
 
 def test_transparency_composites_on_white(tmp_path):
-    assert open_rgb(save(tmp_path / "t.png", Image.new("RGBA", (4, 4), (255, 0, 0, 0)))).getpixel((0, 0)) == (255, 255, 255)
+    assert open_rgb(save(tmp_path / "t.png", Image.new("RGBA", (4, 4), (255, 0, 0, 0)))).getpixel((0, 0)) == (
+        255,
+        255,
+        255,
+    )
     half = open_rgb(save(tmp_path / "h.png", Image.new("RGBA", (4, 4), (0, 0, 0, 128)))).getpixel((0, 0))
     assert near(half, (127, 127, 127), tol=2)
     assert open_rgb(save(tmp_path / "la.png", Image.new("LA", (4, 4), (0, 0)))).getpixel((0, 0)) == (255, 255, 255)
@@ -90,8 +105,10 @@ def test_exif_rotation_is_applied(tmp_path):
 
 def png_header_only(width, height):
     """A PNG that claims ``width`` x ``height`` but carries almost no pixel data."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 

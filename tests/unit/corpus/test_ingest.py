@@ -109,7 +109,10 @@ def test_the_same_bytes_under_two_labels_are_all_skipped_as_ambiguous(tmp_path):
     assert [im.path for im in out.images] == ["a/fine.png", "b/fine.png"]
     reasons = {s.path: s.reason for s in out.skipped}
     assert {s.kind for s in out.skipped} == {"ambiguous"} and len(reasons) == 4
-    assert reasons["a/0.png"] == "ambiguous: same bytes as b/0.png under label 'b' and 1 other label(s); every copy skipped"
+    assert (
+        reasons["a/0.png"]
+        == "ambiguous: same bytes as b/0.png under label 'b' and 1 other label(s); every copy skipped"
+    )
     assert reasons["b/0.png"].startswith("ambiguous: same bytes as a/0.png under label 'a'")
     assert reasons["c/x.png"].startswith("ambiguous: same bytes as a/0.png under label 'a'")
 
@@ -138,23 +141,28 @@ def write_manifest(path, text):
 def test_csv_manifest_with_extra_columns_and_label(tmp_path):
     for i in range(4):
         img(tmp_path / "imgs" / f"{i}.png", (i * 50, 0, 0))
-    write_manifest(tmp_path / "manifest.csv",
-                   "path,label,period,museum\n"
-                   "imgs/0.png,Rembrandt,baroque,Rijks\n"
-                   "./imgs/1.png, Rembrandt ,baroque,\n"
-                   "imgs\\2.png,Monet,impressionism,Orsay\n"  # written on Windows
-                   "imgs/3.png,Monet,impressionism,Orsay\n"
-                   "imgs/3.png,Monet,impressionism,Orsay\n"  # listed twice
-                   "imgs/missing.png,Monet,x,\n"
-                   "../escape.png,Monet,x,\n"
-                   "imgs/2.png,,x,\n")
+    write_manifest(
+        tmp_path / "manifest.csv",
+        "path,label,period,museum\n"
+        "imgs/0.png,Rembrandt,baroque,Rijks\n"
+        "./imgs/1.png, Rembrandt ,baroque,\n"
+        "imgs\\2.png,Monet,impressionism,Orsay\n"  # written on Windows
+        "imgs/3.png,Monet,impressionism,Orsay\n"
+        "imgs/3.png,Monet,impressionism,Orsay\n"  # listed twice
+        "imgs/missing.png,Monet,x,\n"
+        "../escape.png,Monet,x,\n"
+        "imgs/2.png,,x,\n",
+    )
     out = ingest(tmp_path, fmt="csv")
     assert labels_of(out) == {"Rembrandt": 2, "Monet": 2}
     assert [im.path for im in out.images] == ["imgs/0.png", "imgs/1.png", "imgs/2.png", "imgs/3.png"]
     assert out.images[1].attrs == {"period": "baroque", "museum": ""}
     assert sorted((s.path, s.reason) for s in out.skipped) == [
-        ("../escape.png", "path leaves the dataset folder"), ("imgs/2.png", "no label"),
-        ("imgs/3.png", "listed more than once"), ("imgs/missing.png", "file not found")]
+        ("../escape.png", "path leaves the dataset folder"),
+        ("imgs/2.png", "no label"),
+        ("imgs/3.png", "listed more than once"),
+        ("imgs/missing.png", "file not found"),
+    ]
 
     by_period = ingest(tmp_path / "manifest.csv", fmt="csv", label="period")  # the manifest itself
     assert labels_of(by_period) == {"baroque": 2, "impressionism": 2}
@@ -187,9 +195,11 @@ def test_csv_manifest_elsewhere_bom_and_errors(tmp_path):
 # --- kaggle-best-artworks ----------------------------------------------------------------------
 
 
-ARTISTS_CSV = ("id,name,years,genre,nationality,bio,wikipedia,paintings\n"
-               "0,Albrecht Dürer,1471 - 1528,Northern Renaissance,German,\"bio, with a comma\",http://w,3\n"
-               "1,Vincent van Gogh,1853 - 1890,Post-Impressionism,Dutch,bio,http://w,2\n")
+ARTISTS_CSV = (
+    "id,name,years,genre,nationality,bio,wikipedia,paintings\n"
+    '0,Albrecht Dürer,1471 - 1528,Northern Renaissance,German,"bio, with a comma",http://w,3\n'
+    "1,Vincent van Gogh,1853 - 1890,Post-Impressionism,Dutch,bio,http://w,2\n"
+)
 
 
 def test_kaggle_layout_merges_the_durer_folders(tmp_path):
@@ -249,32 +259,46 @@ def rijks(tmp_path, works):
     (tmp_path / "xml2").mkdir(exist_ok=True)
     for i, (stem, creator, kind, date) in enumerate(works):
         img(tmp_path / "jpg2" / f"{stem}.jpg", (i * 20, 0, 0))
-        (tmp_path / "xml2" / f"{stem}.xml").write_text(RECORD.format(stem=stem, creator=creator, type=kind, date=date),
-                                                      encoding="utf-8")
+        (tmp_path / "xml2" / f"{stem}.xml").write_text(
+            RECORD.format(stem=stem, creator=creator, type=kind, date=date), encoding="utf-8"
+        )
 
 
 def test_rijksmuseum_layout(tmp_path):
-    rijks(tmp_path, [("SK-A-1", "Rembrandt Harmensz. van Rijn", "schilderij", "1642"),
-                     ("RP-P-1", "prentmaker: Rembrandt Harmensz. van Rijn", "prent", "1650"),
-                     ("SK-A-2", "anoniem", "schilderij", "1700"),
-                     ("SK-A-3", "Anonymous (workshop)", "schilderij", "1600"),
-                     ("SK-A-4", "onbekend", "prent", "1600"),
-                     ("SK-A-5", "", "prent", "1600"),
-                     ("SK-A-6", "Johannes Vermeer", "schilderij", "c. 1660")])
+    rijks(
+        tmp_path,
+        [
+            ("SK-A-1", "Rembrandt Harmensz. van Rijn", "schilderij", "1642"),
+            ("RP-P-1", "prentmaker: Rembrandt Harmensz. van Rijn", "prent", "1650"),
+            ("SK-A-2", "anoniem", "schilderij", "1700"),
+            ("SK-A-3", "Anonymous (workshop)", "schilderij", "1600"),
+            ("SK-A-4", "onbekend", "prent", "1600"),
+            ("SK-A-5", "", "prent", "1600"),
+            ("SK-A-6", "Johannes Vermeer", "schilderij", "c. 1660"),
+        ],
+    )
     img(tmp_path / "jpg2" / "no-record.jpg")
     img(tmp_path / "jpg2" / "broken.jpg")
     (tmp_path / "xml2" / "broken.xml").write_text("<record><metadata>", encoding="utf-8")
     img(tmp_path / "jpg2" / "laughs.jpg")
     (tmp_path / "xml2" / "laughs.xml").write_text(
-        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><r><creator>&b;</creator></r>')
+        '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><r><creator>&b;</creator></r>'
+    )
     (tmp_path / "xml2" / "plain.xml").write_text("<r><creator>Jan Steen</creator></r>")  # no namespace
     img(tmp_path / "jpg2" / "plain.jpg", (3, 3, 3))
 
     out = ingest(tmp_path, fmt="rijksmuseum")
     assert labels_of(out) == {"Rembrandt Harmensz. van Rijn": 2, "Johannes Vermeer": 1, "Jan Steen": 1}
     reasons = {s.path: s.reason for s in out.skipped}
-    assert sorted(reasons) == ["jpg2/SK-A-2.jpg", "jpg2/SK-A-3.jpg", "jpg2/SK-A-4.jpg", "jpg2/SK-A-5.jpg",
-                               "jpg2/broken.jpg", "jpg2/laughs.jpg", "jpg2/no-record.jpg"]
+    assert sorted(reasons) == [
+        "jpg2/SK-A-2.jpg",
+        "jpg2/SK-A-3.jpg",
+        "jpg2/SK-A-4.jpg",
+        "jpg2/SK-A-5.jpg",
+        "jpg2/broken.jpg",
+        "jpg2/laughs.jpg",
+        "jpg2/no-record.jpg",
+    ]
     assert reasons["jpg2/no-record.jpg"] == "no metadata record xml2/no-record.xml"
     assert reasons["jpg2/broken.jpg"].startswith("unreadable metadata")
     assert "entity declarations" in reasons["jpg2/laughs.jpg"]
@@ -285,7 +309,10 @@ def test_rijksmuseum_layout(tmp_path):
     # Another attribute as the label: anonymous works count, the maker is kept as an attribute.
     by_type = ingest(tmp_path, fmt="rijksmuseum", label="type")
     assert labels_of(by_type) == {"schilderij": 4, "prent": 3}
-    assert next(im for im in by_type.images if im.path == "jpg2/SK-A-2.jpg").attrs == {"date": "1700", "artist": "anoniem"}
+    assert next(im for im in by_type.images if im.path == "jpg2/SK-A-2.jpg").attrs == {
+        "date": "1700",
+        "artist": "anoniem",
+    }
     with pytest.raises(ConfigError, match="not an attribute"):
         ingest(tmp_path, fmt="rijksmuseum", label="title")
 
@@ -308,8 +335,10 @@ def test_parse_split():
     assert parse_split(" 0.8, 0.2, 0 ") == (0.8, 0.2, 0.0)
 
 
-@pytest.mark.parametrize("text", ["0.5,0.1", "a,b,c", "", "0.8,0.3,-0.1", "0,0.5,0.5", "0.7,0.2,0.2",
-                                  "nan,0,0", "inf,0,0", "0.5,0.25,0.25,0"])
+@pytest.mark.parametrize(
+    "text",
+    ["0.5,0.1", "a,b,c", "", "0.8,0.3,-0.1", "0,0.5,0.5", "0.7,0.2,0.2", "nan,0,0", "inf,0,0", "0.5,0.25,0.25,0"],
+)
 def test_parse_split_errors(text):
     with pytest.raises(ConfigError, match="--split"):
         parse_split(text)
@@ -343,7 +372,7 @@ def painting(seed, size=(160, 120)):
     rng = np.random.default_rng(seed)
     coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
     a = np.asarray(coarse).copy()
-    a[: size[1] // 3, rng.integers(0, size[0]):] //= 2
+    a[: size[1] // 3, rng.integers(0, size[0]) :] //= 2
     return Image.fromarray(a)
 
 
@@ -354,8 +383,12 @@ def save(im, path, fmt=None, **kwargs):
 
 def resized_jpeg(im, path, scale=0.5, quality=60):
     w, h = im.size
-    save(im.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BICUBIC), path, "JPEG",
-         quality=quality)
+    save(
+        im.resize((max(1, int(w * scale)), max(1, int(h * scale))), Image.Resampling.BICUBIC),
+        path,
+        "JPEG",
+        quality=quality,
+    )
 
 
 def test_perceptual_hash_survives_resizing_re_encoding_and_exif_rotation(tmp_path):
@@ -365,7 +398,7 @@ def test_perceptual_hash_survives_resizing_re_encoding_and_exif_rotation(tmp_pat
     originals = [painting(s) for s in range(12)]
     hashes = [perceptual_hash(im) for im in originals]
     assert all(h is not None and len(h) == 16 for h in hashes)
-    assert min(hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1:]) > DEFAULT_BITS
+    assert min(hamming(a, b) for i, a in enumerate(hashes) for b in hashes[i + 1 :]) > DEFAULT_BITS
     for k, im in enumerate(originals):
         for scale, quality in ((0.5, 75), (0.3, 50), (2.0, 90)):
             resized_jpeg(im, tmp_path / f"{k}-{scale}.jpg", scale, quality)
@@ -446,8 +479,9 @@ def test_grouping_twenty_thousand_hashes_is_quick():
 def test_split_keeps_every_group_in_one_split():
     labels = ["a"] * 30 + ["b"] * 12 + ["c"] * 5
     groups = [None] * len(labels)
-    for g, members in enumerate(([0, 1, 2], [3, 29], [10, 11, 12, 13, 14, 15], [30, 31], [42, 43, 44],
-                                 [5, 35]), 1):  # the last one mixes labels a and b
+    for g, members in enumerate(
+        ([0, 1, 2], [3, 29], [10, 11, 12, 13, 14, 15], [30, 31], [42, 43, 44], [5, 35]), 1
+    ):  # the last one mixes labels a and b
         for i in members:
             groups[i] = g
     fractions = (0.6, 0.2, 0.2)
@@ -480,12 +514,16 @@ def test_ingest_groups_a_resized_copy_and_stores_the_hash(tmp_path):
         for s in seeds:
             save(painting(s), tmp_path / label / f"{s}.png")
     resized_jpeg(painting(2), tmp_path / "Anna" / "2-small.jpg")
-    resized_jpeg(painting(9), tmp_path / "Anna" / "9-small.jpg", 0.4)  # a copy under another label: grouped, not skipped
+    resized_jpeg(
+        painting(9), tmp_path / "Anna" / "9-small.jpg", 0.4
+    )  # a copy under another label: grouped, not skipped
     out = ingest(tmp_path)
     assert len(out.images) == 18 and out.skipped == [] and out.near_dup_bits == 8
     groups = [[(im.path, im.label) for im in g] for g in out.groups()]
-    assert groups == [[("Anna/2-small.jpg", "Anna"), ("Anna/2.png", "Anna")],
-                      [("Anna/9-small.jpg", "Anna"), ("Bert/9.png", "Bert")]]
+    assert groups == [
+        [("Anna/2-small.jpg", "Anna"), ("Anna/2.png", "Anna")],
+        [("Anna/9-small.jpg", "Anna"), ("Bert/9.png", "Bert")],
+    ]
     copy = next(im for im in out.images if im.path == "Anna/2-small.jpg")
     assert copy.stored_attrs() == {"phash": copy.phash, "near_dup_group": 1}
     split = stratified_split([im.label for im in out.images], (0.5, 0.25, 0.25), 0, [im.group for im in out.images])

@@ -42,8 +42,9 @@ def test_more_paintings_keep_the_first_ones(tmp_path):
     names = write_synthetic(tmp_path / "few", artists=2, per_artist=2, seed=1, size=24)
     write_synthetic(tmp_path / "many", artists=2, per_artist=5, seed=1, size=24)
     for n in names:
-        assert [f.read_bytes() for f in files_of(tmp_path / "few", n)] == \
-               [f.read_bytes() for f in files_of(tmp_path / "many", n)[:2]]
+        assert [f.read_bytes() for f in files_of(tmp_path / "few", n)] == [
+            f.read_bytes() for f in files_of(tmp_path / "many", n)[:2]
+        ]
 
 
 def test_sizes_and_aspect_ratios_vary_around_size(tmp_path):
@@ -78,8 +79,10 @@ def test_artists_differ_in_colour_and_are_told_apart_at_32px(tmp_path):
 
 def test_within_an_artist_paintings_differ(tmp_path):
     (name, _) = write_synthetic(tmp_path, artists=2, per_artist=3, seed=0, size=32)
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((32, 32)), dtype=np.float32) for f in files_of(tmp_path, name)]
-    assert min(np.abs(a - b).mean() for i, a in enumerate(arrays) for b in arrays[i + 1:]) > 3
+    arrays = [
+        np.asarray(Image.open(f).convert("RGB").resize((32, 32)), dtype=np.float32) for f in files_of(tmp_path, name)
+    ]
+    assert min(np.abs(a - b).mean() for i, a in enumerate(arrays) for b in arrays[i + 1 :]) > 3
 
 
 def test_fast_enough_for_the_demo(tmp_path):
@@ -88,11 +91,14 @@ def test_fast_enough_for_the_demo(tmp_path):
     assert time.perf_counter() - t0 < 10  # ~0.5 s here; per-pixel Python loops would take minutes
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(artists=1, per_artist=2), "--artists"),
-    (dict(artists=2, per_artist=0), "--per-artist"),
-    (dict(artists=2, per_artist=2, size=15), "--size"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(artists=1, per_artist=2), "--artists"),
+        (dict(artists=2, per_artist=0), "--per-artist"),
+        (dict(artists=2, per_artist=2, size=15), "--size"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(ConfigError, match=match):
         write_synthetic(tmp_path, **kwargs)

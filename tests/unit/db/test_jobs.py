@@ -115,3 +115,108 @@ def test_a_dependant_cannot_be_claimed_before_its_dependency_succeeded(sessions)
         assert jobs.finish(s, c, "succeeded")
     with sessions.begin() as s:
         assert jobs.claim(s, cell_id, "w1", lease_seconds=60) is not None
+
+
+def job_in(sessions, status: str) -> tuple[str, jobs.Claim | None]:
+    """A job brought to ``status`` the way workers do it; its claim when one was taken."""
+    job = new_job(sessions)
+    if status == "queued":
+        return job, None
+    with sessions.begin() as s:
+        claim = jobs.claim(s, job, "w1", lease_seconds=60)
+        if status == "cancelled":
+            assert jobs.cancel(s, [job]) == [job]
+        elif status != "running":
+            assert jobs.finish(s, claim, status, "boom" if status == "failed" else None)
+    return job, claim
+
+
+def row(sessions, job_id: str) -> Job:
+    with sessions() as s:
+        return s.get(Job, job_id)
+
+
+def test_cancel_moves_only_queued_and_running_jobs(sessions):
+    made = {status: job_in(sessions, status) for status in ("queued", "running", "succeeded", "failed")}
+    with sessions.begin() as s:
+        changed = jobs.cancel(s, [job for job, _ in made.values()])
+    assert sorted(changed) == sorted([made["queued"][0], made["running"][0]])
+    for status in ("queued", "running"):
+        r = row(sessions, made[status][0])
+        assert (r.status, r.error) == ("cancelled", "cancelled by user") and r.finished_at is not None
+    assert row(sessions, made["succeeded"][0]).error is None
+    assert (row(sessions, made["failed"][0]).status, row(sessions, made["failed"][0]).error) == ("failed", "boom")
+
+
+def test_a_cancel_after_finish_changes_nothing_and_a_finish_after_cancel_is_refused(sessions):
+    done, _ = job_in(sessions, "succeeded")
+    running, claim = job_in(sessions, "running")
+    with sessions.begin() as s:
+        assert jobs.cancel(s, [done]) == []
+        assert jobs.cancel(s, [running]) == [running]
+        assert not jobs.finish(s, claim, "succeeded")
+        assert jobs.cancel(s, [running]) == []  # already cancelled: nothing moves twice
+    assert row(sessions, done).status == "succeeded" and row(sessions, done).progress == 1.0
+    assert row(sessions, running).status == "cancelled"
+
+
+def test_retry_requeues_only_failed_and_cancelled_jobs_with_fresh_attempts(sessions):
+    made = {status: job_in(sessions, status) for status in ("failed", "cancelled", "succeeded", "running", "queued")}
+    with sessions.begin() as s:
+        loaded = s.get(Job, made["failed"][0])  # a row the caller already holds follows the update
+        changed = jobs.retry(s, [job for job, _ in made.values()])
+        assert (loaded.status, loaded.attempts) == ("queued", 0)
+    assert sorted(changed) == sorted([made["failed"][0], made["cancelled"][0]])
+    for status in ("failed", "cancelled"):
+        r = row(sessions, made[status][0])
+        assert (r.status, r.attempts, r.error, r.finished_at, r.lease_token) == ("queued", 0, None, None, None)
+    running = row(sessions, made["running"][0])
+    assert (running.status, running.lease_token) == ("running", made["running"][1].token)
+    assert row(sessions, made["succeeded"][0]).status == "succeeded"
+    with sessions.begin() as s:
+        assert jobs.retry(s, changed) == []  # queued now: a second retry moves nothing
+
+
+def test_cancel_and_retry_handle_more_ids_than_one_in_list(sessions):
+    with sessions.begin() as s:
+        many = [jobs.create_job(s, "train", {"i": i}).id for i in range(1200)]
+    with sessions.begin() as s:
+        assert sorted(jobs.cancel(s, many)) == sorted(many)
+    with sessions.begin() as s:
+        assert sorted(jobs.retry(s, many)) == sorted(many)
+
+
+def test_fail_waiting_fails_only_queued_dependants(sessions):
+    features, other = new_job(sessions), new_job(sessions)
+    with sessions.begin() as s:
+        waiting, cancelled, elsewhere = (jobs.create_job(s, "train", {"cell": i}) for i in range(3))
+        waiting.depends_on = cancelled.depends_on = features
+        elsewhere.depends_on = other
+        ids = waiting.id, cancelled.id, elsewhere.id
+    with sessions.begin() as s:
+        jobs.cancel(s, [ids[1]])
+    with sessions.begin() as s:
+        assert jobs.fail_waiting(s, features, "needs features job failed") == [ids[0]]
+        assert jobs.fail_waiting(s, features, "again") == []
+    r = row(sessions, ids[0])
+    assert (r.status, r.error) == ("failed", "needs features job failed") and r.finished_at is not None
+    assert row(sessions, ids[1]).status == "cancelled" and row(sessions, ids[2]).status == "queued"
+
+
+def test_expire_leases_leaves_cancelled_and_reclaimed_jobs_alone(sessions):
+    t = utcnow()
+    cancelled, reclaimed, lost = new_job(sessions), new_job(sessions), new_job(sessions)
+    with sessions.begin() as s:
+        for job in (cancelled, reclaimed, lost):
+            jobs.claim(s, job, "w1", lease_seconds=5, now=t)
+        jobs.cancel(s, [cancelled])
+        # Another worker took over the silent job just before the reaper came: its lease is fresh.
+        assert jobs.claim(s, reclaimed, "w2", lease_seconds=5, now=t + timedelta(seconds=30)) is not None
+    with sessions.begin() as s:
+        held = s.get(Job, lost)  # already in the session, stale: the returned row must be current
+        requeued = jobs.expire_leases(s, lease_seconds=5, now=t + timedelta(seconds=31))
+        assert requeued == [held] and (held.status, held.lease_token) == ("queued", None)
+    assert row(sessions, cancelled).status == "cancelled" and row(sessions, cancelled).error == "cancelled by user"
+    assert (row(sessions, reclaimed).status, row(sessions, reclaimed).worker) == ("running", "w2")
+    with sessions.begin() as s:
+        assert jobs.expire_leases(s, lease_seconds=5, now=t + timedelta(seconds=31)) == []  # nothing expires twice

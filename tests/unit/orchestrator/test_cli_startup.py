@@ -20,8 +20,8 @@ def helps(group, path):
         helps(command, [*path, name])
 
 helps(cli, [])
-print(" ".join(m for m in %r if m in sys.modules))
-""" % (HEAVY,)
+print(" ".join(m for m in HEAVY if m in sys.modules))
+""".replace("HEAVY", repr(HEAVY))
 
 
 def test_importing_the_cli_and_every_help_page_loads_no_heavy_library():

@@ -1,14 +1,12 @@
-import hashlib
 import itertools
-import random
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, params_hash, parse_values
 from core.errors import ConfigError
+from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
 
 
 def format_ints(values: list[int]) -> str:
@@ -61,38 +59,41 @@ def test_duplicates_removed_keeping_first_order():
     assert parse_values("x", "0:2:8,0:4:8", int) == [0, 2, 4, 6, 8]
 
 
-@pytest.mark.parametrize("text,kind,match", [
-    ("128:0:512", int, r"--opt: step must be positive in '128:0:512'"),
-    ("128:-64:512", int, "--opt: step must be positive"),
-    ("0.1:0:0.5", float, "--opt: step must be positive"),
-    ("512:64:128", int, r"--opt: start is after stop in '512:64:128'"),
-    ("0.5:0.1:0.1", float, "--opt: start is after stop"),
-    ("abc", float, "--opt: 'abc' is not a number"),
-    ("1,two", int, "--opt: 'two' is not an integer"),
-    ("1.5", int, "--opt: '1.5' is not an integer"),
-    ("1:x:5", int, "--opt: 'x' is not an integer"),
-    ("1,,2", int, "--opt: empty item"),
-    ("1,2,", int, "--opt: empty item"),
-    (",", str, "--opt: empty item"),
-    ("", int, "--opt: no values"),
-    ("   ", str, "--opt: no values"),
-    ("a:b:c", str, "--opt: ranges need numbers"),
-    ("gap,1:1:3", str, "--opt: ranges need numbers"),
-    ("nan", float, "--opt: 'nan' is not a finite number"),
-    ("inf", float, "not a finite number"),
-    ("-Infinity", float, "not a finite number"),
-    ("1e999", float, "not a finite number"),
-    ("0:nan:1", float, "not a finite number"),
-    ("0:1:inf", float, "not a finite number"),
-    ("nan", int, "not an integer"),
-    ("1:2", int, "not start:step:stop"),
-    ("1:2:3:4", int, "not start:step:stop"),
-    ("1::3", int, "empty part in range"),
-    ("0:1:100000000", int, "more than 1000000"),
-    ("1:1e-12:2", float, "step is too small"),
-    ("0:1e-3:1e4", float, "more than 1000000 values"),
-    ("-1e308:1e300:1e308", float, "more than 1000000 values"),
-])
+@pytest.mark.parametrize(
+    "text,kind,match",
+    [
+        ("128:0:512", int, r"--opt: step must be positive in '128:0:512'"),
+        ("128:-64:512", int, "--opt: step must be positive"),
+        ("0.1:0:0.5", float, "--opt: step must be positive"),
+        ("512:64:128", int, r"--opt: start is after stop in '512:64:128'"),
+        ("0.5:0.1:0.1", float, "--opt: start is after stop"),
+        ("abc", float, "--opt: 'abc' is not a number"),
+        ("1,two", int, "--opt: 'two' is not an integer"),
+        ("1.5", int, "--opt: '1.5' is not an integer"),
+        ("1:x:5", int, "--opt: 'x' is not an integer"),
+        ("1,,2", int, "--opt: empty item"),
+        ("1,2,", int, "--opt: empty item"),
+        (",", str, "--opt: empty item"),
+        ("", int, "--opt: no values"),
+        ("   ", str, "--opt: no values"),
+        ("a:b:c", str, "--opt: ranges need numbers"),
+        ("gap,1:1:3", str, "--opt: ranges need numbers"),
+        ("nan", float, "--opt: 'nan' is not a finite number"),
+        ("inf", float, "not a finite number"),
+        ("-Infinity", float, "not a finite number"),
+        ("1e999", float, "not a finite number"),
+        ("0:nan:1", float, "not a finite number"),
+        ("0:1:inf", float, "not a finite number"),
+        ("nan", int, "not an integer"),
+        ("1:2", int, "not start:step:stop"),
+        ("1:2:3:4", int, "not start:step:stop"),
+        ("1::3", int, "empty part in range"),
+        ("0:1:100000000", int, "more than 1000000"),
+        ("1:1e-12:2", float, "step is too small"),
+        ("0:1e-3:1e4", float, "more than 1000000 values"),
+        ("-1e308:1e300:1e308", float, "more than 1000000 values"),
+    ],
+)
 def test_errors(text, kind, match):
     with pytest.raises(ConfigError, match=match):
         parse_values("opt", text, kind)
@@ -121,8 +122,10 @@ def test_max_cells_and_empty():
 def test_expand_order():
     cells = expand({"head": ["gap", "spp"], "dense1": [128, 192], "lr": [1e-4]})
     assert cells == [
-        {"head": "gap", "dense1": 128, "lr": 1e-4}, {"head": "gap", "dense1": 192, "lr": 1e-4},
-        {"head": "spp", "dense1": 128, "lr": 1e-4}, {"head": "spp", "dense1": 192, "lr": 1e-4},
+        {"head": "gap", "dense1": 128, "lr": 1e-4},
+        {"head": "gap", "dense1": 192, "lr": 1e-4},
+        {"head": "spp", "dense1": 128, "lr": 1e-4},
+        {"head": "spp", "dense1": 192, "lr": 1e-4},
     ]
     assert expand({}) == [{}] and count({}) == 1
 
@@ -131,28 +134,6 @@ def test_the_resnet50_study_grid():
     axes = {"dense1": parse_values("dense1", "128:64:512", int), "dense2": parse_values("dense2", "32:32:256", int)}
     assert count(axes) == 7 * 8 == len(expand(axes))
     check_max_cells(count(axes))
-
-
-def test_params_hash_canonical_form():
-    assert params_hash({}) == hashlib.sha256(b"{}").hexdigest()
-    expected = hashlib.sha256(b'{"a":[0.5,"x",null,true],"b":{"c":1,"d":0.0001}}').hexdigest()
-    assert params_hash({"b": {"d": 1e-4, "c": 1.0}, "a": (0.5, "x", None, True)}) == expected
-
-
-def test_params_hash_normalises_numbers():
-    assert params_hash({"lr": 1e-4}) == params_hash({"lr": 0.0001})
-    assert params_hash({"epochs": 1}) == params_hash({"epochs": 1.0})
-    assert params_hash({"x": 0.1 + 0.2}) == params_hash({"x": 0.3})
-    assert params_hash({"x": -0.0}) == params_hash({"x": 0})
-    assert params_hash({"lr": 1e-4}) != params_hash({"lr": 1e-3})
-    assert params_hash({"flag": True}) != params_hash({"flag": 1})
-    assert params_hash({"x": "1"}) != params_hash({"x": 1})
-    with pytest.raises(ConfigError, match="finite"):
-        params_hash({"lr": float("nan")})
-    with pytest.raises(TypeError):
-        params_hash({"path": object()})
-    with pytest.raises(TypeError):
-        params_hash({1: "a"})
 
 
 # --- properties ------------------------------------------------------------------------------------------------
@@ -169,7 +150,7 @@ def test_int_range_properties(start, step, span):
     assert len(values) == span // step + 1
 
 
-@given(st.integers(-10**6, 10**6), st.integers(1, 10**4), st.integers(0, 60), st.data(), st.integers(0, 8))
+@given(st.integers(-(10**6), 10**6), st.integers(1, 10**4), st.integers(0, 60), st.data(), st.integers(0, 8))
 def test_float_range_properties(a, j, m, data, d):
     """start = a * 10^-d, step = j * 10^-d, stop = start + m * step + r * 10^-d with 0 <= r < j (r = 0: on the grid)."""
     r = data.draw(st.integers(0, j - 1))
@@ -184,7 +165,7 @@ def test_float_range_properties(a, j, m, data, d):
     assert all(g == pytest.approx(float(step), rel=1e-9, abs=1e-12) for g in gaps)
 
 
-@given(st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=30, unique=True))
+@given(st.lists(st.integers(-(10**6), 10**6), min_size=1, max_size=30, unique=True))
 def test_int_lists_round_trip(xs):
     assert parse_values("x", ",".join(map(str, xs)), int) == xs
     assert parse_values("x", format_ints(xs), int) == xs
@@ -203,9 +184,14 @@ def test_float_lists_round_trip(xs):
 
 axes_strategy = st.dictionaries(
     st.text("abcdefgh_", min_size=1, max_size=6),
-    st.lists(st.one_of(st.integers(-9, 9), st.sampled_from(["gap", "spp"]), st.floats(0, 1, allow_nan=False)),
-             min_size=1, max_size=4, unique_by=repr),
-    min_size=1, max_size=4,
+    st.lists(
+        st.one_of(st.integers(-9, 9), st.sampled_from(["gap", "spp"]), st.floats(0, 1, allow_nan=False)),
+        min_size=1,
+        max_size=4,
+        unique_by=repr,
+    ),
+    min_size=1,
+    max_size=4,
 )
 
 
@@ -228,34 +214,3 @@ def test_count_never_materialises(sizes):
     assert count(huge) == 10**12
     with pytest.raises(ConfigError, match="more than --max-cells"):
         check_max_cells(count(huge))
-
-
-names = st.text("abcxyz_0é", max_size=6)
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**9, 10**9),
-                         st.floats(-1e9, 1e9, allow_nan=False), names)
-json_values = st.recursive(json_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                                 st.dictionaries(names, inner, max_size=4)),
-                           max_leaves=10)
-
-
-@given(st.dictionaries(names, json_values, max_size=8), st.randoms(use_true_random=False))
-def test_params_hash_ignores_key_order(params, rnd: random.Random):
-    def shuffled(value):
-        if isinstance(value, dict):
-            items = list(value.items())
-            rnd.shuffle(items)
-            return {k: shuffled(v) for k, v in items}
-        if isinstance(value, list):
-            return [shuffled(v) for v in value]
-        return value
-
-    h = params_hash(params)
-    assert h == params_hash(shuffled(params))
-    assert len(h) == 64 and int(h, 16) >= 0
-
-
-@given(st.integers(-10**6, 10**6), st.integers(1, 12))
-def test_params_hash_equal_numbers_hash_equal(mantissa, exp):
-    scientific = float(f"{mantissa}e-{exp}")
-    plain = float(format(Decimal(mantissa).scaleb(-exp), "f"))
-    assert params_hash({"lr": scientific, "n": mantissa}) == params_hash({"n": float(mantissa), "lr": plain})

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.stats import OUTCOMES, Z95, chance_levels, cluster_bootstrap, three_way_split, wilson_interval
 from core.errors import ConfigError
+from orchestrator.stats import OUTCOMES, Z95, chance_levels, cluster_bootstrap, three_way_split, wilson_interval
 
 
 def score_bounds(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -21,14 +21,17 @@ def score_bounds(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return float((-b - Fraction(root)) / (2 * a)), float((-b + Fraction(root)) / (2 * a))
 
 
-@pytest.mark.parametrize("k,n,expected", [
-    # Newcombe (1998), "Two-sided confidence intervals for the single proportion: comparison of seven
-    # methods", Stat Med 17:857-872, Table I, method 3 (score interval without continuity correction).
-    (81, 263, (0.2553, 0.3662)),
-    (15, 148, (0.0624, 0.1605)),
-    (0, 20, (0.0, 0.1611)),
-    (1, 29, (0.0061, 0.1718)),
-])
+@pytest.mark.parametrize(
+    "k,n,expected",
+    [
+        # Newcombe (1998), "Two-sided confidence intervals for the single proportion: comparison of seven
+        # methods", Stat Med 17:857-872, Table I, method 3 (score interval without continuity correction).
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+    ],
+)
 def test_published_values(k, n, expected):
     lo, hi = wilson_interval(k, n)
     assert (round(lo, 4), round(hi, 4)) == expected
@@ -41,7 +44,7 @@ def test_matches_the_roots_of_the_score_equation(k, n):
 
 def test_textbook_small_samples():
     # Closed forms at the edges: 0/n gives (0, z^2/(n+z^2)), n/n gives (n/(n+z^2), 1); 5/10 is symmetric about 1/2.
-    z2 = Z95 ** 2
+    z2 = Z95**2
     assert wilson_interval(0, 10) == (0.0, pytest.approx(z2 / (10 + z2)))
     assert wilson_interval(10, 10) == (pytest.approx(10 / (10 + z2)), 1.0)
     lo, hi = wilson_interval(5, 10)
@@ -61,16 +64,19 @@ def test_other_z():
     assert lo < lo1 < hi1 < hi
 
 
-@pytest.mark.parametrize("args,error,match", [
-    ((5, 3), ConfigError, "cannot exceed"),
-    ((-1, 3), ConfigError, "successes must not be negative"),
-    ((0, -1), ConfigError, "n must not be negative"),
-    ((1.0, 3), TypeError, "successes must be an int"),
-    ((1, 3.5), TypeError, "n must be an int"),
-    ((True, 3), TypeError, "successes must be an int"),
-    ((1, 3, 0.0), ConfigError, "z must be a positive"),
-    ((1, 3, float("nan")), ConfigError, "z must be a positive"),
-])
+@pytest.mark.parametrize(
+    "args,error,match",
+    [
+        ((5, 3), ConfigError, "cannot exceed"),
+        ((-1, 3), ConfigError, "successes must not be negative"),
+        ((0, -1), ConfigError, "n must not be negative"),
+        ((1.0, 3), TypeError, "successes must be an int"),
+        ((1, 3.5), TypeError, "n must be an int"),
+        ((True, 3), TypeError, "successes must be an int"),
+        ((1, 3, 0.0), ConfigError, "z must be a positive"),
+        ((1, 3, float("nan")), ConfigError, "z must be a positive"),
+    ],
+)
 def test_bad_input(args, error, match):
     with pytest.raises(error, match=match):
         wilson_interval(*args)
@@ -96,15 +102,20 @@ def test_bounds_solve_the_score_equation(n, data):
     k = data.draw(st.integers(0, n))
     p_hat = k / n
     for p in wilson_interval(k, n):
-        assert (p_hat - p) ** 2 == pytest.approx(Z95 ** 2 * p * (1 - p) / n, abs=1e-12)
+        assert (p_hat - p) ** 2 == pytest.approx(Z95**2 * p * (1 - p) / n, abs=1e-12)
 
 
 def test_three_way_split():
     split = three_way_split({"content": 81, "style": 150, "other": 32})
     assert list(split) == list(OUTCOMES)
-    assert split["content"] == {"count": 81, "n": 263, "rate": 81 / 263,
-                                "low": pytest.approx(0.2553, abs=5e-5), "high": pytest.approx(0.3662, abs=5e-5)}
-    for outcome, row in split.items():
+    assert split["content"] == {
+        "count": 81,
+        "n": 263,
+        "rate": 81 / 263,
+        "low": pytest.approx(0.2553, abs=5e-5),
+        "high": pytest.approx(0.3662, abs=5e-5),
+    }
+    for row in split.values():
         assert (row["low"], row["high"]) == wilson_interval(row["count"], 263)
         assert row["low"] <= row["rate"] <= row["high"]
     assert sum(row["rate"] for row in split.values()) == pytest.approx(1.0)
@@ -117,12 +128,15 @@ def test_three_way_split_missing_outcomes_count_zero_and_empty_is_unknown():
     assert all((row["rate"], row["low"], row["high"], row["n"]) == (0.0, 0.0, 1.0, 0) for row in empty.values())
 
 
-@pytest.mark.parametrize("counts,error,match", [
-    ({"content": 1, "painter": 2}, ConfigError, "unknown outcome.*'painter'"),
-    ({"content": -1}, ConfigError, "must not be negative"),
-    ({"style": 2.0}, TypeError, "must be an int"),
-    ([("content", 1)], TypeError, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "counts,error,match",
+    [
+        ({"content": 1, "painter": 2}, ConfigError, "unknown outcome.*'painter'"),
+        ({"content": -1}, ConfigError, "must not be negative"),
+        ({"style": 2.0}, TypeError, "must be an int"),
+        ([("content", 1)], TypeError, "must be a dict"),
+    ],
+)
 def test_three_way_split_bad_input(counts, error, match):
     with pytest.raises(error, match=match):
         three_way_split(counts)
@@ -140,6 +154,7 @@ def test_three_way_split_properties(counts):
 
 
 # ---------------------------------------------------------------------------- design-respecting intervals
+
 
 def test_chance_levels():
     assert chance_levels(10) == {"content": 0.1, "style": 0.1, "other": 0.8}

@@ -1,7 +1,11 @@
-"""Job params are checked before a worker acts on them; artifacts stay under their root; OOM halves the batch."""
+"""Job params are checked before a worker acts on them; artifacts stay under their root; OOM halves the batch.
+
+The params checked are the ones the real builders (core.params) write, for every kind of job.
+"""
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,72 +13,173 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.artifacts import artifact_path
-from worker.lifecycle import Resubmit
+from core import params as build
+from core.artifacts import artifact_path, features_path
 from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
+from core.weights import RANDOM_RECORD, WeightsRecord
+from db.jobs import params_hash
+from worker.lifecycle import Resubmit
 from worker.oom import halve_batch, simulated_oom
 from worker.payload import check_params
 
 HASH = "ab" * 32
 ARTIFACTS = Path("/tmp/atelier-artifacts-test")  # never created: only where paths may point matters
+IMAGENET = WeightsRecord("imagenet", HASH, f"weights/resnet18/{HASH}.safetensors")
+WEIGHTS = IMAGENET.to_json()
+CFG = TrainConfig(arch="resnet18", num_classes=3, image_size=32, dense=(16,))
+CELL = replace(CFG, mode="feature-extract", augment="keras", views=4, features_seed=0, lr=1e-3)
+STYLE = StyleConfig(size=32, steps=2)
+PAIR = {"content": 1, "style": 2, "style_weight": 1e5, "seed": 0, "hash": HASH}
 
 
 def train_params(**config):
-    cfg = TrainConfig(arch="resnet18", num_classes=3, image_size=32, dense=(16,), **config).to_json()
-    return {"dataset": "d", "dataset_id": 1, "arch": "resnet18", "config": cfg, "run_id": 7, "cell": 0}
+    return build.train_params("d", 1, replace(CFG, **config), RANDOM_RECORD)
+
+
+def features_params(cfg=CELL, weights=RANDOM_RECORD):
+    return build.features_params(1, cfg, weights, params_hash)
+
+
+def spec(style=STYLE, vgg=RANDOM_RECORD):
+    return build.batch_spec(
+        "d", 1, style, [0.0, 1e5], vgg, None, {"pairs": "cross-artist", "per_cell": 1, "split": "test"}
+    )
 
 
 def stylize_params(**overrides):
-    return {"batch_id": "abc123", "classifier_run_id": 1, "style": vars(StyleConfig(size=32, steps=2)),
-            "vgg_weights": None, "pairs": [{"content": 1, "style": 2, "style_weight": 1e5, "seed": 0, "hash": HASH}],
-            "device_batch": 4, "dataset": "d", "chunk": 0, **overrides}
+    return {**build.stylize_params("abc123", spec(), [PAIR], 0, 4), **overrides}
 
 
-WEIGHTS = {"name": "imagenet", "sha256": HASH, "path": f"weights/resnet18/{HASH}.safetensors"}
-FEATURES = {"dataset_id": 1, "arch": "resnet18", "image_size": 32, "augment": "none", "views": 1, "weights": None,
-            "seed": 0, "output": "features/x.safetensors"}
+FEATURES = features_params()
+# Every kind of job as the CLI and the worker's follow-ups write it.
+BUILT = {
+    "train": ("train", build.train_params("d", 1, CFG, IMAGENET)),
+    "train, random init": ("train", train_params()),
+    "grid cell, fine-tune": ("train", build.cell_params("d", 1, replace(CFG, lr=1e-3), IMAGENET, 3)),
+    "grid cell, feature-extract": ("train", build.cell_params("d", 1, CELL, IMAGENET, 0, FEATURES["output"])),
+    "features": ("features", FEATURES),
+    "features, imagenet": ("features", features_params(weights=IMAGENET)),
+    "fine-tune follow-up": ("train", build.finetune_params("d", 1, CELL, 0, "runs/5/best.safetensors", 0.1, IMAGENET)),
+    "fine-tune follow-up of an old cell": (
+        "train",
+        build.finetune_params("d", 1, CELL, 0, "runs/5/best.safetensors", 0.1, None),
+    ),
+    "stylize chunk": ("stylize", stylize_params()),
+    "stylize chunk, imagenet vgg": ("stylize", build.stylize_params("b", spec(vgg=IMAGENET), [PAIR] * 2, 7, 16)),
+}
 
 
-def test_the_params_the_cli_writes_pass(tmp_path):
-    check_params("train", train_params(), tmp_path)
-    check_params("train", {**train_params(), "features": "features/f.safetensors"}, tmp_path)
-    check_params("stylize", stylize_params(), tmp_path)
-    check_params("features", FEATURES, tmp_path)
-    check_params("train", {**train_params(weights="imagenet"), "weights": WEIGHTS}, tmp_path)
-    check_params("features", {**FEATURES, "weights": WEIGHTS}, tmp_path)
-    check_params("train", {**train_params(weights="random"), "weights": {"name": "random", "sha256": None, "path": None}},
-                 tmp_path)
-    # A JSON round trip (what the store does) changes nothing.
-    check_params("train", json.loads(json.dumps(train_params())), tmp_path)
+@pytest.mark.parametrize("what", BUILT)
+def test_the_params_the_builders_write_pass(tmp_path, what):
+    kind, params = BUILT[what]
+    check_params(kind, params, tmp_path)
+    # A JSON round trip (what the store does) changes nothing, the params' hash included.
+    stored = json.loads(json.dumps(params))
+    check_params(kind, stored, tmp_path)
+    assert params_hash(kind, stored) == params_hash(kind, params)
+    assert "run_id" not in params  # a train job's run is the row whose runs.job_id names it
 
 
-@pytest.mark.parametrize("kind,params,fragment", [
-    ("train", [], "[] is not of type 'object'"),
-    ("train", {"dataset_id": 1, "run_id": 1}, "'config' is a required property"),
-    ("train", {**train_params(), "config": {**train_params()["config"], "epochs": "ten"}}, "config.epochs: 'ten' is not of type 'integer'"),
-    ("train", {**train_params(), "config": {**train_params()["config"], "epochs": 10**12}}, "config.epochs"),
-    ("train", {**train_params(), "config": {**train_params()["config"], "image_size": 10**9}}, "config.image_size"),
-    ("train", {**train_params(), "config": {**train_params()["config"], "dense": [16, -1]}}, "config.dense.1"),
-    ("train", {**train_params(), "config": {**train_params()["config"], "colour": "red"}}, "'colour' was unexpected"),
-    ("train", {**train_params(), "dataset_id": 2**40}, "dataset_id"),
-    ("train", {**train_params(), "dataset_id": True}, "dataset_id"),
-    ("train", {**train_params(), "features": "../../etc/passwd"}, "leaves the artifacts root"),
-    ("train", {**train_params(), "init_head": "/etc/passwd"}, "is absolute"),
-    ("train", {**train_params(), "features": "a\x00b"}, "NUL"),
-    ("features", {**FEATURES, "views": 10**6}, "views"),
-    ("train", {**train_params(), "weights": {**WEIGHTS, "path": "../../etc/passwd"}}, "leaves the artifacts root"),
-    ("features", {**FEATURES, "weights": {**WEIGHTS, "path": "/etc/passwd"}}, "is absolute"),
-    ("train", {**train_params(), "weights": {**WEIGHTS, "sha256": "x"}}, "weights"),
-    ("features", {**FEATURES, "weights": "imagenet"}, "weights"),
-    ("features", {**FEATURES, "output": "../x"}, "leaves the artifacts root"),
-    ("stylize", stylize_params(batch_id="../../x"), "batch_id"),
-    ("stylize", stylize_params(pairs=[]), "pairs"),
-    ("stylize", stylize_params(pairs=[{"content": 1}]), "pairs.0"),
-    ("stylize", stylize_params(device_batch=0), "device_batch"),
-    ("stylize", stylize_params(style={**vars(StyleConfig()), "steps": 10**9}), "style.steps"),
-    ("paint", {}, "unknown job kind 'paint'"),
-])
+def test_train_params_round_trip():
+    params = build.train_params("d", 1, replace(CFG, weights="imagenet"), IMAGENET)
+    assert TrainConfig.from_json(params["config"]) == replace(CFG, weights="imagenet")
+    assert WeightsRecord.from_json(params["weights"]) == IMAGENET
+    assert (params["dataset"], params["dataset_id"], params["arch"]) == ("d", 1, "resnet18")
+    # The config names the weights its record holds, whatever spec the caller wrote ("imagenet", a file path).
+    assert build.train_params("d", 1, replace(CFG, weights="/tmp/w.pt"), IMAGENET)["config"]["weights"] == "imagenet"
+    assert TrainConfig.from_json(train_params()["config"]).weights == "random"
+
+
+def test_cell_params_round_trip():
+    params = build.cell_params("d", 1, CELL, RANDOM_RECORD, 12, FEATURES["output"])
+    assert TrainConfig.from_json(params["config"]) == replace(CELL, weights="random")
+    assert (params["cell"], params["features"]) == (12, FEATURES["output"])
+    assert "features" not in build.cell_params("d", 1, CFG, RANDOM_RECORD, 0)
+    # Equal cells are the same job, by hash: how a finished cell is found again.
+    again = build.cell_params("d", 1, replace(CELL, lr=0.001, weight_decay=0), RANDOM_RECORD, 12, FEATURES["output"])
+    assert params_hash("train", again) == params_hash("train", params)
+
+
+def test_features_params_name_their_output_by_what_the_maps_depend_on():
+    key = {k: v for k, v in FEATURES.items() if k != "output"}
+    assert FEATURES["output"] == features_path(params_hash("features", key)).as_posix()
+    assert (key["image_size"], key["augment"], key["views"], key["seed"]) == (32, "keras", 4, 0)
+    assert WeightsRecord.from_json(key["weights"]) == RANDOM_RECORD
+    # Cells that differ only in their head share one features job; another view count needs its own.
+    assert features_params(replace(CELL, lr=0.5, dropout=0.1, dense=())) == FEATURES
+    assert features_params(replace(CELL, views=2))["output"] != FEATURES["output"]
+    assert features_params(weights=IMAGENET)["output"] != FEATURES["output"]
+
+
+def test_finetune_params_round_trip():
+    params = build.finetune_params(
+        "d", 1, replace(CELL, weights="imagenet"), 4, "runs/5/best.safetensors", 0.1, IMAGENET
+    )
+    cfg = TrainConfig.from_json(params["config"])
+    # End to end on images, at the cell's lr x the scale, without stored feature views.
+    assert cfg.lr == pytest.approx(1e-4)
+    assert replace(cfg, lr=CELL.lr) == replace(CELL, weights="imagenet", mode="fine-tune", views=1, features_seed=0)
+    assert (params["init_head"], params["cell"]) == ("runs/5/best.safetensors", 4)
+    assert WeightsRecord.from_json(params["weights"]) == IMAGENET
+    assert "weights" not in build.finetune_params("d", 1, CELL, 4, "h.safetensors", 0.1, None)
+
+
+def test_stylize_params_round_trip():
+    params = stylize_params()
+    assert StyleConfig(**params["style"]) == STYLE
+    assert WeightsRecord.from_json(params["vgg_weights"]) == RANDOM_RECORD
+    assert (
+        params["batch_id"],
+        params["classifier_run_id"],
+        params["pairs"],
+        params["chunk"],
+        params["device_batch"],
+    ) == ("abc123", 1, [PAIR], 0, 4)
+    assert spec()["style_weights"] == [0.0, 1e5] and spec()["pairs"] == "cross-artist"
+
+
+def test_rows_written_before_run_id_was_dropped_still_pass(tmp_path):
+    check_params("train", {**train_params(), "run_id": 7}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kind,params,fragment",
+    [
+        ("train", [], "[] is not of type 'object'"),
+        ("train", {"dataset_id": 1}, "'config' is a required property"),
+        (
+            "train",
+            {**train_params(), "config": {**train_params()["config"], "epochs": "ten"}},
+            "config.epochs: 'ten' is not of type 'integer'",
+        ),
+        ("train", {**train_params(), "config": {**train_params()["config"], "epochs": 10**12}}, "config.epochs"),
+        ("train", {**train_params(), "config": {**train_params()["config"], "image_size": 10**9}}, "config.image_size"),
+        ("train", {**train_params(), "config": {**train_params()["config"], "dense": [16, -1]}}, "config.dense.1"),
+        (
+            "train",
+            {**train_params(), "config": {**train_params()["config"], "colour": "red"}},
+            "'colour' was unexpected",
+        ),
+        ("train", {**train_params(), "dataset_id": 2**40}, "dataset_id"),
+        ("train", {**train_params(), "dataset_id": True}, "dataset_id"),
+        ("train", {**train_params(), "features": "../../etc/passwd"}, "leaves the artifacts root"),
+        ("train", {**train_params(), "init_head": "/etc/passwd"}, "is absolute"),
+        ("train", {**train_params(), "features": "a\x00b"}, "NUL"),
+        ("features", {**FEATURES, "views": 10**6}, "views"),
+        ("train", {**train_params(), "weights": {**WEIGHTS, "path": "../../etc/passwd"}}, "leaves the artifacts root"),
+        ("features", {**FEATURES, "weights": {**WEIGHTS, "path": "/etc/passwd"}}, "is absolute"),
+        ("train", {**train_params(), "weights": {**WEIGHTS, "sha256": "x"}}, "weights"),
+        ("features", {**FEATURES, "weights": "imagenet"}, "weights"),
+        ("features", {**FEATURES, "output": "../x"}, "leaves the artifacts root"),
+        ("stylize", stylize_params(batch_id="../../x"), "batch_id"),
+        ("stylize", stylize_params(pairs=[]), "pairs"),
+        ("stylize", stylize_params(pairs=[{"content": 1}]), "pairs.0"),
+        ("stylize", stylize_params(device_batch=0), "device_batch"),
+        ("stylize", stylize_params(style={**vars(StyleConfig()), "steps": 10**9}), "style.steps"),
+        ("paint", {}, "unknown job kind 'paint'"),
+    ],
+)
 def test_malformed_params_are_one_clear_line(tmp_path, kind, params, fragment):
     with pytest.raises(ConfigError) as err:
         check_params(kind, params, tmp_path)
@@ -89,9 +194,13 @@ def test_a_huge_value_does_not_become_a_huge_error(tmp_path):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=20))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+)
 def test_arbitrary_json_never_escapes_as_another_error(params):
     for kind in ("train", "features", "stylize"):
         try:

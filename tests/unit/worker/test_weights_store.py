@@ -11,16 +11,16 @@ import torchvision.models as tvm
 from safetensors.torch import load_file, save_file
 from sqlalchemy import func, select
 
+from core import weights as weights_store
+from core.config import IMAGENET_ARCHS, VGG_NAMES
+from core.errors import ConfigError
+from core.weights import RANDOM_RECORD, WeightsRecord
+from db import weights as registry
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Weights
-from core import weights as weights_store
-from db import weights as registry
-from core.config import IMAGENET_ARCHS, VGG_NAMES
-from core.errors import ConfigError
 from worker.ml.models import _alexnet_features, build_backbone, build_model
 from worker.ml.weights import Template
-from core.weights import RANDOM_RECORD, WeightsRecord
 from worker.weights_store import import_file, local_file, resolve
 
 
@@ -64,7 +64,9 @@ def test_records_round_trip_and_random_is_the_only_record_without_a_file():
     assert weights_store.default_spec("resnet18") == "imagenet" and weights_store.default_spec("vgg19") == "imagenet"
     assert weights_store.default_spec("baseline-cnn") == "random"
     assert weights_store.warns_random("resnet18", "random") and weights_store.warns_random("vgg16", None)
-    assert not weights_store.warns_random("baseline-cnn", "random") and not weights_store.warns_random("resnet18", "imagenet")
+    assert not weights_store.warns_random("baseline-cnn", "random") and not weights_store.warns_random(
+        "resnet18", "imagenet"
+    )
 
 
 def test_templates_name_torchvisions_keys():
@@ -89,7 +91,12 @@ def test_a_features_only_file_imports_and_is_kept_under_the_artifacts_root(store
     assert load_file(str(stored)).keys() == load_file(str(src)).keys()
     with sessions() as s:
         (row,) = s.scalars(select(Weights)).all()
-        assert (row.arch, row.name, row.features_only, row.source) == ("alexnet", "imagenet", True, f"imported from {src}")
+        assert (row.arch, row.name, row.features_only, row.source) == (
+            "alexnet",
+            "imagenet",
+            True,
+            f"imported from {src}",
+        )
 
     # The same tensors again (from a .pth this time) are the same file: one row, whatever it is called now.
     torch.save(load_file(str(src)), tmp_path / "again.pth")
@@ -99,22 +106,32 @@ def test_a_features_only_file_imports_and_is_kept_under_the_artifacts_root(store
     with sessions.begin() as s:
         assert resolve(s, artifacts, "alexnet", "imagenet", offline=True) == rec
         listed = registry.listing(s, artifacts)
-    assert [(r["arch"], r["name"], r["sha256"], r["present"]) for r in listed] == [("alexnet", "imagenet", rec.sha256, True)]
+    assert [(r["arch"], r["name"], r["sha256"], r["present"]) for r in listed] == [
+        ("alexnet", "imagenet", rec.sha256, True)
+    ]
 
 
 def test_a_file_of_another_architecture_is_refused_in_one_line(store, tmp_path):
     sessions, artifacts = store
     src = alexnet_features_file(tmp_path / "alexnet.safetensors")
-    for arch, match in (("vgg16", "does not fit vgg16: .* missing"), ("resnet18", "holds no resnet18 weights"),
-                        ("vgg19", "does not fit vgg19")):
+    for arch, match in (
+        ("vgg16", "does not fit vgg16: .* missing"),
+        ("resnet18", "holds no resnet18 weights"),
+        ("vgg19", "does not fit vgg19"),
+    ):
         with sessions.begin() as s, pytest.raises(ConfigError, match=match) as err:
             import_file(s, artifacts, src, arch)
         assert "\n" not in str(err.value)
     state = load_file(str(src))
-    save_file({**state, "features.3.weight": state["features.3.weight"][:10].contiguous()}, str(tmp_path / "shape.safetensors"))
+    save_file(
+        {**state, "features.3.weight": state["features.3.weight"][:10].contiguous()},
+        str(tmp_path / "shape.safetensors"),
+    )
     save_file({**state, "extra.weight": torch.zeros(2)}, str(tmp_path / "extra.safetensors"))
     with sessions.begin() as s:
-        with pytest.raises(ConfigError, match=r"'features.3.weight' has shape \(10, 64, 5, 5\), expected \(192, 64, 5, 5\)"):
+        with pytest.raises(
+            ConfigError, match=r"'features.3.weight' has shape \(10, 64, 5, 5\), expected \(192, 64, 5, 5\)"
+        ):
             import_file(s, artifacts, tmp_path / "shape.safetensors", "alexnet")
         with pytest.raises(ConfigError, match="1 tensors alexnet does not have, e.g. 'extra.weight'"):
             import_file(s, artifacts, tmp_path / "extra.safetensors", "alexnet")
@@ -162,7 +179,11 @@ def test_imagenet_offline_and_uncached_fails_with_one_line_naming_the_file(store
         with pytest.raises(ConfigError, match="no weights 'nope' for resnet18"):
             resolve(s, artifacts, "resnet18", "nope", offline=True)
     msg = str(err.value)
-    assert "\n" not in msg and "resnet18-f37072fd.pth" in msg and "atelier weights import resnet18-f37072fd.pth --arch resnet18" in msg
+    assert (
+        "\n" not in msg
+        and "resnet18-f37072fd.pth" in msg
+        and "atelier weights import resnet18-f37072fd.pth --arch resnet18" in msg
+    )
 
 
 def fake_torchvision_file(folder, monkeypatch, arch="alexnet", seed=0):
@@ -211,11 +232,18 @@ def test_online_it_is_torchvisions_download_and_a_failed_one_is_one_line(store, 
         return {}
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", fake_download)
-    with sessions.begin() as s, pytest.raises(ConfigError, match=r"cannot download alexnet's ImageNet weights .*`atelier weights import"):
+    with (
+        sessions.begin() as s,
+        pytest.raises(ConfigError, match=r"cannot download alexnet's ImageNet weights .*`atelier weights import"),
+    ):
         resolve(s, artifacts, "alexnet", "imagenet", offline=False)
     with sessions.begin() as s:
         rec = resolve(s, artifacts, "alexnet", "imagenet", offline=False)
-    assert rec.name == "imagenet" and calls[-1] == ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", True, True)
+    assert rec.name == "imagenet" and calls[-1] == (
+        "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        True,
+        True,
+    )
     with sessions.begin() as s, pytest.raises(ConfigError, match="offline"):  # offline never downloads
         resolve(s, artifacts, "vgg16", "imagenet", offline=True)
     assert len(calls) == 2

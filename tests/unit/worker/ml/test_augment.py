@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import PRESETS
+from core.errors import ConfigError
 from worker.ml.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -20,7 +21,6 @@ from worker.ml.augment import (
     to_float_normalised,
     warp,
 )
-from core.errors import ConfigError
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -80,8 +80,11 @@ def test_channels_last_input():
 def test_eval_and_none_are_plain_resize_and_normalise():
     x = torch.randint(0, 256, (2, 3, 20, 20), dtype=torch.uint8)
     expected = (F.interpolate(x.float() / 255, size=(12, 12), mode="bilinear", antialias=True) - MEAN) / STD
-    for aug in (make_augment("none", 12, train=False), make_augment("none", 12, train=True),
-                make_augment("keras", 12, train=False)):
+    for aug in (
+        make_augment("none", 12, train=False),
+        make_augment("none", 12, train=True),
+        make_augment("keras", 12, train=False),
+    ):
         assert torch.allclose(aug(x, None), expected, atol=1e-4)
     same_size = make_augment("rotate-zoom-flip", 20, train=False)(x, None)
     assert torch.allclose(same_size, (x / 255 - MEAN) / STD, atol=1e-5)

@@ -17,7 +17,6 @@ from worker.ml.models import (
     build_optimizer,
     feature_shape,
     set_mode,
-    staged_phases,
     trainable_parameters,
 )
 from worker.ml.weights import imagenet_file, load_backbone_weights, load_safetensors, save_safetensors
@@ -90,11 +89,18 @@ def test_backbone_keys_are_torchvisions(arch):
         assert convs.items() <= tv_shapes.items()
 
 
-@pytest.mark.parametrize("arch,size,shape", [
-    ("vgg16", 224, (512, 7, 7)), ("resnet18", 224, (512, 7, 7)), ("resnet50", 224, (2048, 7, 7)),
-    ("alexnet", 224, (256, 6, 6)), ("inception_v3", 299, (2048, 8, 8)), ("baseline-cnn", 224, (128, 14, 14)),
-    ("logistic", 32, (3 * 32 * 32,)),
-])
+@pytest.mark.parametrize(
+    "arch,size,shape",
+    [
+        ("vgg16", 224, (512, 7, 7)),
+        ("resnet18", 224, (512, 7, 7)),
+        ("resnet50", 224, (2048, 7, 7)),
+        ("alexnet", 224, (256, 6, 6)),
+        ("inception_v3", 299, (2048, 8, 8)),
+        ("baseline-cnn", 224, (128, 14, 14)),
+        ("logistic", 32, (3 * 32 * 32,)),
+    ],
+)
 def test_feature_shape_at_design_sizes(arch, size, shape):
     assert feature_shape(ModelConfig(arch, 2, head="linear", image_size=size)) == shape
 
@@ -104,21 +110,24 @@ def test_default_image_size_and_config_default():
     assert ModelConfig("inception_v3", 3).image_size == 299
 
 
-@pytest.mark.parametrize("cfg,match", [
-    (ModelConfig("logistic", 3, head="spp", image_size=32), "has none: use head 'linear'"),
-    (ModelConfig("logistic", 3, head="gap", image_size=32), "has none"),
-    (ModelConfig("resnet9", 3), "unknown arch 'resnet9'"),
-    (ModelConfig("resnet18", 3, head="max"), "unknown head 'max'"),
-    (ModelConfig("resnet18", 3, dense=(0,)), "positive integers"),
-    (ModelConfig("resnet18", 3, dense="0"), "positive integers"),
-    (ModelConfig("resnet18", 3, dense=(64, -1)), "positive integers"),
-    (ModelConfig("resnet18", 3, dropout=1.0), r"\[0, 1\)"),
-    (ModelConfig("resnet18", 3, dropout=-0.1), r"\[0, 1\)"),
-    (ModelConfig("resnet18", 1), "at least 2 classes"),
-    (ModelConfig("inception_v3", 3, image_size=64), "at least 75 px"),
-    (ModelConfig("alexnet", 3, image_size=32), "at least 63 px"),
-    (ModelConfig("baseline-cnn", 3, weights="imagenet"), "no ImageNet weights"),
-])
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        (ModelConfig("logistic", 3, head="spp", image_size=32), "has none: use head 'linear'"),
+        (ModelConfig("logistic", 3, head="gap", image_size=32), "has none"),
+        (ModelConfig("resnet9", 3), "unknown arch 'resnet9'"),
+        (ModelConfig("resnet18", 3, head="max"), "unknown head 'max'"),
+        (ModelConfig("resnet18", 3, dense=(0,)), "positive integers"),
+        (ModelConfig("resnet18", 3, dense="0"), "positive integers"),
+        (ModelConfig("resnet18", 3, dense=(64, -1)), "positive integers"),
+        (ModelConfig("resnet18", 3, dropout=1.0), r"\[0, 1\)"),
+        (ModelConfig("resnet18", 3, dropout=-0.1), r"\[0, 1\)"),
+        (ModelConfig("resnet18", 1), "at least 2 classes"),
+        (ModelConfig("inception_v3", 3, image_size=64), "at least 75 px"),
+        (ModelConfig("alexnet", 3, image_size=32), "at least 63 px"),
+        (ModelConfig("baseline-cnn", 3, weights="imagenet"), "no ImageNet weights"),
+    ],
+)
 def test_bad_configurations(cfg, match):
     with pytest.raises(ConfigError, match=match):
         cfg.validate()
@@ -210,18 +219,6 @@ def test_feature_extract_keeps_inception_aux_frozen(inception):
 def test_set_mode_rejects(mode, match):
     with pytest.raises(ConfigError, match=match):
         set_mode(build_model(ModelConfig("baseline-cnn", 2, image_size=32)), mode)
-
-
-def test_staged_phases():
-    assert staged_phases(10, 40, 30, 1e-4) == [
-        ("train", "fine-tune", 10, 1e-4), ("head", "feature-extract", 40, 1e-4),
-        ("finetune", "fine-tune", 30, pytest.approx(1e-7)),
-    ]
-    assert [p[0] for p in staged_phases(5, 0, 2, 1e-3, finetune_lr_scale=0.1)] == ["train", "finetune"]
-    with pytest.raises(ConfigError, match="at least one epoch"):
-        staged_phases(0, 0, 0, 1e-3)
-    with pytest.raises(ConfigError, match="non-negative"):
-        staged_phases(-1, 1, 1, 1e-3)
 
 
 def test_build_optimizer():

@@ -33,15 +33,20 @@ STYLE_NAMES = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # ---------------------------------------------------------------------------- Gram and losses by hand
 
+
 def test_gram_matrix_by_hand_per_sample():
-    f = torch.tensor([
-        [[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]],  # sample 0: channels a=(1,2,3,4), b=(0,1,0,1)
-        [[[2.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]],  # sample 1: channels a=(2,0,0,0), b=(1,1,1,1)
-    ])  # (B=2, C=2, H=2, W=2)
+    f = torch.tensor(
+        [
+            [[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]],  # sample 0: channels a=(1,2,3,4), b=(0,1,0,1)
+            [[[2.0, 0.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 1.0]]],  # sample 1: channels a=(2,0,0,0), b=(1,1,1,1)
+        ]
+    )  # (B=2, C=2, H=2, W=2)
     # a.a, a.b, b.b = 30, 6, 2 and 4, 2, 4; normalised by C*H*W = 8
     expected = torch.tensor([[[30.0, 6.0], [6.0, 2.0]], [[4.0, 2.0], [2.0, 4.0]]]) / 8
     assert torch.equal(gram_matrix(f), expected)
     # The tutorial's view(B*C, H*W) would give one (4, 4) matrix mixing the two paintings; each alone must match.
+    # Exactly, on any machine: every product and partial sum is a small integer and /8 a power of two, all exact in
+    # float32, so no kernel's summation order (which may differ by batch size) can change a bit.
     assert torch.equal(gram_matrix(f[:1])[0], expected[0]) and torch.equal(gram_matrix(f[1:])[0], expected[1])
 
 
@@ -59,10 +64,12 @@ def test_content_and_tv_losses_by_hand():
     b = torch.tensor([[[[1.0, 1.0], [1.0, 1.0]]], [[[2.0, 0.0], [0.0, 0.0]]]])
     assert torch.equal(content_loss(a, b, "tutorial"), torch.tensor([1.0, 1.0]))  # means of (1,1,1,1) and (4,0,0,0)
     assert torch.equal(content_loss(a, b), torch.tensor([2.0, 2.0]))  # the paper's 1/2 sum: 4/2 and 4/2
-    img = torch.tensor([
-        [[[0.0, 1.0], [0.0, 1.0]]],  # horizontal steps 1, 1; vertical 0, 0
-        [[[0.0, 0.0], [2.0, 4.0]]],  # horizontal steps 0, 2 (mean 1); vertical 2, 4 (mean 3)
-    ])
+    img = torch.tensor(
+        [
+            [[[0.0, 1.0], [0.0, 1.0]]],  # horizontal steps 1, 1; vertical 0, 0
+            [[[0.0, 0.0], [2.0, 4.0]]],  # horizontal steps 0, 2 (mean 1); vertical 2, 4 (mean 3)
+        ]
+    )
     assert torch.equal(tv_loss(img), torch.tensor([1.0, 4.0]))
 
 
@@ -88,8 +95,11 @@ def test_gatys_style_loss_is_the_papers_E_l_by_hand():
     for n in STYLE_LAYERS:
         f, p = x_feats[n][0].reshape(2, 3).double(), a_feats[n][0].reshape(2, 3).double()
         n_l, m_l = 2, 3
-        e_l = sum(((sum(f[i, k] * f[j, k] for k in range(m_l)) - sum(p[i, k] * p[j, k] for k in range(m_l))) ** 2)
-                  for i in range(n_l) for j in range(n_l)) / (4 * n_l ** 2 * m_l ** 2)
+        e_l = sum(
+            ((sum(f[i, k] * f[j, k] for k in range(m_l)) - sum(p[i, k] * p[j, k] for k in range(m_l))) ** 2)
+            for i in range(n_l)
+            for j in range(n_l)
+        ) / (4 * n_l**2 * m_l**2)
         expected += e_l / 5
     targets = {n: gram_matrix(a_feats[n]) for n in STYLE_LAYERS}
     assert torch.allclose(style_loss(x_feats, targets), torch.tensor([float(expected)]), rtol=1e-6)
@@ -98,10 +108,14 @@ def test_gatys_style_loss_is_the_papers_E_l_by_hand():
 
 # ---------------------------------------------------------------------------- VGG layers and weights
 
-@pytest.mark.parametrize("vgg,expected", [
-    ("vgg19", {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22, "relu5_1": 29}),
-    ("vgg16", {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 18, "relu4_2": 20, "relu5_1": 25}),
-])
+
+@pytest.mark.parametrize(
+    "vgg,expected",
+    [
+        ("vgg19", {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu4_2": 22, "relu5_1": 29}),
+        ("vgg16", {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 18, "relu4_2": 20, "relu5_1": 25}),
+    ],
+)
 def test_paper_layer_names_map_onto_torchvision(vgg, expected):
     index = layer_indices(vgg)
     with torch.device("meta"):
@@ -127,8 +141,14 @@ def test_extractor_is_truncated_frozen_and_normalises(vgg):
     assert sum(isinstance(m, nn.MaxPool2d) for m in vgg.body) == 4
     img = torch.rand(1, 3, 32, 48)
     out = vgg(img)
-    shapes = {"relu1_1": (64, 32, 48), "relu2_1": (128, 16, 24), "relu3_1": (256, 8, 12), "relu4_1": (512, 4, 6),
-              "relu4_2": (512, 4, 6), "relu5_1": (512, 2, 3)}
+    shapes = {
+        "relu1_1": (64, 32, 48),
+        "relu2_1": (128, 16, 24),
+        "relu3_1": (256, 8, 12),
+        "relu4_1": (512, 4, 6),
+        "relu4_2": (512, 4, 6),
+        "relu5_1": (512, 2, 3),
+    }
     assert {k: tuple(v.shape[1:]) for k, v in out.items()} == shapes
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -163,22 +183,34 @@ def test_weights_from_files(tmp_path):
 
 # ---------------------------------------------------------------------------- the optimiser alone
 
+
 def test_batched_lbfgs_solves_box_constrained_quadratics_independently():
+    # Alone and in a batch must agree bitwise, on any machine, so every number is built to be independent of the
+    # batch: float64, and an objective evaluated row by row (a (B, D, D) batched matmul could block by B). What is
+    # left is batched_lbfgs's own arithmetic: elementwise IEEE operations, exact whatever the shape, and
+    # reductions over each row's D contiguous entries, which reduce the row alone in a fixed order for a given D.
     gen = torch.Generator().manual_seed(0)
     b, d = 3, 8
-    q = torch.randn(b, d, d, generator=gen)
-    hess = q @ q.transpose(1, 2) + 0.5 * torch.eye(d)  # (B, D, D) SPD, a different conditioning per problem
-    centre = torch.rand(b, d, generator=gen) * 0.8 + 0.1  # minima inside the box...
+    q = torch.randn(b, d, d, generator=gen).double()
+    hess = q @ q.transpose(1, 2) + 0.5 * torch.eye(d, dtype=torch.float64)  # (B, D, D) SPD, each its conditioning
+    centre = torch.rand(b, d, generator=gen).double() * 0.8 + 0.1  # minima inside the box...
     centre[1, :3] = torch.tensor([-0.5, 1.7, 2.0])  # ...except problem 1, pushed against the bounds
 
     def objective_for(rows):
-        def objective(x):  # f = 1/2 (x - m)' A (x - m), row by row
-            r = (x - centre[rows]).unsqueeze(2)  # (B, D, 1)
-            return 0.5 * (r.transpose(1, 2) @ hess[rows] @ r).flatten(), (hess[rows] @ r).squeeze(2)
+        def objective(x):  # f = 1/2 (x - m)' A (x - m), one row at a time
+            fs, gs = [], []
+            for row, problem in zip(x, rows):
+                r = row - centre[problem]  # (D,)
+                grad = hess[problem] @ r
+                fs.append(0.5 * (r @ grad))
+                gs.append(grad)
+            return torch.stack(fs), torch.stack(gs)
+
         return objective
 
-    x0 = torch.full((b, d), 0.5)
+    x0 = torch.full((b, d), 0.5, dtype=torch.float64)
     x, trace, _ = batched_lbfgs(x0, objective_for([0, 1, 2]), steps=60)
+    assert x.dtype == torch.float64
     assert torch.allclose(x[[0, 2]], centre[[0, 2]], atol=1e-4)  # unconstrained minima reached
     assert (x[1] >= 0).all() and (x[1] <= 1).all() and x[1, 0] == 0 and x[1, 1] == 1  # box respected, bounds active
     assert (trace.diff(dim=0) <= 0).all()  # Armijo: never uphill
@@ -205,6 +237,7 @@ def test_batched_lbfgs_a_stuck_pair_stops_and_costs_its_batch_nothing_more():
 
 # ---------------------------------------------------------------------------- stylize_batch
 
+
 @pytest.fixture
 def one_thread():
     """The test box has 2 shared cores: one intra-op thread avoids oversubscription, which makes VGG 3x slower."""
@@ -215,13 +248,54 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def runs(vgg):
+def avg_vgg():
+    """The paper's average-pooling VGG (the default), for the batch-independence tests. A max pool's gradient
+    jumps where two entries of a window swap order, so a rounding-level change of the image can move a gradient
+    by O(1) there (measured: 1e-7 noise in the gradients turned into 1e-2 pixel and 2e-3 loss differences after
+    6 steps); averaging has no such jump."""
+    torch.manual_seed(0)
+    return build_vgg("vgg19")
+
+
+# A pair alone vs the same pair in a batch: never bitwise equal by construction. Float32 kernels pick their
+# blocking by batch size (MKL's batched matmul in the Grams' backward pass even with oneDNN off; oneDNN's
+# convolutions with it on), so the pair's gradient differs with its batch by rounding: measured ~2e-7 of its
+# largest entry with oneDNN off, ~4e-6 with it on (AVX-512, AVX2 and baseline code paths alike). The optimisers
+# amplify it, and both make discrete choices that rounding can flip: L-BFGS's Armijo test (a step taken at one
+# length, or halved), Adam's per-pixel step m / sqrt(v) (about lr * sign(g) at first, so a pixel whose gradient
+# is within rounding of 0 may step the other way: up to 2 lr a step, hence no bound on Adam's largest pixel).
+# Measured on these very problems by adding Gaussian noise of 1e-6 (oneDNN off) and 1e-5 (on) times the largest
+# entry to every gradient, i.e. 5 and 3 times the rounding seen; worst of 20 draws:
+#                          L-BFGS: max |pixel|, mean |pixel|, loss    Adam: max |pixel|, mean |pixel|, loss
+#   oneDNN off, noise 1e-6         5e-4, 9e-5, 1.4e-4                       9e-3, 5e-4, 4e-4
+#   oneDNN on,  noise 1e-5         9e-3, 1.2e-3, 3e-3                       3e-2, 1e-3, 2.5e-3
+# The tolerances leave 3-10x headroom over these. Coupling costs more: a shared L-BFGS step length moves pixels by
+# 1e-1 and losses by 7e-2, a shared gamma by 3e-2 and 2e-2, a pair's beta 10% off moves its mean pixel by 7e-3
+# and its loss by 6e-2, and noise drawn by batch position its loss by 2e-1 from the first iterate.
+TOLERANCES = {  # (kernels, optimizer) -> (max |pixel|, mean |pixel|, relative loss)
+    ("pinned", "lbfgs"): (5e-3, 1e-3, 2e-3),
+    ("pinned", "adam"): (1.0, 1e-3, 2e-3),
+    ("default", "lbfgs"): (3e-2, 5e-3, 1e-2),
+    ("default", "adam"): (1.0, 5e-3, 1e-2),
+}
+
+
+def assert_same_pair(single, batch, i: int, kernels: str, optimizer: str) -> None:
+    """``single`` (a batch of one) and pair ``i`` of ``batch`` agree within TOLERANCES."""
+    max_pixel, mean_pixel, loss = TOLERANCES[kernels, optimizer]
+    diff = (single.images[0] - batch.images[i]).abs()
+    assert diff.max() <= max_pixel and diff.mean() <= mean_pixel, (diff.max(), diff.mean())
+    assert torch.allclose(single.trace[:, 0], batch.trace[:, i], rtol=loss, atol=0)  # every iterate's loss
+    assert torch.allclose(single.total_loss[0], batch.total_loss[i], rtol=loss, atol=0)
+
+
+@pytest.fixture(scope="module")
+def runs(avg_vgg):
     """Three pairs, each stylized alone and then together in one batch, with each optimiser.
 
-    oneDNN picks different kernels for batch sizes 1 and 3 (gradients then differ
-    at ~1e-10, which any optimiser amplifies), so this pins batch-invariant
-    convolutions: what remains is the algorithm, which must not couple pairs at all.
-    One thread, as in ``one_thread``.
+    oneDNN picks different kernels for batch sizes 1 and 3, so this turns it off: the convolutions then are
+    batch-invariant, and what remains (MKL's batched matmul in the Grams' backward) perturbs a gradient 20x
+    less than oneDNN does, which makes the tighter "pinned" TOLERANCES possible. One thread, as in ``one_thread``.
     """
     mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
     torch.backends.mkldnn.enabled = False
@@ -233,15 +307,28 @@ def runs(vgg):
         for optimizer in ("adam", "lbfgs"):
             cfg = StyleConfig(optimizer=optimizer, steps=6, style_weight=1e3, tv_weight=1e-4, init="noise", seed=5)
             seeds = [3, 7, 9]
-            alone = [stylize_batch(content[i:i + 1], style[i:i + 1], cfg, vgg, pair_seeds=seeds[i:i + 1])
-                     for i in range(3)]
-            out[optimizer] = (cfg, alone, stylize_batch(content, style, cfg, vgg, pair_seeds=seeds))
-            # Three doses in one optimisation: each pair must get exactly what it gets alone with its own beta.
+            alone = [
+                stylize_batch(content[i : i + 1], style[i : i + 1], cfg, avg_vgg, pair_seeds=seeds[i : i + 1])
+                for i in range(3)
+            ]
+            out[optimizer] = (cfg, alone, stylize_batch(content, style, cfg, avg_vgg, pair_seeds=seeds))
+            # Three doses in one optimisation: each pair must get what it gets alone with its own beta.
             betas = [1e1, 1e3, 1e5]
-            mixed_alone = [stylize_batch(content[i:i + 1], style[i:i + 1], replace(cfg, style_weight=betas[i]), vgg,
-                                         pair_seeds=seeds[i:i + 1]) for i in range(3)]
-            out[optimizer + "-mixed"] = (cfg, mixed_alone, stylize_batch(content, style, cfg, vgg, pair_seeds=seeds,
-                                                                         style_weights=betas))
+            mixed_alone = [
+                stylize_batch(
+                    content[i : i + 1],
+                    style[i : i + 1],
+                    replace(cfg, style_weight=betas[i]),
+                    avg_vgg,
+                    pair_seeds=seeds[i : i + 1],
+                )
+                for i in range(3)
+            ]
+            out[optimizer + "-mixed"] = (
+                cfg,
+                mixed_alone,
+                stylize_batch(content, style, cfg, avg_vgg, pair_seeds=seeds, style_weights=betas),
+            )
         return out
     finally:
         torch.backends.mkldnn.enabled = mkldnn
@@ -250,29 +337,20 @@ def runs(vgg):
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "adam-mixed", "lbfgs-mixed"])
 def test_a_pair_is_the_same_alone_and_in_a_batch(runs, optimizer):
-    # Even with oneDNN off, a CPU's matmul kernels may block by batch size (AVX2 and AVX-512 machines differ),
-    # so pixels can drift at ~1e-4 after a few steps: the tolerances leave room for that and none for coupling
-    # (a shared step length, history or beta moves pixels by 1e-2 and losses by percent).
     _, alone, batch = runs[optimizer]
     for i, single in enumerate(alone):
-        assert torch.allclose(single.images[0], batch.images[i], atol=2e-3, rtol=0)
-        assert torch.allclose(single.trace[:, 0], batch.trace[:, i], rtol=1e-4)
-        assert torch.allclose(single.total_loss[0], batch.total_loss[i], rtol=1e-4)
+        assert_same_pair(single, batch, i, "pinned", optimizer.split("-")[0])
     assert not torch.allclose(batch.images[0], batch.images[1], atol=1e-2)  # and the pairs did differ
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
-def test_a_pair_is_as_good_alone_as_in_a_batch_with_default_kernels(vgg, optimizer, one_thread):
-    # Batch-size-dependent kernels differ at rounding level, and a max-pool or ReLU kink can turn a 1e-8
-    # change of the image into a 1e-3 change of its gradient: pixels drift apart (~1e-4 after 4 steps here),
-    # the loss reached does not. A coupling bug (a shared step or history) moves it by far more.
+def test_a_pair_is_as_good_alone_as_in_a_batch_with_default_kernels(avg_vgg, optimizer, one_thread):
     g = torch.Generator().manual_seed(4)
     content, style = torch.rand(3, 3, 24, 24, generator=g), torch.rand(3, 3, 24, 24, generator=g)
     cfg = StyleConfig(optimizer=optimizer, steps=4)
-    alone = stylize_batch(content[2:], style[2:], cfg, vgg, pair_seeds=[2])
-    batch = stylize_batch(content, style, cfg, vgg, pair_seeds=[0, 1, 2])
-    assert torch.allclose(alone.images[0], batch.images[2], atol=1e-2, rtol=0)
-    assert torch.allclose(alone.total_loss[0], batch.total_loss[2], rtol=1e-3)
+    alone = stylize_batch(content[2:], style[2:], cfg, avg_vgg, pair_seeds=[2])
+    batch = stylize_batch(content, style, cfg, avg_vgg, pair_seeds=[0, 1, 2])
+    assert_same_pair(alone, batch, 2, "default", optimizer)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
@@ -294,17 +372,26 @@ def test_noise_init_depends_on_the_pair_key_not_the_batch():
     content = torch.rand(3, 3, 16, 16)
     cfg = StyleConfig(init="noise", seed=2)
     batch, alone = initial_image(content, cfg, [3, 7, 9]), initial_image(content[1:2], cfg, [7])
+    # Exact by construction: each pair's noise comes from its own generator, drawn in its own shape.
     assert torch.equal(batch[1], alone[0]) and not torch.equal(batch[0], batch[1])
     assert not torch.equal(initial_image(content[1:2], StyleConfig(init="noise", seed=3), [7]), alone)
     assert torch.equal(initial_image(content, StyleConfig(init="content")), content)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"), ({"steps": 0}, "steps must be at least 1"),
-    ({"style_weight": -1.0}, "style_weight must be a finite non-negative"), ({"tv_weight": float("nan")}, "tv_weight"),
-    ({"vgg": "vgg11"}, "unknown vgg"), ({"init": "zeros"}, "unknown init"), ({"size": 8}, "size must be at least 16"),
-    ({"lr": 0.0}, "lr must be positive"), ({"content_weight": 0.0, "style_weight": 0.0}, "nothing to optimise"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
+        ({"steps": 0}, "steps must be at least 1"),
+        ({"style_weight": -1.0}, "style_weight must be a finite non-negative"),
+        ({"tv_weight": float("nan")}, "tv_weight"),
+        ({"vgg": "vgg11"}, "unknown vgg"),
+        ({"init": "zeros"}, "unknown init"),
+        ({"size": 8}, "size must be at least 16"),
+        ({"lr": 0.0}, "lr must be positive"),
+        ({"content_weight": 0.0, "style_weight": 0.0}, "nothing to optimise"),
+    ],
+)
 def test_bad_configs_raise_config_error(kw, match):
     with pytest.raises(ConfigError, match=match):
         StyleConfig(**kw)
@@ -318,14 +405,16 @@ def test_stylize_batch_rejects_bad_inputs(vgg):
         stylize_batch(torch.rand(1, 3, 16, 12), torch.rand(1, 3, 16, 16), cfg, vgg)
 
 
-def test_style_images_keep_their_own_size_and_aspect(vgg, one_thread):
+def test_style_images_keep_their_own_size_and_aspect(avg_vgg, one_thread):
     g = torch.Generator().manual_seed(6)
     content = torch.rand(2, 3, 16, 20, generator=g)
     styles = [torch.rand(3, 32, 16, generator=g), torch.rand(3, 16, 40, generator=g)]  # portrait and landscape
     cfg = StyleConfig(steps=2, optimizer="adam")
-    both = stylize_batch(content, styles, cfg, vgg, pair_seeds=[0, 1])
-    second = stylize_batch(content[1:], styles[1:], cfg, vgg, pair_seeds=[1])
-    assert torch.allclose(both.style_loss[1], second.style_loss[0], rtol=1e-4)
+    both = stylize_batch(content, styles, cfg, avg_vgg, pair_seeds=[0, 1])
+    second = stylize_batch(content[1:], styles[1:], cfg, avg_vgg, pair_seeds=[1])
+    # Default kernels: the Adam loss tolerance of TOLERANCES; a Gram of the wrong style image is off by far more.
+    _, _, loss = TOLERANCES["default", "adam"]
+    assert torch.allclose(both.style_loss[1], second.style_loss[0], rtol=loss, atol=0)
     assert both.images.shape == (2, 3, 16, 20)
 
 
@@ -333,7 +422,9 @@ def test_a_zero_dose_from_the_content_image_leaves_it_untouched(vgg):
     content = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8).float() / 255
     style = torch.rand(2, 3, 16, 16)
     for optimizer in ("lbfgs", "adam"):
-        r = stylize_batch(content, style, StyleConfig(init="content", style_weight=0.0, steps=3, optimizer=optimizer), vgg)
+        r = stylize_batch(
+            content, style, StyleConfig(init="content", style_weight=0.0, steps=3, optimizer=optimizer), vgg
+        )
         assert torch.equal(r.images, content)  # content loss 0 and no style term: a null stylization
         assert torch.equal(r.loss_ratio, torch.zeros(2))
 

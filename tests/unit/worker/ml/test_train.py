@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from worker.ml.checkpoint import SavedState, save_state
 from core.config import TrainConfig
 from core.errors import ConfigError
+from worker.ml.checkpoint import SavedState, save_state
 from worker.ml.train import Split, fit
 
 
@@ -19,8 +19,9 @@ def toy_split(n: int, seed: int) -> Split:
 
 
 def config(**kw) -> TrainConfig:
-    base = dict(arch="baseline-cnn", num_classes=2, epochs=3, batch_size=8, lr=1e-3, image_size=16, augment="none",
-                head="gap")
+    base = dict(
+        arch="baseline-cnn", num_classes=2, epochs=3, batch_size=8, lr=1e-3, image_size=16, augment="none", head="gap"
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -33,7 +34,13 @@ def test_learns_above_chance():
 def test_staged_runs_every_phase_with_its_lr():
     cfg = config(mode="staged", epochs=1, head_epochs=1, finetune_epochs=2, finetune_lr_scale=1e-2)
     seen = []
-    fit(cfg, toy_split(16, 0), toy_split(8, 1), lambda r, t: seen.append((r.epoch, r.stage, r.lr)), device=torch.device("cpu"))
+    fit(
+        cfg,
+        toy_split(16, 0),
+        toy_split(8, 1),
+        lambda r, t: seen.append((r.epoch, r.stage, r.lr)),
+        device=torch.device("cpu"),
+    )
     assert [(e, s) for e, s, _ in seen] == [(1, "main"), (2, "head"), (3, "finetune"), (4, "finetune")]
     assert seen[2][2] == pytest.approx(1e-3 * 1e-2)
 
@@ -66,8 +73,14 @@ def test_resume_continues_exactly(tmp_path):
     with pytest.raises(Interrupt):
         fit(cfg, train, val, stop_after_two, device=cpu)
     epochs = []
-    resumed, _ = fit(cfg, train, val, lambda r, t: epochs.append(r.epoch), device=cpu,
-                     resume=SavedState.load(tmp_path / "last.safetensors"))
+    resumed, _ = fit(
+        cfg,
+        train,
+        val,
+        lambda r, t: epochs.append(r.epoch),
+        device=cpu,
+        resume=SavedState.load(tmp_path / "last.safetensors"),
+    )
     assert epochs == [3, 4]
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), name

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from corpus.imageio import decode_all
 from core.config import ARCHS, HEADS, MIN_IMAGE_SIZE, TrainConfig
+from corpus.imageio import decode_all
 from corpus.synth import write_synthetic
 from worker.ml.train import Split, fit
 
@@ -22,16 +22,32 @@ def paintings(tmp_path_factory):
     return {size: Split(torch.from_numpy(decode_all(root, paths, size)), labels) for size in (32, 75)}
 
 
-COMBOS = [(a, h, m) for a in ARCHS for h in HEADS for m in ("feature-extract", "fine-tune", "staged")
-          if not (a == "logistic" and h != "linear")]
+COMBOS = [
+    (a, h, m)
+    for a in ARCHS
+    for h in HEADS
+    for m in ("feature-extract", "fine-tune", "staged")
+    if not (a == "logistic" and h != "linear")
+]
 
 
 @pytest.mark.parametrize("arch,head,mode", COMBOS)
 def test_every_combination_trains(paintings, arch, head, mode):
     size = 32 if MIN_IMAGE_SIZE[arch] <= 32 else 75
     extra = dict(head_epochs=1, finetune_epochs=1) if mode == "staged" else {}
-    cfg = TrainConfig(arch=arch, num_classes=3, epochs=1, batch_size=6, lr=1e-3, image_size=size, mode=mode,
-                      head=head, dense=(16,) if head == "spp" else (), augment="crop-flip", **extra)
+    cfg = TrainConfig(
+        arch=arch,
+        num_classes=3,
+        epochs=1,
+        batch_size=6,
+        lr=1e-3,
+        image_size=size,
+        mode=mode,
+        head=head,
+        dense=(16,) if head == "spp" else (),
+        augment="crop-flip",
+        **extra,
+    )
     data = paintings[size]
     model, result = fit(cfg, data, data, device=CPU)
     assert result.epochs_run == cfg.total_epochs

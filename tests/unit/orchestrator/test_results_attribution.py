@@ -1,0 +1,342 @@
+"""`atelier results attribution`, `runs` and `grid` on a seeded store (SQLite, PostgreSQL): named rows, counts per
+stratum from the views the README documents, and the same numbers as a recount of the rows."""
+
+import json
+import random
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image as PILImage
+from sqlalchemy import text
+
+from core.errors import ConfigError
+from core.settings import Settings
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from db.models import Dataset, Image, Job, Run, StyleBatch, StyleBatchPair, StyleControl, Stylization, Sweep, SweepCell
+from orchestrator.attribution import CONDITIONS, GROUPS, counts_sql, pairs_sql, strata
+from orchestrator.stats import OUTCOMES
+
+ARTISTS = ("Bosch", "Cézanne", "Monet", "Vermeer")
+DOSES = (0.0, 10.0, 1000.0)
+STYLE = {
+    "loss": "gatys",
+    "pool": "avg",
+    "init": "content",
+    "optimizer": "adam",
+    "steps": 3,
+    "size": 24,
+    "content_weight": 1.0,
+    "vgg": "vgg19",
+}
+
+
+def seed_store(env: dict) -> tuple[str, str]:
+    """A dataset of 4 artists x 3 images, 3 classifier runs in a sweep, the first one's controls (3 images it gets
+    wrong) and a style batch over every image pair at 3 doses, same-artist pairs too, some of them shared with a
+    second batch; returns (batch id, sweep id)."""
+    settings = Settings.from_env(env)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    (settings.artifacts / "png").mkdir(parents=True, exist_ok=True)
+    try:
+        with make_sessionmaker(engine).begin() as s:
+            ds = Dataset(
+                name="toy",
+                root="/nowhere",
+                format="folder",
+                label_column=None,
+                seed=0,
+                split=[0.6, 0.2, 0.2],
+                classes=list(ARTISTS),
+            )
+            s.add(ds)
+            s.flush()
+            images = [
+                Image(dataset_id=ds.id, path=f"{a}/{i}.png", label=a, split="test") for a in ARTISTS for i in range(3)
+            ]
+            s.add_all(images)
+            runs = add_runs(s, ds)
+            sweep = Sweep(dataset_id=ds.id, arch="resnet18", spec={}, spec_hash="x", metric="macro_f1")
+            s.add(sweep)
+            s.flush()
+            s.add_all(
+                SweepCell(
+                    sweep_id=sweep.id,
+                    cell_index=i,
+                    stage="grid",
+                    cell={"lr": lr, "augment": "keras"},
+                    job_id=r.job_id,
+                    run_id=r.id,
+                )
+                for i, (r, lr) in enumerate(zip(runs, (1e-3, 1e-4, 1e-2)))
+            )
+            for img in images:
+                path = f"png/control-{img.id}.png"
+                PILImage.new("RGB", (4, 4), (img.id * 20 % 255, 0, 0)).save(settings.artifacts / path)
+                s.add(
+                    StyleControl(
+                        classifier_run_id=runs[0].id,
+                        image_id=img.id,
+                        size=STYLE["size"],
+                        label=img.label,
+                        predicted=img.label,
+                        correct=img.id not in (2, 7, 11),
+                        top3=[],
+                        image_path=path,
+                    )
+                )
+            batch = add_batch(s, ds, runs[0], images, settings.artifacts)
+            return batch, sweep.id
+    finally:
+        engine.dispose()
+
+
+def add_runs(s, ds: Dataset) -> list[Run]:
+    runs = []
+    for i, (f1, weights) in enumerate(((0.61, "imagenet"), (0.72, None), (0.72, "random"))):
+        job = Job(kind="train", params={}, params_hash=f"h{i}", status="succeeded")
+        s.add(job)
+        s.flush()
+        runs.append(
+            Run(
+                job_id=job.id,
+                dataset_id=ds.id,
+                arch="resnet18",
+                config={"mode": "fine-tune", "weights": "random"},
+                best_epoch=2,
+                best_val_top1=0.5 + i / 10,
+                best_val_top2=0.8,
+                best_val_macro_f1=f1,
+                test_top1=0.55,
+                test_top2=0.81,
+                test_macro_f1=0.52,
+                weights=weights,
+                weights_sha256="ab" * 32 if weights == "imagenet" else None,
+            )
+        )
+    s.add_all(runs)
+    s.flush()
+    return runs
+
+
+def add_batch(s, ds: Dataset, run: Run, images: list[Image], artifacts) -> str:
+    """Every (content, style) image pair at every dose, outcomes drawn at random; a second batch shares some."""
+    rng = random.Random(7)
+    batches = [
+        StyleBatch(
+            dataset_id=ds.id, classifier_run_id=run.id, spec={"style": STYLE, "vgg_weights": None, "vgg_norm": None}
+        )
+        for _ in range(2)
+    ]
+    s.add_all(batches)
+    s.flush()
+    for c, st, beta in ((c, st, beta) for c in images for st in images for beta in DOSES):
+        h = f"{c.id}-{st.id}-{beta:g}"
+        outcome = "same" if c.label == st.label else rng.choice(OUTCOMES)
+        path = f"png/{h}.png"
+        PILImage.new("RGB", (4, 4), (0, c.id * 20 % 255, st.id * 20 % 255)).save(artifacts / path)
+        s.add(
+            Stylization(
+                pair_hash=h,
+                batch_id=batches[0].id,
+                job_id=run.job_id,
+                content_image_id=c.id,
+                content_artist=c.label,
+                style_image_id=st.id,
+                style_artist=st.label,
+                content_weight=1.0,
+                style_weight=beta,
+                steps=3,
+                size=STYLE["size"],
+                optimizer="adam",
+                vgg_weights="random",
+                seed=1,
+                loss_ratio=None if rng.random() < 0.2 else rng.random() * beta,
+                content_loss=1.0,
+                style_loss=1.0,
+                classifier_run_id=run.id,
+                predicted={"same": c.label, "content": c.label, "style": st.label}.get(outcome, "?"),
+                top3=[],
+                outcome=outcome,
+                image_path=path,
+            )
+        )
+        s.add(StyleBatchPair(batch_id=batches[0].id, pair_hash=h))
+        if c.id % 2 and beta:
+            s.add(StyleBatchPair(batch_id=batches[1].id, pair_hash=h))
+    return batches[0].id
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request, tmp_path_factory):
+    home = tmp_path_factory.mktemp("attribution")
+    env = {
+        "ATELIER_HOME": str(home / "home"),
+        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
+        "ATELIER_OFFLINE": "1",
+        "TORCH_HOME": str(home / "torch"),
+    }
+    if request.param == "postgresql":
+        env["ATELIER_DATABASE_URL"] = request.getfixturevalue("pg_server").create_database(
+            f"attr_{home.name[-8:]}".lower()
+        )
+    batch, sweep = seed_store(env)
+    return env, batch, sweep
+
+
+def atelier(env, *args):
+    from orchestrator.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def recount(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, dict]:
+    """The counts of each stratum, regrouped by hand from per-stylization rows."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        c = out.setdefault(
+            tuple(r[k] for k in keys), {"n": 0, "pairs": set(), "ci": set(), "si": set(), **{o: 0 for o in OUTCOMES}}
+        )
+        c["n"] += 1
+        c[r["outcome"]] += 1
+        c["pairs"].add((r["content_image_id"], r["style_image_id"]))
+        c["ci"].add(r["content_image_id"])
+        c["si"].add(r["style_image_id"])
+    return {
+        k: {
+            "n": c["n"],
+            "pairs": len(c["pairs"]),
+            "content_images": len(c["ci"]),
+            "style_images": len(c["si"]),
+            **{o: c[o] for o in OUTCOMES},
+        }
+        for k, c in out.items()
+    }
+
+
+@pytest.mark.parametrize("by", GROUPS)
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_counts_per_stratum_come_from_sql_and_match_the_rows(store, by, condition):
+    env, batch, _ = store
+    engine = make_engine(Settings.from_env(env).database_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(text(pairs_sql(condition)), {"batch": batch}).mappings()]
+        counted = [dict(r) for r in conn.execute(text(counts_sql(condition, by)), {"batch": batch}).mappings()]
+    engine.dispose()
+    keys = GROUPS[by]
+    assert rows and all(r["outcome"] != "same" for r in rows)
+    expected = recount(rows, keys)
+    assert len(counted) == len(expected)  # one row per stratum: a batch has one content weight
+    for c in counted:
+        assert {k: c[k] for k in ("n", "pairs", "content_images", "style_images", *OUTCOMES)} == expected[
+            tuple(c[k] for k in keys)
+        ]
+    table = json.loads(
+        atelier(
+            env,
+            "results",
+            "attribution",
+            batch[:8],
+            "--by",
+            by,
+            "--condition",
+            condition,
+            "--format",
+            "json",
+            "--resamples",
+            "200",
+        )
+    )
+    assert [tuple(t[k] for k in keys) for t in table] == sorted(expected, key=lambda k: (float(k[0]), *map(str, k[1:])))
+    for t in table:
+        e = expected[tuple(t[k] for k in keys)]
+        assert (t["stylizations"], t["pairs"], t["content_images"], t["style_images"]) == (
+            e["n"],
+            e["pairs"],
+            e["content_images"],
+            e["style_images"],
+        )
+        for o in OUTCOMES:
+            assert (t[o]["count"], t[o]["rate"]) == (e[o], e[o] / e["n"])
+            assert t[o]["bootstrap_95"][0] <= t[o]["rate"] <= t[o]["bootstrap_95"][1]
+
+
+def test_the_default_counts_are_the_documented_views(store):
+    assert "FROM attribution_by_weight" in counts_sql("both", "style-weight")
+    assert "FROM attribution_by_pair" in counts_sql("both", "pair")
+    for by in ("style-artist", "content-artist"):
+        assert "FROM attribution_pairs" in counts_sql("both", by)
+    env, batch, _ = store
+    text_out = atelier(env, "results", "attribution", batch[:8], "--resamples", "200")
+    assert (
+        "attribution_by_weight" in text_out and "attribution_pairs" in text_out and "chance for 4 artists" in text_out
+    )
+
+
+def test_table_csv_and_plots(store, tmp_path):
+    env, batch, _ = store
+    for by in GROUPS:
+        shown = atelier(
+            env, "results", "attribution", batch[:8], "--by", by, "--condition", "none", "--resamples", "200"
+        )
+        assert "kept 324 of 324 cross-artist stylizations" in shown
+        lines = atelier(env, "results", "attribution", batch[:8], "--by", by, "--format", "csv", "--resamples", "200")
+        assert lines.splitlines()[0].startswith(",".join(GROUPS[by]) + ",stylizations,pairs")
+    shown = atelier(
+        env, "results", "attribution", batch[:8], "--by", "pair", "--plot", str(tmp_path), "--resamples", "200"
+    )
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        f"attribution-{batch[:8]}-{name}.png" for name in ("contact-sheet", "dose-response", "heatmap")
+    ]
+    assert shown.count("wrote ") == 3
+
+
+def test_results_runs_and_grid_read_named_rows(store):
+    env, _, sweep = store
+    runs = json.loads(atelier(env, "results", "runs", "--json"))
+    assert [(r["run"], r["dataset"], r["weights"], r["val F1"]) for r in runs] == [
+        (1, "toy", "imagenet", 0.61),
+        (2, "toy", "random", 0.72),
+        (3, "toy", "random", 0.72),
+    ]
+    assert runs[0]["weights sha256"] == "ab" * 32
+    assert "abababababab " in atelier(env, "results", "runs")
+    grid = json.loads(atelier(env, "results", "grid", sweep[:8], "--json"))
+    assert [(g["rank"], g["run"], g["cell"]) for g in grid] == [
+        (1, 2, {"lr": 1e-4, "augment": "keras"}),
+        (1, 3, {"lr": 1e-2, "augment": "keras"}),
+        (3, 1, {"lr": 1e-3, "augment": "keras"}),
+    ]
+    assert [g["weights"] for g in grid] == ["random", "random", "imagenet"]
+    assert len(json.loads(atelier(env, "results", "grid", sweep[:8], "--json", "--top", "1"))) == 2
+    shown = atelier(env, "results", "grid", sweep[:8])
+    assert "lr=0.0001 augment=keras" in shown and "weights:" in shown
+
+
+def test_strata_refuse_counts_that_disagree_with_their_rows():
+    rows = [
+        {"style_weight": 1.0, "outcome": o, "content_image_id": i, "style_image_id": 9, "loss_ratio": None}
+        for i, o in enumerate(("content", "style", "style"))
+    ]
+    counts = [
+        {
+            "style_weight": 1.0,
+            "n": 3,
+            "pairs": 3,
+            "content_images": 3,
+            "style_images": 1,
+            "content": 1,
+            "style": 2,
+            "other": 0,
+        }
+    ]
+    (stratum,) = strata(counts, rows, resamples=100)
+    assert (stratum.n, stratum.counts, stratum.median_loss_ratio) == (3, {"content": 1, "style": 2, "other": 0}, None)
+    for wrong in ([{**counts[0], "n": 4}], [*counts, {**counts[0], "style_weight": 2.0}], counts * 2, []):
+        with pytest.raises(RuntimeError, match="disagree"):
+            strata(wrong, rows, resamples=100)
+    with pytest.raises(ConfigError, match="same-artist"):
+        strata(counts, [*rows, {**rows[0], "outcome": "same"}])
