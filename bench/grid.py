@@ -16,6 +16,7 @@ Prints wall time of each, the ratio, and how well the two leaderboards agree.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,7 @@ def main() -> None:
     p.add_argument("--heads", default="gap,spp")
     p.add_argument("--dense1", default="128:64:512")
     p.add_argument("--dense2", default="32:32:256")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cells = expand(
@@ -144,6 +146,15 @@ def main() -> None:
         f"best cell {cells[max(range(len(cells)), key=ours.__getitem__)]} vs "
         f"{cells[max(range(len(cells)), key=theirs.__getitem__)]}"
     )
+    if args.json:
+        atelier_s, naive_s = timings["atelier (shared features)"], timings["naive (backbone per cell)"]
+        args.json.write_text(
+            json.dumps(
+                {"arch": args.arch, "cells": len(cells), "atelier_s": atelier_s, "naive_s": naive_s,
+                 "speedup": naive_s / atelier_s, "kendall_tau": rank_agreement(ours, theirs)},
+                indent=1,
+            )
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ Prints pairs/hour, forward+backward passes per pair, mean final loss and the spe
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -100,18 +101,35 @@ def run_tutorial(content, style, vgg, cfg) -> tuple[torch.Tensor, int]:
     return torch.stack(images), evals
 
 
-def run_atelier(content, style, vgg, cfg, batch: int) -> tuple[torch.Tensor, int]:
+def run_atelier(content, style, vgg, cfg, batch: int, betas: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Batches of ``batch`` pairs in order; ``betas`` (n,): each pair's own dose, mixed inside a batch."""
     images, evals = [], 0
     for start in range(0, len(content), batch):
         part = slice(start, start + batch)
-        r = stylize_batch(content[part], style[part], cfg, vgg, pair_seeds=list(range(len(content)))[part])
+        weights = None if betas is None else betas[part]
+        r = stylize_batch(
+            content[part], style[part], cfg, vgg, pair_seeds=list(range(len(content)))[part], style_weights=weights
+        )
         images.append(r.images)
         evals += r.evaluations * len(r.images)  # one batched pass serves every pair in it
     return torch.cat(images), evals
 
 
+def run_split_by_beta(content, style, vgg, cfg, batch: int, betas: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The old way: one optimisation per dose, so a batch over k doses runs as k batches of about batch / k."""
+    images, evals = torch.empty_like(content), 0
+    for start in range(0, len(content), batch):
+        part = torch.arange(start, min(start + batch, len(content)))
+        for beta in betas[part].unique():
+            idx = part[betas[part] == beta]
+            r = stylize_batch(content[idx], style[idx], cfg, vgg, pair_seeds=idx.tolist(), style_weights=betas[idx])
+            images[idx] = r.images
+            evals += r.evaluations * len(idx)
+    return images, evals
+
+
 @torch.no_grad()
-def final_losses(images, content, style, vgg, cfg, batch: int) -> torch.Tensor:
+def final_losses(images, content, style, vgg, cfg, batch: int, betas: torch.Tensor | None = None) -> torch.Tensor:
     """alpha * content + beta * style of finished images, fp32 (no autocast), one value per pair."""
     device = next(vgg.parameters()).device
     out = []
@@ -120,10 +138,11 @@ def final_losses(images, content, style, vgg, cfg, batch: int) -> torch.Tensor:
         x, c, s = (t[part].to(device) for t in (images, content, style))
         f, fc, fs = vgg(x), vgg(c), vgg(s)
         grams = {n: gram_matrix(fs[n]) for n in STYLE_LAYERS}
+        beta = cfg.style_weight if betas is None else betas[part].to(device)
         out.append(
             (
                 cfg.content_weight * content_loss(f[CONTENT_LAYER], fc[CONTENT_LAYER], cfg.loss)
-                + cfg.style_weight * style_loss(f, grams, cfg.loss)
+                + beta * style_loss(f, grams, cfg.loss)
             ).cpu()
         )
     return torch.cat(out)
@@ -146,6 +165,8 @@ def main() -> None:
     p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"), help="atelier's optimiser")
     p.add_argument("--style-weight", type=float, default=1e5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--doses", default="1e4,1e5,1e6", help="betas for the mixed-dose comparison (round-robin)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -177,7 +198,7 @@ def main() -> None:
         f"beta {args.style_weight:g}; {precision}"
     )
 
-    rows = []
+    rows, mixed = [], []
     for size in sizes:
         content, style = make_pairs(args.pairs, size, args.seed)
         # Warm-up on this shape (cuDNN autotuning, allocator) outside the timed runs.
@@ -215,6 +236,7 @@ def main() -> None:
                 )
             )
             print(f"  {rows[-1][0]:>9} {method:26s} {seconds:9.2f} s")
+        mixed.append(mixed_doses(content, style, vgg, cfg, args, device))
 
     print()
     print(
@@ -232,6 +254,47 @@ def main() -> None:
             f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
             f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}"
         )
+
+    for m in mixed:
+        print(
+            f"{m['size']:>9}  mixed doses {m['doses']}: one optimisation per device batch "
+            f"{m['mixed_pairs_per_hour']:.1f} pairs/h, split by dose {m['split_pairs_per_hour']:.1f} pairs/h, "
+            f"{m['speedup']:.2f}x (final loss ratio mixed/split {m['loss_ratio']:.3f})"
+        )
+    if args.json:
+        figures = {
+            "device": name,
+            "sizes": [
+                {
+                    "size": rows[i][0],
+                    "tutorial_pairs_per_hour": rows[i][4],
+                    "atelier_pairs_per_hour": rows[i + 1][4],
+                    "speedup": rows[i + 1][4] / rows[i][4],
+                    "loss_ratio_atelier_over_tutorial": rows[i + 1][6] / rows[i][6],
+                    "atelier_peak_gib": rows[i + 1][7] if rows[i + 1][7] == rows[i + 1][7] else None,
+                }
+                for i in range(0, len(rows), 2)
+            ],
+            "mixed_doses": mixed,
+        }
+        args.json.write_text(json.dumps(figures, indent=1))
+
+
+def mixed_doses(content, style, vgg, cfg, args, device) -> dict:
+    """A device batch whose pairs carry different betas: one optimisation, against one per beta."""
+    doses = [float(d) for d in args.doses.split(",")]
+    betas = torch.tensor([doses[i % len(doses)] for i in range(len(content))])
+    out = {"size": f"{content.shape[3]}x{content.shape[2]}", "doses": args.doses}
+    for label, fn in (("mixed", run_atelier), ("split", run_split_by_beta)):
+        sync(device)
+        t0 = time.perf_counter()
+        images, _ = fn(content, style, vgg, cfg, args.batch, betas)
+        sync(device)
+        out[f"{label}_pairs_per_hour"] = len(content) / (time.perf_counter() - t0) * 3600
+        out[f"{label}_loss"] = final_losses(images, content, style, vgg, cfg, args.batch, betas).mean().item()
+    out["speedup"] = out["mixed_pairs_per_hour"] / out["split_pairs_per_hour"]
+    out["loss_ratio"] = out["mixed_loss"] / out["split_loss"]
+    return out
 
 
 if __name__ == "__main__":

@@ -69,7 +69,11 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,
         worker_concurrency=1,
-        worker_max_tasks_per_child=1,
+        # One long-lived child per worker (DESIGN rule 3): CUDA, the engine and the caches of worker.child
+        # outlive a job. The child is replaced after a job once its RSS passes this limit (KiB), or when
+        # the job asked for a fresh one (CUDA OOM, an unexpected error: see worker.child).
+        worker_max_tasks_per_child=None,
+        worker_max_memory_per_child=settings.worker_max_rss_mb * 1024,
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,

@@ -112,9 +112,9 @@ def batch_spec(
     }
 
 
-def stylize_params(batch_id: str, spec: dict, pairs: list[dict], chunk: int, device_batch: int) -> dict:
+def stylize_params(batch_id: str, spec: dict, pairs: list[dict], chunk: int, device_batch: int | None) -> dict:
     """Chunk ``chunk`` of style batch ``batch_id`` (its ``spec`` from ``batch_spec``): ``pairs`` to stylize
-    and classify, ``device_batch`` of them optimised together."""
+    and classify, ``device_batch`` of them optimised together (None: as many as the worker's device fits)."""
     return {
         "batch_id": batch_id,
         "classifier_run_id": spec["classifier_run_id"],

@@ -28,7 +28,10 @@ ENV_VARS = (
     "ATELIER_FLOWER_PASSWORD",
     "ATELIER_FAULT_OOM_ABOVE_BATCH",
     "ATELIER_OFFLINE",
+    "ATELIER_WORKER_MAX_RSS_MB",
+    "ATELIER_COMPILE",
 )
+COMPILE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,12 @@ class Settings:
     # Never reach for the network (torchvision's weight downloads): weights must be cached or imported.
     # Tests set it, so a test machine that happens to be online behaves like this offline one.
     offline: bool = False
+    # A worker's long-lived child is replaced after a job once its resident memory passes this (MiB);
+    # caches it keeps between jobs are bounded by count, this bounds what leaks or fragments past them.
+    worker_max_rss_mb: int = 8192
+    # torch.compile for the style loss and the training step: "auto" compiles on CUDA only (where it pays
+    # and the compile is amortised by a long-lived child), "on" also on the CPU, "off" never.
+    compile: str = "auto"
 
     def __repr__(self) -> str:
         # Settings end up in logs and tracebacks: never with a password in them.
@@ -88,6 +97,8 @@ class Settings:
             flower_password=env.get("ATELIER_FLOWER_PASSWORD") or None,
             fault_oom_above_batch=_number(env, "ATELIER_FAULT_OOM_ABOVE_BATCH", None, int),
             offline=(env.get("ATELIER_OFFLINE") or "0").strip().lower() not in ("0", "", "false", "no"),
+            worker_max_rss_mb=_number(env, "ATELIER_WORKER_MAX_RSS_MB", 8192, int),
+            compile=_choice(env, "ATELIER_COMPILE", COMPILE_MODES),
         )
 
 
@@ -102,6 +113,13 @@ def _number(env: Mapping[str, str], name: str, default, kind):
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def redact(url: str) -> str:

@@ -72,8 +72,11 @@ def claim(
     lease_seconds: float,
     now: datetime | None = None,
     kind: str | None = None,
+    pid: int | None = None,
 ) -> Claim | None:
-    """Take a queued job (of ``kind``, when given), or a running one whose lease expired. None if taken or finished."""
+    """Take a queued job (of ``kind``, when given), or a running one whose lease expired. None if taken or finished.
+
+    ``pid``: the claiming process, recorded as ``worker_pid``."""
     now = now or utcnow()
     token = new_id()
     stale = now - timedelta(seconds=lease_seconds)
@@ -91,6 +94,7 @@ def claim(
         .values(
             status="running",
             worker=worker,
+            worker_pid=pid,
             lease_token=token,
             heartbeat_at=now,
             started_at=now,

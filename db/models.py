@@ -89,6 +89,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     max_attempts: Mapped[int] = mapped_column(default=3)
     worker: Mapped[str | None] = mapped_column(String(200))
+    worker_pid: Mapped[int | None]  # the process (a worker's long-lived child) that claimed it last
     # A fresh token per claim: writes from a worker that lost its claim are refused.
     lease_token: Mapped[str | None] = mapped_column(String(36))
     heartbeat_at: Mapped[datetime | None]

@@ -242,7 +242,7 @@ def plan_pairs(pairs: list[tuple[int, int]], style_weights: list[float], spec: d
 
 
 def submit_batch(
-    lab, dataset_id: int, spec: dict, todo: list[dict], chunk: int, device_batch: int
+    lab, dataset_id: int, spec: dict, todo: list[dict], chunk: int, device_batch: int | None
 ) -> tuple[str, list[str]]:
     """Commit the batch, one job per chunk of pairs not stylized before and a row per pair; then send the jobs.
 

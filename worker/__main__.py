@@ -32,7 +32,7 @@ from core.settings import Settings
 )
 @click.option("--loglevel", default="INFO", show_default=True)
 def main(queues: str, gpu: int | None, name: str | None, threads: int | None, loglevel: str) -> None:
-    """Run a worker: prefork, concurrency 1, a fresh child per task, no prefetch."""
+    """Run a worker: prefork, concurrency 1, one long-lived child (see worker.child), no prefetch."""
     try:
         settings = Settings.from_env()
         wanted = parse_queues(queues)
@@ -82,7 +82,6 @@ def run(
             "-n",
             node,
             "--concurrency=1",
-            "--max-tasks-per-child=1",
             "--without-gossip",
             "--without-mingle",
             "-E",

@@ -7,8 +7,10 @@ This is the only place that knows the protocol of DESIGN rule 1; tasks call
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ class JobContext:
     lost: threading.Event
     # Also told of progress (the Celery task sends it to Flower); the row stays the record.
     report: Callable[[float, str], None] | None = None
+    last_tick: float = 0.0  # monotonic time of the last progress written by ``tick``
+    tick_seconds: float = 1.0  # ``tick`` writes at most this often: a cancel is seen within about this long
 
     @property
     def artifacts(self) -> Path:
@@ -72,6 +76,16 @@ class JobContext:
             if not jobs.touch(session, self.claim):
                 raise JobStopped(_why_stopped(session, self.job_id))
             yield session
+
+    def tick(self, fraction: float, message: str) -> None:
+        """``progress`` from inside a loop (a training step, an optimiser step): written at most once per
+        ``tick_seconds``, so a cancel is seen within about that long and the store is not flooded."""
+        if self.lost.is_set():
+            raise JobStopped("lost")
+        now = time.monotonic()
+        if now - self.last_tick >= self.tick_seconds:
+            self.last_tick = now
+            self.progress(fraction, message)
 
     def progress(self, fraction: float, message: str) -> None:
         """Report progress; raises JobStopped if the job was cancelled or taken over."""
@@ -138,30 +152,37 @@ def execute(
     runner: Callable[[JobContext], None],
     worker: str | None = None,
     report: Callable[[float, str], None] | None = None,
+    sessions: sessionmaker[Session] | None = None,
 ) -> str:
     """Claim the ``kind`` job ``job_id`` and run it; returns how it ended.
 
     Unexpected errors are recorded, then re-raised. A message naming a job of
     another kind claims nothing, so a stray message cannot fail a good job.
+    ``sessions``: the long-lived child's (worker.child); None opens an engine for this job only.
     """
+    if sessions is not None:
+        return _claim_and_run(settings, sessions, job_id, kind, runner, worker, report)
     engine = make_engine(settings.database_url)
-    sessions = make_sessionmaker(engine)
     try:
-        with sessions.begin() as session:
-            claim = jobs.claim(session, job_id, worker or worker_name(), settings.lease_seconds, kind=kind)
-            job = session.get(Job, job_id) if claim else None
-        if claim is None or job is None:
-            log.info("job %s not claimable (finished, running elsewhere or unknown): skipped", job_id)
-            return "skipped"
-        ctx = JobContext(settings, sessions, claim, job_id, job.kind, dict(job.params), threading.Event(), report)
-        beat = _Heartbeat(ctx)
-        beat.start()
-        try:
-            return _run(ctx, runner)
-        finally:
-            beat.stop.set()
+        return _claim_and_run(settings, make_sessionmaker(engine), job_id, kind, runner, worker, report)
     finally:
         engine.dispose()
+
+
+def _claim_and_run(settings, sessions, job_id, kind, runner, worker, report) -> str:
+    with sessions.begin() as session:
+        claim = jobs.claim(session, job_id, worker or worker_name(), settings.lease_seconds, kind=kind, pid=os.getpid())
+        job = session.get(Job, job_id) if claim else None
+    if claim is None or job is None:
+        log.info("job %s not claimable (finished, running elsewhere or unknown): skipped", job_id)
+        return "skipped"
+    ctx = JobContext(settings, sessions, claim, job_id, job.kind, dict(job.params), threading.Event(), report)
+    beat = _Heartbeat(ctx)
+    beat.start()
+    try:
+        return _run(ctx, runner)
+    finally:
+        beat.stop.set()
 
 
 def _run(ctx: JobContext, runner: Callable[[JobContext], None]) -> str:
@@ -179,17 +200,18 @@ def _run(ctx: JobContext, runner: Callable[[JobContext], None]) -> str:
         return stop.status
     except ConfigError as err:
         # Bad input fails the same way on every attempt: fail now, no retry.
-        _end(ctx, "failed", str(err))
-        return "failed"
+        return _end(ctx, "failed", str(err))
     except Exception as err:
         _end(ctx, "failed", f"{type(err).__name__}: {err}")
         raise  # so Celery and Flower see the failure too
-    _end(ctx, "succeeded")
-    return "succeeded"
+    return _end(ctx, "succeeded")
 
 
-def _end(ctx: JobContext, status: str, error: str | None = None) -> None:
+def _end(ctx: JobContext, status: str, error: str | None = None) -> str:
+    """Record how the job ended; what the row says when a cancel or another worker got there first."""
     with ctx.sessions.begin() as session:
         # One line, so `atelier status` and the store's views show it whole.
-        if not jobs.finish(session, ctx.claim, status, error and one_line(error)):
-            log.warning("job %s: result of a lost claim refused", ctx.job_id)
+        if jobs.finish(session, ctx.claim, status, error and one_line(error)):
+            return status
+        log.warning("job %s: result of a lost claim refused", ctx.job_id)
+        return _why_stopped(session, ctx.job_id)

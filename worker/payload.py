@@ -166,7 +166,8 @@ SCHEMAS = {
             "vgg_weights": WEIGHTS,
             "vgg_norm": VGG_NORM,
             "pairs": {"type": "array", "minItems": 1, "maxItems": 100_000, "items": PAIR},
-            "device_batch": {"type": "integer", "minimum": 1, "maximum": 4096},
+            # null: the worker picks it from the device's free memory (worker.ml.style.device_batch_for)
+            "device_batch": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1, "maximum": 4096}]},
             "chunk": COUNT,
             "dataset": TEXT,
         },

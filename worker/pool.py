@@ -1,11 +1,12 @@
 """The prefork pool, replacing a finished child without waiting.
 
-Every job runs in a fresh child (`--max-tasks-per-child=1`) so that no GPU memory,
-CUDA state or leaked tensor outlives its job. Celery starts the next child when it
+A worker's child is long-lived, and replaced after a CUDA OOM, an unexpected error or
+when its memory passes the limit (worker.child). Celery starts the next child when it
 sees the old one's exit, but that check can run a moment before the child has fully
-exited; then the replacement waits for Celery's periodic check, every 5 s. Queued
-jobs sat idle 4-5 s behind about one child in four (bench/load.py, 2 CPU workers).
-Checking every quarter second costs one waitpid(WNOHANG) per child.
+exited; then the replacement waits for Celery's periodic check, every 5 s. When every
+job ran in a fresh child, queued jobs sat idle 4-5 s behind about one child in four
+(bench/load.py, 2 CPU workers). Checking every quarter second costs one
+waitpid(WNOHANG) per child.
 """
 
 from __future__ import annotations

@@ -31,13 +31,17 @@ from core.weights import WeightsRecord
 from corpus.imageio import open_rgb
 from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
 from db.upsert import upsert
+from worker import child
+from worker.child import file_key
 from worker.lifecycle import JobContext, require_row
 from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier
+from worker.ml.compiled import compile_in_place
 from worker.ml.models import build_model
 from worker.ml.style import (
     VGGFeatures,
     build_vgg,
+    device_batch_for,
     from_pil,
     mean_activation_scales,
     resize_long_side,
@@ -83,13 +87,29 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
     return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval())
 
 
+def resident_classifier(session, run: Run, classes: list[str], artifacts: Path, device) -> Classifier:
+    """``load_classifier``, kept in the worker's child for the next chunk: keyed by the run and its checkpoint."""
+    if not run.checkpoint_path:
+        return load_classifier(session, run, classes, artifacts, device)  # one line: it has no checkpoint
+    key = (run.id, *file_key(artifact_path(artifacts, run.checkpoint_path)), str(device))
+    return child.resident().get("classifier", key, lambda: load_classifier(session, run, classes, artifacts, device))
+
+
 def style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:
     """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation.
 
     The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
     kept under the artifacts root, so every chunk of a batch, and every batch with that key, optimises
-    against the very same network.
+    against the very same network. The rescaled VGG stays in the worker's child for the chunks after it.
     """
+    p = ctx.params
+    norm = p.get("vgg_norm")
+    weights = p["vgg_weights"].get("sha256") or f"random:{cfg.seed}"
+    key = (cfg.vgg, weights, cfg.pool, norm["key"] if norm else None, str(device))
+    return child.resident().get("vgg", key, lambda: _build_style_vgg(ctx, cfg, device, picture))
+
+
+def _build_style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:
     p = ctx.params
     torch.manual_seed(cfg.seed)  # random weights (only when asked for) are drawn from the style seed
     vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, WeightsRecord.from_json(p["vgg_weights"])), device, cfg.pool)
@@ -103,6 +123,7 @@ def style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures
             scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm["images"]])
             atomic_save(scales, path, {"vgg": cfg.vgg, "images": json.dumps(norm["images"]), "size": str(cfg.size)})
         vgg.rescale(scales)
+    compile_in_place(vgg, ctx.settings.compile, device)  # once per child: the VGG stays in its cache
     return vgg
 
 
@@ -114,7 +135,7 @@ def run_stylize(ctx: JobContext) -> None:
     with ctx.sessions() as s:
         run = require_row(s, Run, p["classifier_run_id"], "classifier run")
         ds = s.get(Dataset, run.dataset_id)
-        classify = load_classifier(s, run, list(ds.classes), ctx.artifacts, device)
+        classify = resident_classifier(s, run, list(ds.classes), ctx.artifacts, device)
         ids = sorted({q["content"] for q in p["pairs"]} | {q["style"] for q in p["pairs"]})
         wanted = sorted(set(ids) | set(norm_ids))
         rows = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == "ok"))}
@@ -185,6 +206,34 @@ def write_controls(
         upsert(s, StyleControl, out, keys=("classifier_run_id", "image_id", "size"))
 
 
+CPU_DEVICE_BATCH = 4  # a CPU gains little from wider batches and the chunk's progress stays fine-grained
+
+
+def pick_device_batch(p: dict, cfg: StyleConfig, device, shape) -> int:
+    """The params' device batch, or (null) what the device's free memory fits; written back into ``p`` so an
+    OOM retry halves the batch that really ran."""
+    if not p.get("device_batch"):
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            p["device_batch"] = device_batch_for(free, shape[-2], shape[-1], cfg.vgg, cfg.history)
+        else:
+            p["device_batch"] = CPU_DEVICE_BATCH
+    return p["device_batch"]
+
+
+def step_ticker(ctx: JobContext, cfg: StyleConfig, finished: int, size: int):
+    """Progress inside one optimisation (minutes on a CPU), and a cancel noticed within about a second."""
+    total = len(ctx.params["pairs"])
+
+    def on_eval(calls: int) -> None:
+        share = min(calls / (cfg.steps + 1), 1.0)
+        ctx.tick(
+            (finished + share * size) / total, f"{finished}/{total} pairs; step {min(calls, cfg.steps)}/{cfg.steps}"
+        )
+
+    return on_eval
+
+
 def _stylize_chunk(
     ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures, finished: int
 ) -> None:
@@ -192,8 +241,9 @@ def _stylize_chunk(
     vgg_record = WeightsRecord.from_json(p["vgg_weights"])
     norm_key = (p.get("vgg_norm") or {}).get("key", "none")
     for items in buckets.values():
-        for start in range(0, len(items), p["device_batch"]):
-            part = items[start : start + p["device_batch"]]
+        batch = pick_device_batch(p, cfg, device, items[0][1].shape)
+        for start in range(0, len(items), batch):
+            part = items[start : start + batch]
             content = torch.stack([c for _, c in part])
             styles = [from_pil(pictures[q["style"]]) for q, _ in part]  # each at its own aspect, never stretched
             result = stylize_batch(
@@ -204,6 +254,7 @@ def _stylize_chunk(
                 device,
                 pair_seeds=[q["seed"] for q, _ in part],
                 style_weights=[q["style_weight"] for q, _ in part],
+                on_eval=step_ticker(ctx, cfg, finished, len(part)),
             )
             works = [to_pil(img) for img in result.images]
             answers = classify(works)

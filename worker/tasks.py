@@ -1,14 +1,17 @@
 """Thin Celery tasks: take a job id, hand it to the lifecycle, nothing more.
 
 Extra keyword arguments (kind, dataset, arch, cell...) are there only so Flower
-shows readable task arguments; the job row is what the worker trusts.
+shows readable task arguments; the job row is what the worker trusts. Tasks run in
+the worker's long-lived child (worker.child): one engine and a cache for every job.
 """
 
 from __future__ import annotations
 
 import logging
 
-from db.engine import make_engine, make_sessionmaker
+from celery.signals import worker_process_init
+
+from worker import child
 from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
@@ -18,6 +21,12 @@ from worker.stylize_job import run_stylize
 from worker.train_job import run_train
 
 log = logging.getLogger(__name__)
+
+
+@worker_process_init.connect(weak=False)
+def _start_child(**_kwargs) -> None:
+    if app.settings is not None:
+        child.start(app.settings)
 
 
 def _run(task, kind: str, job_id, runner) -> str:
@@ -35,17 +44,23 @@ def _run(task, kind: str, job_id, runner) -> str:
             "task-progress", progress=round(fraction, 4), message=message, result=f"{fraction:.0%} {message}"
         )
 
+    sessions = child.sessions(settings)
     outcome = "raised"
     try:
         with simulated_oom(settings.fault_oom_above_batch):
-            outcome = execute(settings, job_id, kind, runner, worker=task.request.hostname, report=report)
+            outcome = execute(
+                settings, job_id, kind, runner, worker=task.request.hostname, report=report, sessions=sessions
+            )
         return outcome
     finally:
-        engine = make_engine(settings.database_url)
+        if outcome in ("raised", "requeued"):
+            # An unexpected error or a CUDA OOM (the only cause of a requeue) may leave memory or CUDA state
+            # poisoned: the next job gets a fresh child.
+            child.request_fresh_child(f"job {job_id} {'raised' if outcome == 'raised' else 'ran out of memory'}")
         try:
-            after_job(settings, task.app, make_sessionmaker(engine), job_id, requeued=outcome == "requeued")
+            after_job(settings, task.app, sessions, job_id, requeued=outcome == "requeued")
         finally:
-            engine.dispose()
+            child.after_job()
 
 
 @app.task(name="atelier.train", bind=True)

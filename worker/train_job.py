@@ -19,8 +19,10 @@ from core.errors import ConfigError
 from core.weights import job_record
 from db.models import Dataset, EpochMetric, Image, Prediction, Run
 from db.upsert import upsert
+from worker import child
+from worker.child import file_key
 from worker.lifecycle import JobContext, job_run_id, require_row
-from worker.ml.cache import cached_images
+from worker.ml.cache import cached_images, keys_digest
 from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
@@ -90,8 +92,12 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
         data = load_dataset_images(session, ctx.params["dataset_id"])
     ctx.progress(0.0, f"caching {len(data.ids)} images at {cfg.image_size}px")
     keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
-    images = cached_images(
-        cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size), data.root, data.paths, keys, cfg.image_size
+    path = cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size)
+    # Kept in the child between jobs (read-only: splits index copies out of it), keyed by its image list.
+    images = child.resident().get(
+        "images",
+        (str(path), keys_digest(keys)),
+        lambda: cached_images(path, data.root, data.paths, keys, cfg.image_size),
     )
     model = None
     weights_file = local_file(ctx.artifacts, job_record(ctx.params))  # sha256 checked against the job's record
@@ -110,9 +116,7 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
 
 def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     """A grid cell in feature-extract mode: the backbone already ran once in its features job."""
-    with safe_open(str(ctx.artifact(ctx.params["features"])), framework="pt") as f:
-        t = {k: f.get_tensor(k) for k in f.keys()}
-        classes = json.loads(f.metadata()["classes"])
+    t, classes = child.resident().get("features", file_key(ctx.artifact(ctx.params["features"])), _read_features(ctx))
     stored = t["train_features"].shape[1]  # (N, V, C, H, W)
     if "views" in ctx.params["config"] and stored != cfg.views:  # rows from before views were recorded lack it
         raise ConfigError(f"the cell's config says {cfg.views} feature views, its features file holds {stored}")
@@ -122,9 +126,17 @@ def feature_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     return Inputs(classes, splits, t["test_ids"].tolist(), head, random_view, plain_view)
 
 
+def _read_features(ctx: JobContext):
+    def read() -> tuple[dict[str, torch.Tensor], list[str]]:
+        with safe_open(str(ctx.artifact(ctx.params["features"])), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, json.loads(f.metadata()["classes"])
+
+    return read
+
+
 def run_train(ctx: JobContext) -> None:
     run_id = job_run_id(ctx)
-    cfg = TrainConfig(**{**ctx.params["config"], "dense": tuple(ctx.params["config"]["dense"])})
+    cfg = TrainConfig.from_json(ctx.params["config"])
     with ctx.sessions() as session:
         run = require_row(session, Run, run_id, "run")
         resume_from = run.state_path if run.last_epoch else None
@@ -159,6 +171,8 @@ def run_train(ctx: JobContext) -> None:
             train_transform=inputs.train_transform,
             eval_transform=inputs.eval_transform,
             weights_file=inputs.weights_file,
+            on_batch=batch_ticker(ctx, cfg),
+            compile_mode=ctx.settings.compile,
         )
     except torch.OutOfMemoryError as err:
         again = halve_batch(ctx.params, ("config", "batch_size"), err)
@@ -204,6 +218,15 @@ def drop_superseded(ctx: JobContext, written: dict[str, Path], files: dict[str, 
         if key in written:
             ctx.artifact(written[key]).unlink(missing_ok=True)
         written[key] = path
+
+
+def batch_ticker(ctx: JobContext, cfg: TrainConfig):
+    """Progress inside an epoch, and a cancel noticed between batches (not at the end of a long epoch)."""
+
+    def on_batch(epoch: int, done: int, total: int) -> None:
+        ctx.tick((epoch - 1 + done / total) / cfg.total_epochs, f"epoch {epoch}/{cfg.total_epochs}: {done}/{total}")
+
+    return on_batch
 
 
 def report_epoch(ctx: JobContext, cfg: TrainConfig, result: EpochResult) -> None:

@@ -46,6 +46,7 @@ def status_cmd(lab, job, limit, watch, as_json) -> None:
                         "message",
                         "attempts",
                         "worker",
+                        "worker_pid",
                         "created_at",
                         "started_at",
                         "finished_at",

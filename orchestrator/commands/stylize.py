@@ -97,7 +97,12 @@ DEFAULT_DOSES = "0,1e2,1e3,1e4,1e5"
     "train images of the dataset; 0 leaves the weights as they are.",
 )
 @click.option("--chunk", type=click.IntRange(1), default=64, show_default=True, help="Pairs per job.")
-@click.option("--device-batch", type=click.IntRange(1), default=16, show_default=True, help="Pairs optimised together.")
+@click.option(
+    "--device-batch",
+    type=click.IntRange(1),
+    default=None,
+    help="Pairs optimised together [default: as many as the worker's GPU has free memory for; 4 on a CPU].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help='Print {"batch": ID, "pairs": N, "jobs": M}.')
 @click.option("--wait", is_flag=True)

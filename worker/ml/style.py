@@ -474,8 +474,9 @@ def initial_image(content: torch.Tensor, cfg: StyleConfig, pair_seeds: list[int]
     return torch.stack(noise).to(content.device)  # (B, 3, H, W)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def _autocast(device: torch.device, bf16: bool = True):
+    """bf16 convolutions on CUDA (the activations the Grams and the line search see are then bf16)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 and device.type == "cuda" else contextlib.nullcontext()
 
 
 def _per_pair(value: float | torch.Tensor | list, b: int, device: torch.device, what: str) -> torch.Tensor:
@@ -527,11 +528,11 @@ def _check_pairs(
 
 @torch.no_grad()
 def _targets(
-    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device
+    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device, bf16: bool = True
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """What each pair's painting is matched against: its content image's relu4_2 activations (B, 512, H/8, W/8)
     and its style image's Grams {layer: (B, C, C)}."""
-    with _autocast(device):
+    with _autocast(device, bf16):
         target_content = vgg(content)[CONTENT_LAYER].float()
         # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
         target_grams = {n: torch.empty(len(styles), *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
@@ -546,6 +547,25 @@ def _targets(
     return target_content, target_grams
 
 
+# VGG's conv outputs up to relu5_1 as channels per input pixel: (convs, channels, stride) per block.
+_VGG_BLOCKS = {"vgg19": ((2, 64, 1), (2, 128, 2), (4, 256, 4), (4, 512, 8), (1, 512, 16)),
+               "vgg16": ((2, 64, 1), (2, 128, 2), (3, 256, 4), (3, 512, 8), (1, 512, 16))}  # fmt: skip
+
+
+def device_batch_for(free_bytes: int, height: int, width: int, vgg: str = "vgg19", history: int = 10,
+                     cap: int = 256) -> int:  # fmt: skip
+    """Pairs per optimisation that fit in ``free_bytes``: an estimate, with CUDA OOM halving as the net.
+
+    Per pair: every conv output up to relu5_1 kept for the backward pass, its ReLU output and its gradient
+    (3 fp32 copies; bf16 autocast needs less), plus L-BFGS' 2 x ``history`` vectors and ~6 image-sized
+    buffers. 70 % of the free memory is planned for: the allocator's fragmentation and the Grams need slack.
+    """
+    per_pixel = sum(n * c / (s * s) for n, c, s in _VGG_BLOCKS[vgg])
+    activations = 3 * 4 * per_pixel * height * width
+    optimiser = (2 * history + 6) * 4 * 3 * height * width
+    return max(1, min(cap, int(0.7 * free_bytes // (activations + optimiser))))
+
+
 def stylize_batch(
     content: torch.Tensor,
     style: torch.Tensor | list[torch.Tensor],
@@ -555,6 +575,8 @@ def stylize_batch(
     pair_seeds: list[int] | None = None,
     style_weights: torch.Tensor | list[float] | None = None,
     content_weights: torch.Tensor | list[float] | None = None,
+    on_eval: Callable[[int], None] | None = None,
+    precision: str = "bf16",
 ) -> StyleResult:
     """Paint style[i] onto content[i] for every i; each pair's result is independent of the others.
 
@@ -564,7 +586,13 @@ def stylize_batch(
     Pairs with different betas share one optimisation: every loss and every optimiser quantity is per pair.
     device: where to run; defaults to the VGG's device, which it must match.
     pair_seeds: a stable key per pair for the noise init (ignored for init="content").
+    on_eval(n): after the n-th evaluation of the objective (progress; it may raise to stop the job).
+    precision: "bf16" (convolutions under bf16 autocast on CUDA, the default) or "fp32"; the reported final
+    losses are fp32 either way. bench/bf16_style.py checks that bf16 does not change the outcome.
     """
+    if precision not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+    bf16 = precision == "bf16"
     device, styles = _check_pairs(content, style, vgg, device, pair_seeds)
     b = content.shape[0]
     beta = _per_pair(cfg.style_weight if style_weights is None else style_weights, b, device, "style weights")
@@ -572,11 +600,11 @@ def stylize_batch(
     shape = content.shape
     content = content.to(device, torch.float32)
 
-    target_content, target_grams = _targets(vgg, content, styles, device)
+    target_content, target_grams = _targets(vgg, content, styles, device, bf16)
 
     def losses(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> total, content, style losses, each (B,). fast: bf16 convolutions on CUDA."""
-        with _autocast(device) if fast else contextlib.nullcontext():
+        with _autocast(device, bf16) if fast else contextlib.nullcontext():
             feats = vgg(img)
         c = content_loss(feats[CONTENT_LAYER], target_content, cfg.loss)
         s = style_loss(feats, target_grams, cfg.loss)
@@ -585,10 +613,16 @@ def stylize_batch(
             total = total + cfg.tv_weight * tv_loss(img)
         return total, c, s
 
+    evaluations = 0
+
     def objective(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal evaluations
         img = x.view(shape).detach().requires_grad_(True)  # (B, 3, H, W)
         total = losses(img)[0]
         (grad,) = torch.autograd.grad(total.sum(), img)  # the sum: each pair gets its own loss's gradient
+        evaluations += 1
+        if on_eval is not None:
+            on_eval(evaluations)
         return total.detach(), grad.flatten(1)
 
     x = initial_image(content, cfg, pair_seeds).flatten(1)  # (B, 3*H*W)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from core.config import TrainConfig
 from worker.ml.augment import make_augment
 from worker.ml.checkpoint import SavedState
+from worker.ml.compiled import compile_in_place
 from worker.ml.metrics import Scores, score
 from worker.ml.models import (
     AUX_LOSS_WEIGHT,
@@ -94,8 +95,9 @@ def _autocast(device: torch.device):
 
 
 def train_one_epoch(
-    model, optimizer, split: Split, augment, cfg: TrainConfig, device, generator
+    model, optimizer, split: Split, augment, cfg: TrainConfig, device, generator, on_batch=None
 ) -> tuple[float, Scores]:
+    """One pass over ``split``; ``on_batch(done, total)`` after every step (it may raise to stop the job)."""
     model.train()
     order = torch.randperm(len(split), generator=generator)
     total_loss, all_logits, all_labels = 0.0, [], []
@@ -115,6 +117,8 @@ def train_one_epoch(
         total_loss += loss.detach() * len(idx)
         all_logits.append(logits.detach().float())
         all_labels.append(y)
+        if on_batch is not None:
+            on_batch(min(start + cfg.batch_size, len(split)), len(split))
     seen = sum(len(t) for t in all_labels)
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     return float(total_loss) / max(seen, 1), score(logits, labels)
@@ -177,6 +181,8 @@ def fit(
     train_transform=None,
     eval_transform=None,
     weights_file: str | Path | None = None,
+    on_batch: Callable[[int, int, int], None] | None = None,
+    compile_mode: str = "off",
 ) -> tuple[torch.nn.Module, FitResult]:
     """Train through every phase of ``cfg``; ``on_epoch`` persists each epoch.
 
@@ -189,11 +195,14 @@ def fit(
 
     ``model`` and the transforms replace the image classifier and its
     augmentation, e.g. to train a head on cached backbone features. ``weights_file``: the backbone's
-    starting weights for the classifier built here (``cfg.weights`` only names them).
+    starting weights for the classifier built here (``cfg.weights`` only names them). ``on_batch(epoch,
+    done, total)`` runs after every training step: progress inside a long epoch, and a cancel within seconds.
+    ``compile_mode``: ATELIER_COMPILE (worker.ml.compiled); the model is compiled in place, checkpoints unchanged.
     """
     device = device or pick_device()
     torch.manual_seed(cfg.seed)  # initial weights; a resume then restores the streams as they were saved
     model = (model or build_model(cfg.model_config(), weights_file)).to(device).to(memory_format=torch.channels_last)
+    compile_in_place(model, compile_mode, device)
     train = Split(place_cache(train.images, device), train.labels)
     augment = train_transform or make_augment(cfg.augment, cfg.image_size, train=True)
     t, current = _make_trainer(cfg, model, resume)
@@ -206,7 +215,7 @@ def fit(
             continue
         if index != current:
             current = _enter_phase(cfg, t, index)
-        result = _train_epoch(cfg, t, index, train, val, augment, eval_transform, device)
+        result = _train_epoch(cfg, t, index, train, val, augment, eval_transform, device, on_batch)
         history.append(result)
         if on_epoch:
             on_epoch(result, t)
@@ -238,13 +247,22 @@ def _enter_phase(cfg: TrainConfig, t: Trainer, index: int) -> int:
 
 
 def _train_epoch(
-    cfg: TrainConfig, t: Trainer, index: int, train: Split, val: Split, augment, eval_transform, device: torch.device
+    cfg: TrainConfig,
+    t: Trainer,
+    index: int,
+    train: Split,
+    val: Split,
+    augment,
+    eval_transform,
+    device: torch.device,
+    on_batch: Callable[[int, int, int], None] | None = None,
 ) -> EpochResult:
     """Train and validate the next epoch (of phase ``index``), then step the schedule and early stopping."""
     epoch = t.progress.epoch + 1
     t0 = time.perf_counter()
     current_lr = t.optimizer.param_groups[0]["lr"]
-    train_loss, train_scores = train_one_epoch(t.model, t.optimizer, train, augment, cfg, device, t.generator)
+    step = (lambda done, total: on_batch(epoch, done, total)) if on_batch else None
+    train_loss, train_scores = train_one_epoch(t.model, t.optimizer, train, augment, cfg, device, t.generator, step)
     val_loss, val_scores, _ = evaluate(t.model, val, cfg, device, transform=eval_transform)
     improved = _record_progress(cfg, t, epoch, index, getattr(val_scores, cfg.metric))
     return EpochResult(

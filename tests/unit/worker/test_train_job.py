@@ -88,7 +88,10 @@ def test_every_epoch_is_persisted_then_the_best_checkpoint_predicts_the_test_spl
     run_train(context(settings, sessions, job_id, reports))
 
     assert reports[0] == (0.0, "caching 16 images at 32px")
-    assert [(f, m.split(" val")[0]) for f, m in reports[1:]] == [(0.5, "epoch 1/2"), (1.0, "epoch 2/2")]
+    epochs = [(f, m.split(" val")[0]) for f, m in reports[1:] if " val " in m]
+    assert epochs == [(0.5, "epoch 1/2"), (1.0, "epoch 2/2")]
+    # Inside an epoch too (throttled to one write a second): the first training step is reported at once.
+    assert reports[1] == (0.5, "epoch 1/2: 8/8")
     run = the_run(sessions, job_id)
     with sessions() as s:
         metrics = s.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)).all()
@@ -127,7 +130,7 @@ def cancel(sessions, job_id: str) -> None:
 
 def test_a_cancel_stops_the_run_with_the_row_on_its_last_recorded_epoch(settings, sessions, job_id):
     reports = Reports()
-    reports.actions["epoch 1/2"] = lambda: cancel(sessions, job_id)
+    reports.actions["epoch 1/2 val"] = lambda: cancel(sessions, job_id)
     with pytest.raises(JobStopped) as stopped:
         run_train(context(settings, sessions, job_id, reports))
     assert stopped.value.status == "cancelled"
@@ -140,9 +143,24 @@ def test_a_cancel_stops_the_run_with_the_row_on_its_last_recorded_epoch(settings
     assert the_run(sessions, job_id).test_top1 is None
 
 
+def test_a_cancel_stops_the_run_between_batches_not_at_the_end_of_the_epoch(settings, sessions, job_id):
+    with sessions.begin() as s:  # two steps per epoch: batches of 4 of the 8 training images
+        job = s.get(Job, job_id)
+        job.params = {**job.params, "config": {**job.params["config"], "batch_size": 4}}
+    reports = Reports()
+    reports.actions["epoch 1/2: 4/8"] = lambda: cancel(sessions, job_id)  # after the first training step
+    ctx = context(settings, sessions, job_id, reports)
+    ctx.tick_seconds = 0.0  # every step checks (a real job: once a second)
+    with pytest.raises(JobStopped) as stopped:
+        run_train(ctx)
+    assert stopped.value.status == "cancelled"
+    assert reports[-1][1] == "epoch 1/2: 4/8"  # the second step's check stopped it: no later report
+    assert the_run(sessions, job_id).last_epoch == 0  # epoch 1 never finished
+
+
 def test_a_retried_job_resumes_after_its_last_recorded_epoch(settings, sessions, job_id):
     first = Reports()
-    first.actions["epoch 1/2"] = lambda: cancel(sessions, job_id)
+    first.actions["epoch 1/2 val"] = lambda: cancel(sessions, job_id)
     with pytest.raises(JobStopped):
         run_train(context(settings, sessions, job_id, first))
     with sessions.begin() as s:  # `atelier retry`
@@ -152,7 +170,8 @@ def test_a_retried_job_resumes_after_its_last_recorded_epoch(settings, sessions,
     ctx = context(settings, sessions, job_id, again)
     assert ctx.claim.attempt == 2
     run_train(ctx)
-    assert [m.split(" val")[0] for _, m in again[1:]] == ["resuming after epoch 1", "epoch 2/2"]
+    messages = [m.split(" val")[0] for _, m in again[1:]]
+    assert messages == ["resuming after epoch 1", "epoch 2/2: 8/8", "epoch 2/2"]
     assert again[1][0] == 0.5
     run = the_run(sessions, job_id)
     assert (run.last_epoch, run.state_path) == (2, f"runs/{run.id}/attempt-2/state-epoch-2.safetensors")

@@ -1,0 +1,116 @@
+"""Every GPU figure in one run, written to one JSON file, with the targets each must meet.
+
+Runs, each as its own process on the same device, each comparing against its baseline
+in the same run: bench/train_throughput.py, bench/grid.py, bench/stylize.py (with mixed
+doses against one optimisation per dose), bench/load.py with real work through real
+workers (2,000 pairs at 256 px, 300 L-BFGS steps, the device batch picked from free
+memory) and bench/bf16_style.py. Then checks that every figure is there and, on CUDA,
+whether each target holds. About 8 minutes on one H100.
+
+    python bench/gpu.py                   # on the GPU box: bench/results/gpu-<time>.json
+    python bench/gpu.py --smoke           # CPU, CI-sized shapes, < 3 minutes: every figure produced
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (script, full-size arguments, smoke arguments)
+RUNS = {
+    "train": ("train_throughput.py", [], ["--images", "24", "--size", "32", "--long-side", "48", "--arches",
+              "resnet18", "--workers", "1", "--batch", "8", "--epochs", "1"]),
+    "grid": ("grid.py", [], ["--images", "24", "--artists", "3", "--size", "32", "--arch", "resnet18", "--heads",
+             "gap", "--dense1", "32:32:32", "--dense2", "16:16:16", "--epochs", "1", "--batch", "8"]),
+    "stylize": ("stylize.py", ["--sizes", "256"], ["--pairs", "2", "--sizes", "32", "--steps", "3", "--batch", "2"]),
+    "load": ("load.py", ["--pairs", "2000", "--jobs", "20", "--cells", "40", "--workers", "1", "--size", "256",
+             "--steps", "300", "--optimizer", "lbfgs", "--device-batch", "0"],
+             ["--pairs", "24", "--jobs", "4", "--cells", "4", "--workers", "1"]),
+    "bf16": ("bf16_style.py", [], ["--pairs", "2", "--size", "32", "--steps", "4"]),
+}  # fmt: skip
+
+# (name, path into the figures, comparison, target): the issue's targets, each a ratio from the same run.
+TARGETS = [
+    ("training epoch / model-only ceiling", ("train", 0, "of_ceiling"), ">=", 0.70),
+    ("training / best ImageFolder+DataLoader", ("train", 0, "over_best_dataloader"), ">=", 6.0),
+    ("112-cell grid / backbone per cell", ("grid", "speedup"), ">=", 30.0),
+    ("style transfer pairs/hour at 256 px", ("stylize", "sizes", 0, "atelier_pairs_per_hour"), ">=", 30_000),
+    ("style transfer / tutorial L-BFGS", ("stylize", "sizes", 0, "speedup"), ">=", 10.0),
+    ("final loss atelier / tutorial", ("stylize", "sizes", 0, "loss_ratio_atelier_over_tutorial"), "<=", 1.0),
+    ("mixed doses / split by dose", ("stylize", "mixed_doses", 0, "speedup"), ">=", 1.0),
+    ("through the queue / one process", ("load", "ratio_end_to_end_over_baseline"), "<=", 1 / 0.9),
+    ("bf16 / fp32 final loss", ("bf16", "loss_ratio_bf16_over_fp32"), "<=", 1.05),
+]
+
+
+def lookup(figures: dict, path: tuple):
+    value = figures
+    for key in path:
+        value = value[key]
+    return value
+
+
+def run_all(smoke: bool, workdir: Path) -> dict:
+    figures = {}
+    for name, (script, full, small) in RUNS.items():
+        out = workdir / f"{name}.json"
+        cmd = [sys.executable, str(ROOT / "bench" / script), *(small if smoke else full), "--json", str(out)]
+        t0 = time.perf_counter()
+        print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+        done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+        print(done.stdout[-1500:], flush=True)
+        if done.returncode != 0 or not out.exists():
+            raise SystemExit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        figures[name] = json.loads(out.read_text())
+        figures[name + "_wall_s"] = round(time.perf_counter() - t0, 1)
+    return figures
+
+
+def check(figures: dict, on_gpu: bool) -> list[dict]:
+    """Every target's value (a missing figure is an error), and whether it holds (judged on a GPU only)."""
+    results = []
+    for label, path, op, target in TARGETS:
+        value = lookup(figures, path)
+        if not isinstance(value, (int, float)):
+            raise SystemExit(f"figure {'/'.join(map(str, path))} is missing or not a number: {value!r}")
+        holds = value >= target if op == ">=" else value <= target
+        results.append(
+            {"target": label, "value": value, "op": op, "wanted": target, "holds": holds if on_gpu else None}
+        )
+    return results
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="CI-sized shapes on any device; checks the figures exist")
+    p.add_argument("--out", type=Path, default=None, help="the JSON file [bench/results/gpu-<time>.json]")
+    args = p.parse_args()
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if on_gpu else "cpu"
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="atelier-gpu-bench-") as tmp:
+        figures = run_all(args.smoke, Path(tmp))
+    results = check(figures, on_gpu)
+    report = {"device": device, "smoke": args.smoke, "wall_s": round(time.perf_counter() - t0, 1),
+              "targets": results, "figures": figures}  # fmt: skip
+    out = args.out or ROOT / "bench" / "results" / f"gpu-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"\n{device}{' (smoke)' if args.smoke else ''}: {report['wall_s']} s; figures in {out}")
+    for r in results:
+        verdict = {True: "holds", False: "MISSED", None: "not judged off a GPU"}[r["holds"]]
+        print(f"  {r['target']:40s} {r['value']:12.4g}  wanted {r['op']} {r['wanted']:<8g} {verdict}")
+    return 1 if any(r["holds"] is False for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
