@@ -53,29 +53,6 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return low, high
 
 
-def three_way_split(counts: dict[str, int]) -> dict[str, dict[str, float | int]]:
-    """Rate and Wilson 95 % interval of each outcome, ``content``, ``style`` and ``other``.
-
-    ``counts`` maps outcomes to how many stylized images the classifier gave
-    that answer; a missing outcome counts 0, an unknown one is an error. Each
-    result is ``{"count", "n", "rate", "low", "high"}`` where n is the total.
-    With n = 0 every rate is 0.0 and every interval (0.0, 1.0). The intervals
-    are marginal, one per outcome, not a joint region for the three rates.
-    """
-    if not isinstance(counts, dict):
-        raise TypeError(f"counts must be a dict, got {type(counts).__name__}")
-    unknown = sorted(set(counts) - set(OUTCOMES), key=str)
-    if unknown:
-        raise ConfigError(f"unknown outcome(s) {', '.join(map(repr, unknown))}; expected {', '.join(OUTCOMES)}")
-    k = {outcome: _count(f"count of {outcome!r}", counts.get(outcome, 0)) for outcome in OUTCOMES}
-    n = sum(k.values())
-    result: dict[str, dict[str, float | int]] = {}
-    for outcome in OUTCOMES:
-        low, high = wilson_interval(k[outcome], n)
-        result[outcome] = {"count": k[outcome], "n": n, "rate": k[outcome] / n if n else 0.0, "low": low, "high": high}
-    return result
-
-
 def chance_levels(k: int) -> dict[str, float]:
     """What a classifier guessing uniformly among ``k`` artists scores: content 1/K, style 1/K, other (K-2)/K."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 2:
@@ -109,7 +86,9 @@ def cluster_bootstrap(
         raise ConfigError(f"unknown outcome(s) {', '.join(map(repr, unknown))}; expected {', '.join(OUTCOMES)}")
     if not outcomes:
         return {o: (0.0, 1.0) for o in OUTCOMES}
-    index = {c: i for i, c in enumerate(dict.fromkeys(clusters))}
+    # Clusters in sorted order, not in row order: the interval depends on the rows, never on the order a
+    # database returned them in (SQLite and PostgreSQL need not agree without an ORDER BY).
+    index = {c: i for i, c in enumerate(sorted(set(clusters), key=str))}
     hits = np.zeros((len(index), len(OUTCOMES)))  # (clusters, outcomes)
     for outcome, cluster in zip(outcomes, clusters):
         hits[index[cluster], OUTCOMES.index(outcome)] += 1

@@ -30,7 +30,7 @@ from orchestrator.commands.common import pass_lab
 @click.option("--loglevel", default="INFO", show_default=True)
 @pass_lab
 def worker_cmd(lab, queues, gpu, name, threads, loglevel) -> None:
-    """Run a worker: prefork, concurrency 1, a fresh child per task, no prefetch."""
+    """Run a worker: prefork, concurrency 1, one long-lived child (see worker/child.py), no prefetch."""
     wanted = parse_queues(queues)
     lab.engine.dispose()  # migrate the store, then hold no connection into the exec'd worker
     lab.celery()  # checks the broker (and starts the embedded one)

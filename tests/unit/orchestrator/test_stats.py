@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
-from orchestrator.stats import OUTCOMES, Z95, chance_levels, cluster_bootstrap, three_way_split, wilson_interval
+from orchestrator.stats import OUTCOMES, Z95, chance_levels, cluster_bootstrap, wilson_interval
 
 
 def score_bounds(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -105,54 +105,6 @@ def test_bounds_solve_the_score_equation(n, data):
         assert (p_hat - p) ** 2 == pytest.approx(Z95**2 * p * (1 - p) / n, abs=1e-12)
 
 
-def test_three_way_split():
-    split = three_way_split({"content": 81, "style": 150, "other": 32})
-    assert list(split) == list(OUTCOMES)
-    assert split["content"] == {
-        "count": 81,
-        "n": 263,
-        "rate": 81 / 263,
-        "low": pytest.approx(0.2553, abs=5e-5),
-        "high": pytest.approx(0.3662, abs=5e-5),
-    }
-    for row in split.values():
-        assert (row["low"], row["high"]) == wilson_interval(row["count"], 263)
-        assert row["low"] <= row["rate"] <= row["high"]
-    assert sum(row["rate"] for row in split.values()) == pytest.approx(1.0)
-
-
-def test_three_way_split_missing_outcomes_count_zero_and_empty_is_unknown():
-    split = three_way_split({"style": 4})
-    assert split["style"]["rate"] == 1.0 and split["content"]["count"] == 0 and split["other"]["high"] < 1.0
-    empty = three_way_split({})
-    assert all((row["rate"], row["low"], row["high"], row["n"]) == (0.0, 0.0, 1.0, 0) for row in empty.values())
-
-
-@pytest.mark.parametrize(
-    "counts,error,match",
-    [
-        ({"content": 1, "painter": 2}, ConfigError, "unknown outcome.*'painter'"),
-        ({"content": -1}, ConfigError, "must not be negative"),
-        ({"style": 2.0}, TypeError, "must be an int"),
-        ([("content", 1)], TypeError, "must be a dict"),
-    ],
-)
-def test_three_way_split_bad_input(counts, error, match):
-    with pytest.raises(error, match=match):
-        three_way_split(counts)
-
-
-@given(st.fixed_dictionaries({o: st.integers(0, 500) for o in OUTCOMES}))
-def test_three_way_split_properties(counts):
-    split = three_way_split(counts)
-    n = sum(counts.values())
-    for outcome, row in split.items():
-        assert row["count"] == counts[outcome] and row["n"] == n
-        assert 0.0 <= row["low"] <= row["rate"] <= row["high"] <= 1.0
-    if n:
-        assert sum(row["rate"] for row in split.values()) == pytest.approx(1.0)
-
-
 # ---------------------------------------------------------------------------- design-respecting intervals
 
 
@@ -199,3 +151,12 @@ def test_cluster_bootstrap_edges():
         cluster_bootstrap(["same"], [1])
     with pytest.raises(ConfigError, match="2 outcomes but 1 cluster"):
         cluster_bootstrap(["style", "style"], [1])
+
+
+def test_the_bootstrap_interval_does_not_depend_on_row_order():
+    # A database returns rows in no promised order: the same rows must give the same interval.
+    rows = [("content", 1), ("style", 1), ("other", 2), ("style", 3), ("content", 3), ("other", 4), ("style", 5)]
+    reordered = rows[3:] + rows[:3]
+    first = cluster_bootstrap([o for o, _ in rows], [c for _, c in rows], resamples=500, seed=3)
+    second = cluster_bootstrap([o for o, _ in reordered], [c for _, c in reordered], resamples=500, seed=3)
+    assert first == second

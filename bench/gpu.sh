@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every GPU figure in one run (bench/gpu.py): `bench/gpu.sh` on the GPU box, `bench/gpu.sh --smoke` anywhere.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+python="${PYTHON:-$here/../.venv/bin/python}"
+[ -x "$python" ] || python=python3
+exec "$python" "$here/gpu.py" "$@"
