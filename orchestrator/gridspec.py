@@ -118,3 +118,18 @@ def expand(axes: dict[str, list]) -> list[dict[str, Any]]:
         raise ConfigError(f"the grid is empty: --{empty[0]} has no values")
     names = list(axes)
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def split_constant(cells: list[dict]) -> tuple[dict, list[str]]:
+    """(the parameters every cell shares, with their value; the names of those that vary), in first-seen order.
+
+    A leaderboard prints the shared ones once above the table and only the varying ones per row: a cell
+    column repeating ``epochs=20 lr=0.001 augment=none ...`` on every row hides what differs.
+    """
+    names = list(dict.fromkeys(k for cell in cells for k in cell))
+    constant = {
+        k: cells[0][k]
+        for k in names
+        if cells and all(k in cell for cell in cells) and all(cell[k] == cells[0][k] for cell in cells)
+    }
+    return constant, [k for k in names if k not in constant]

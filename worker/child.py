@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # Entries kept per kind: each can be large (a VGG, a dataset's uint8 cache on the GPU), so the bound is a
 # count per kind, sized for a study's usual alternation (one VGG, a classifier or two, a dataset or two).
-CAPACITY = {"vgg": 2, "classifier": 4, "images": 2, "features": 2, "compiled": 4}
+CAPACITY = {"vgg": 2, "classifier": 4, "images": 2, "features": 2}
 
 
 class Resident:
@@ -68,6 +68,7 @@ class _Child:
 
     def __init__(self) -> None:
         self.settings: Settings | None = None
+        self.engine = None
         self.sessions: sessionmaker[Session] | None = None
         self.resident = Resident()
         self.fresh_reason: str | None = None
@@ -79,8 +80,11 @@ _child = _Child()
 
 def start(settings: Settings) -> None:
     """In a freshly forked child (Celery's ``worker_process_init``): one engine for every job it runs."""
+    if _child.engine is not None:
+        _child.engine.dispose()
     _child.settings = settings
-    _child.sessions = make_sessionmaker(make_engine(settings.database_url))
+    _child.engine = make_engine(settings.database_url)
+    _child.sessions = make_sessionmaker(_child.engine)
     _child.resident = Resident()
     _child.fresh_reason, _child.jobs_run = None, 0
     _install_replacement_check()
@@ -127,11 +131,15 @@ def after_job() -> None:
 def _install_replacement_check() -> None:
     """Route billiard's per-child RSS check through ``_rss_or_replace`` (in this process only)."""
     import billiard.pool
-    from billiard.compat import mem_rss
+    import psutil
+
+    process = psutil.Process()
 
     def _rss_or_replace() -> int:
-        # billiard compares this with worker_max_memory_per_child after every task and recycles the child
-        # when it is larger: a child asked to go reports more than any limit.
-        return sys.maxsize if _child.fresh_reason is not None else mem_rss()
+        # billiard compares this (KiB) with worker_max_memory_per_child after every task and recycles the
+        # child when it is larger: a child asked to go reports more than any limit. Its own mem_rss is the
+        # *peak* RSS (getrusage's ru_maxrss), which never falls: one large job would then replace the child
+        # after every later job, so the current resident size is what is compared.
+        return sys.maxsize if _child.fresh_reason is not None else process.memory_info().rss // 1024
 
     billiard.pool.mem_rss = _rss_or_replace

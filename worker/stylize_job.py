@@ -240,8 +240,10 @@ def _stylize_chunk(
     p = ctx.params
     vgg_record = WeightsRecord.from_json(p["vgg_weights"])
     norm_key = (p.get("vgg_norm") or {}).get("key", "none")
+    # Sized once per chunk for its largest picture (buckets differ in aspect, hence in pixels per pair).
+    largest = max((items[0][1].shape for items in buckets.values()), key=lambda s: s[-2] * s[-1])
+    batch = pick_device_batch(p, cfg, device, largest)
     for items in buckets.values():
-        batch = pick_device_batch(p, cfg, device, items[0][1].shape)
         for start in range(0, len(items), batch):
             part = items[start : start + batch]
             content = torch.stack([c for _, c in part])

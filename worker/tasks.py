@@ -15,7 +15,7 @@ from worker import child
 from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
-from worker.lifecycle import execute
+from worker.lifecycle import Resubmit, execute
 from worker.oom import simulated_oom
 from worker.stylize_job import run_stylize
 from worker.train_job import run_train
@@ -44,19 +44,26 @@ def _run(task, kind: str, job_id, runner) -> str:
             "task-progress", progress=round(fraction, 4), message=message, result=f"{fraction:.0%} {message}"
         )
 
+    def replaced_after_oom(ctx) -> None:
+        try:
+            runner(ctx)
+        except Resubmit:  # raised only after a CUDA OOM: whether or not the requeue is accepted, go fresh
+            child.request_fresh_child(f"job {job_id} ran out of memory")
+            raise
+
     sessions = child.sessions(settings)
     outcome = "raised"
     try:
         with simulated_oom(settings.fault_oom_above_batch):
             outcome = execute(
-                settings, job_id, kind, runner, worker=task.request.hostname, report=report, sessions=sessions
-            )
+                settings, job_id, kind, replaced_after_oom, worker=task.request.hostname, report=report,
+                sessions=sessions,
+            )  # fmt: skip
         return outcome
     finally:
-        if outcome in ("raised", "requeued"):
-            # An unexpected error or a CUDA OOM (the only cause of a requeue) may leave memory or CUDA state
-            # poisoned: the next job gets a fresh child.
-            child.request_fresh_child(f"job {job_id} {'raised' if outcome == 'raised' else 'ran out of memory'}")
+        if outcome == "raised":
+            # An unexpected error may leave memory or CUDA state poisoned: the next job gets a fresh child.
+            child.request_fresh_child(f"job {job_id} raised")
         try:
             after_job(settings, task.app, sessions, job_id, requeued=outcome == "requeued")
         finally:

@@ -22,6 +22,7 @@ from orchestrator import broker
 from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
+from orchestrator.commands.report import report_cmd
 from orchestrator.commands.stylize import stylize_cmd
 from orchestrator.commands.wait import wait_for_jobs
 from orchestrator.submit import submit_train
@@ -151,6 +152,8 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
         console.print(table("the same counts from the view", result.columns, result.rows))
         console.print(f'  atelier query "{sql}"', highlight=False)
         console.print("  atelier results runs; atelier results attribution BATCH --by pair --plot DIR")
+        # The same study as one page: the table with its queries, the plots, the works grouped by outcome.
+        ctx.invoke(report_cmd, batch_ref=batch, out=lab.settings.home / f"report-{batch[:8]}", per_outcome=12, seed=0)
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -13,6 +13,7 @@ from core.errors import ConfigError
 from db.models import Dataset, EpochMetric, Job, Run, SweepCell
 from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, pass_lab, print_json, table
+from orchestrator.gridspec import split_constant
 from orchestrator.lookups import find_sweep
 
 RUN_COLUMNS = (
@@ -266,12 +267,18 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
             ]
         )
     else:
+        constant, varying = split_constant([r["cell"] for r in rows])
+        if constant:
+            click.echo(f"every cell: {' '.join(f'{k}={v}' for k, v in constant.items())}")
         console.print(
             table(
                 f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}",
                 tuple(GRID_COLUMNS),
                 [
-                    tuple(" ".join(f"{k}={v}" for k, v in r[c].items()) if c == "cell" else r[c] for c in GRID_COLUMNS)
+                    tuple(
+                        " ".join(f"{k}={r[c][k]}" for k in varying if k in r[c]) or "-" if c == "cell" else r[c]
+                        for c in GRID_COLUMNS
+                    )
                     for r in rows
                 ],
             )

@@ -1,6 +1,7 @@
 """Style batches end to end through a real worker: matched controls, outcomes, the record, the analysis."""
 
 import json
+from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
@@ -35,6 +36,63 @@ def wait_batch(stack, batch):
 
     jobs = wait_until(ended, 240, f"style batch {batch}", interval=1)
     assert all(j["status"] == "succeeded" for j in jobs), jobs
+
+
+class _Page(HTMLParser):
+    """What a test needs from a report page: its images, table rows, gallery figures and queries."""
+
+    def __init__(self):
+        super().__init__()
+        self.images, self.rows, self.figures, self.queries = [], {}, {}, []
+        self._table = self._gallery = None
+        self._pre = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a["src"])
+        elif tag == "table":
+            self._table = a.get("id")
+        elif tag == "tr" and self._table:
+            self.rows[self._table] = self.rows.get(self._table, 0) + 1
+        elif tag == "div" and a.get("id", "").startswith("gallery-"):
+            self._gallery = a["id"].removeprefix("gallery-")
+            self.figures[self._gallery] = 0
+        elif tag == "figure" and self._gallery:
+            self.figures[self._gallery] += 1
+        elif tag == "pre":
+            self._pre = True
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self._table = None
+        elif tag == "div":
+            self._gallery = None
+        elif tag == "pre":
+            self._pre = False
+
+    def handle_data(self, data):
+        if self._pre and data.startswith("atelier query "):
+            self.queries.append(data.removeprefix("atelier query ").strip('"').replace('\\"', '"'))
+
+
+def check_report(stack, batch: str, out, kept: list[dict]) -> None:
+    """`atelier report`: every image there and decodable, one table row per dose, galleries sampled per
+    outcome, and every query it prints answers as the page does."""
+    shown = stack.atelier("report", batch, "--out", str(out), "--per-outcome", "2").stdout
+    assert f"wrote {out / 'index.html'}" in shown
+    page = _Page()
+    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    assert page.images
+    for src in page.images:
+        with Image.open(out / src) as img:
+            assert img.width > 0 and img.height > 0
+    doses = {r["style_weight"] for r in kept}
+    assert page.rows["attribution"] == 1 + len(doses)
+    for outcome in ("content", "style", "other"):
+        assert page.figures[outcome] == min(2, sum(r["outcome"] == outcome for r in kept))
+    counts, pairs = page.queries
+    assert sum(r["n"] for r in stack.query(counts)) == len(kept) == len(stack.query(pairs))
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +208,8 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
     assert "chance for 3 artists" in text and "cluster bootstrap" in text and "random init" in text
     assert "same-artist" in text and "attribution_pairs" in text
     assert len(list(tmp_path.glob("attribution-*.png"))) == 3
+
+    check_report(stack, out["batch"], tmp_path / "report", kept)
 
     again = stack.json(*args)
     assert (again["pairs"], again["jobs"]) == (18, 0)  # identical requests reuse every stylization

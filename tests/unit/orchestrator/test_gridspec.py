@@ -214,3 +214,18 @@ def test_count_never_materialises(sizes):
     assert count(huge) == 10**12
     with pytest.raises(ConfigError, match="more than --max-cells"):
         check_max_cells(count(huge))
+
+
+def test_split_constant_keeps_what_varies_per_row_and_the_rest_once():
+    from orchestrator.gridspec import split_constant
+
+    cells = [
+        {"head": "gap", "dense1": 64, "lr": 0.001, "epochs": 20},
+        {"head": "spp", "dense1": 64, "lr": 0.001, "epochs": 20},
+        {"head": "gap", "dense1": 128, "lr": 0.001, "epochs": 20, "dense2": 32},
+    ]
+    constant, varying = split_constant(cells)
+    assert constant == {"lr": 0.001, "epochs": 20}
+    assert varying == ["head", "dense1", "dense2"]  # dense2 is missing from two cells: it varies
+    assert split_constant([]) == ({}, [])
+    assert split_constant([{"lr": 1}]) == ({"lr": 1}, [])

@@ -313,7 +313,9 @@ def test_results_runs_and_grid_read_named_rows(store):
     assert [g["weights"] for g in grid] == ["random", "random", "imagenet"]
     assert len(json.loads(atelier(env, "results", "grid", sweep[:8], "--json", "--top", "1"))) == 2
     shown = atelier(env, "results", "grid", sweep[:8])
-    assert "lr=0.0001 augment=keras" in shown and "weights:" in shown
+    # What every cell shares is said once above the table; the cell column shows only what varies.
+    assert "every cell: augment=keras" in shown and "weights:" in shown
+    assert "lr=0.0001" in shown and "augment=keras" not in shown.split("every cell:")[1].split("\n", 1)[1]
 
 
 def test_strata_refuse_counts_that_disagree_with_their_rows():

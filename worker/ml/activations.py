@@ -1,0 +1,64 @@
+"""What a convolutional classifier looks at (seed 002, "Activations Visualization"):
+
+- ``mean_activation``: the mean over channels of a conv block's output, per image, as a map at the
+  block's resolution. Seed 002 shows that the first layers keep almost all of the image and the
+  higher ones grow abstract and sparse; one map per block tells the same story compactly.
+- ``grad_cam``: Selvaraju et al. 2017. The gradient of a class's logit with respect to a block's
+  output, averaged over space, weights that output's channels; the ReLU of the weighted sum, upsampled
+  to the image, is where the evidence for the class lies.
+
+Both run on a model in eval mode and hand back maps scaled to [0, 1] per image.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _capture(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, keep_grad: bool):
+    """Run ``model`` on ``x``; return (its output, ``layer``'s output)."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        if keep_grad:
+            output.retain_grad()
+        seen["out"] = output
+
+    handle = layer.register_forward_hook(hook)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    if "out" not in seen:
+        raise ValueError(f"{type(layer).__name__} did not run in the model's forward pass")
+    return logits, seen["out"]
+
+
+def _unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) scaled to [0, 1] per image (a flat map stays 0)."""
+    flat = maps.flatten(1)
+    low, high = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+    return ((maps - low) / (high - low).clamp(min=1e-12)).clamp(0, 1)
+
+
+@torch.no_grad()
+def mean_activation(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) images -> (B, h, w): ``layer``'s output averaged over its channels, scaled per image."""
+    _, out = _capture(model.eval(), layer, x, keep_grad=False)
+    return _unit_scale(out.float().mean(1))
+
+
+def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor | None = None):
+    """(B, 3, H, W) images -> (B, H, W) Grad-CAM maps for ``classes`` (B,) (default: the predicted class)."""
+    model = model.eval()
+    x = x.detach().requires_grad_(False)
+    with torch.enable_grad():
+        logits, out = _capture(model, layer, x, keep_grad=True)
+        classes = logits.argmax(1) if classes is None else classes.to(logits.device)
+        logits.gather(1, classes[:, None]).sum().backward()
+    weights = out.grad.float().mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+    cam = F.relu((weights * out.detach().float()).sum(1, keepdim=True))  # (B, 1, h, w)
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    model.zero_grad(set_to_none=True)
+    return _unit_scale(cam)
