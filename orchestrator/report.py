@@ -58,8 +58,8 @@ def _shell_quote(sql: str) -> str:
     return '"' + sql.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def strata_table(result: list[Stratum], chance: dict[str, float]) -> str:
-    """One row per dose: n, distinct pairs and images, each outcome's rate with both intervals, chance."""
+def strata_table(result: list[Stratum]) -> str:
+    """One row per dose: n, distinct pairs and images, each outcome's rate with both intervals."""
     head = "".join(
         f"<th>{escape(h)}</th>"
         for h in ("β", "n", "pairs", "content imgs", "style imgs", *OUTCOMES, "median β·style/α·content")
@@ -73,8 +73,7 @@ def strata_table(result: list[Stratum], chance: dict[str, float]) -> str:
             cells.append(f"{r.rate(o):.2f} ({bl:.2f}–{bh:.2f}; W {wl:.2f}–{wh:.2f})")
         cells.append("" if r.median_loss_ratio is None else f"{r.median_loss_ratio:.3g}")
         rows.append("<tr>" + "".join(f'<td class="num">{escape(c)}</td>' for c in cells) + "</tr>")
-    chance_row = "chance: " + ", ".join(f"{o} {chance[o]:.2f}" for o in OUTCOMES)
-    return f'<table id="attribution"><tr>{head}</tr>{"".join(rows)}</table><p>{escape(chance_row)}</p>'
+    return f'<table id="attribution"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def plot_images(paths: list[Path]) -> str:

@@ -52,7 +52,7 @@ def report_cmd(lab, batch_ref, out, per_outcome, seed) -> None:
     sections = [
         report.Section(
             "Whom the classifier names, by dose",
-            report.strata_table(result, chance)
+            report.strata_table(result)
             + f"<p>{report.escape(chance_text(k))}</p><p>{report.escape(METHOD.format(resamples=2000, seed=seed))}</p>",
             [counts_sql("both", "style-weight").replace(":batch", quoted), pairs_sql("both").replace(":batch", quoted)],
         ),

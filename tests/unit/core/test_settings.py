@@ -61,3 +61,19 @@ def test_celery_speaks_json_only(tmp_path):
     ).conf
     assert conf.task_serializer == conf.result_serializer == conf.event_serializer == "json"
     assert list(conf.accept_content) == list(conf.result_accept_content) == ["json"]
+
+
+def test_worker_memory_limit_and_compile_mode(tmp_path):
+    s = Settings.from_env({"ATELIER_HOME": str(tmp_path)})
+    assert (s.worker_max_rss_mb, s.compile) == (8192, "auto")
+    s = Settings.from_env(
+        {"ATELIER_HOME": str(tmp_path), "ATELIER_WORKER_MAX_RSS_MB": "2048", "ATELIER_COMPILE": " OFF "}
+    )
+    assert (s.worker_max_rss_mb, s.compile) == (2048, "off")
+    from core.messages import configure
+
+    assert configure(s).conf.worker_max_memory_per_child == 2048 * 1024  # KiB, as Celery counts
+    with pytest.raises(ConfigError, match="ATELIER_COMPILE must be one of auto, on, off"):
+        Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_COMPILE": "sometimes"})
+    with pytest.raises(ConfigError, match="ATELIER_WORKER_MAX_RSS_MB"):
+        Settings.from_env({"ATELIER_HOME": str(tmp_path), "ATELIER_WORKER_MAX_RSS_MB": "0"})
