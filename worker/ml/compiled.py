@@ -13,15 +13,15 @@ import logging
 
 import torch
 
-log = logging.getLogger(__name__)
+from core.settings import COMPILE_MODES  # the one list ATELIER_COMPILE is checked against
 
-MODES = ("auto", "on", "off")
+log = logging.getLogger(__name__)
 
 
 def wanted(mode: str, device: torch.device) -> bool:
     """Whether ``mode`` (ATELIER_COMPILE) compiles on ``device``: auto means CUDA only, where it pays."""
-    if mode not in MODES:
-        raise ValueError(f"compile mode must be one of {MODES}, got {mode!r}")
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile mode must be one of {COMPILE_MODES}, got {mode!r}")
     return mode == "on" or (mode == "auto" and torch.device(device).type == "cuda")
 
 
