@@ -57,17 +57,30 @@ def lookup(figures: dict, path: tuple):
     return value
 
 
-def run_all(smoke: bool, workdir: Path) -> dict:
+def run_all(smoke: bool, workdir: Path, names: list[str], deadline: float) -> dict:
+    """Each piece in turn, its JSON kept in workdir as soon as it is written.
+
+    A GPU lease is short: a piece that fails or runs past the deadline is recorded as an error and
+    the next one still runs, so one bad piece does not cost the figures of the others.
+    """
     figures = {}
-    for name, (script, full, small) in RUNS.items():
+    for name in names:
+        script, full, small = RUNS[name]
         out = workdir / f"{name}.json"
         cmd = [sys.executable, str(ROOT / "bench" / script), *(small if smoke else full), "--json", str(out)]
         t0 = time.perf_counter()
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
-        done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=deadline - time.monotonic())
+        except (subprocess.TimeoutExpired, ValueError):
+            figures[name] = {"error": "past the deadline (--budget)"}
+            print(f"{name}: stopped at the deadline", flush=True)
+            continue
         print(done.stdout[-1500:], flush=True)
         if done.returncode != 0 or not out.exists():
-            raise SystemExit(f"{name} failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+            figures[name] = {"error": f"exit {done.returncode}: {done.stderr[-3000:]}"}
+            print(f"{name} FAILED (exit {done.returncode}):\n{done.stderr[-3000:]}", flush=True)
+            continue
         figures[name] = json.loads(out.read_text())
         figures[name + "_wall_s"] = round(time.perf_counter() - t0, 1)
     return figures
@@ -77,9 +90,15 @@ def check(figures: dict, on_gpu: bool) -> list[dict]:
     """Every target's value (a missing figure is an error), and whether it holds (judged on a GPU only)."""
     results = []
     for label, path, op, target in TARGETS:
-        value = lookup(figures, path)
+        if path[0] not in figures:  # a piece left out with --only
+            continue
+        try:
+            value = lookup(figures, path)
+        except (KeyError, IndexError, TypeError):
+            value = None
         if not isinstance(value, (int, float)):
-            raise SystemExit(f"figure {'/'.join(map(str, path))} is missing or not a number: {value!r}")
+            results.append({"target": label, "value": None, "op": op, "wanted": target, "holds": False})
+            continue
         holds = value >= target if op == ">=" else value <= target
         results.append(
             {"target": label, "value": value, "op": op, "wanted": target, "holds": holds if on_gpu else None}
@@ -91,14 +110,25 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="CI-sized shapes on any device; checks the figures exist")
     p.add_argument("--out", type=Path, default=None, help="the JSON file [bench/results/gpu-<time>.json]")
+    p.add_argument("--workdir", type=Path, default=None, help="keep each piece's JSON here as it finishes")
+    p.add_argument("--only", default=",".join(RUNS), help=f"comma-separated pieces, in this order [{','.join(RUNS)}]")
+    p.add_argument("--budget", type=float, default=3600, help="seconds for all pieces; later ones are cut [3600]")
     args = p.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    if unknown := set(names) - set(RUNS):
+        p.error(f"unknown pieces {sorted(unknown)}; known: {', '.join(RUNS)}")
     import torch
 
     on_gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if on_gpu else "cpu"
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="atelier-gpu-bench-") as tmp:
-        figures = run_all(args.smoke, Path(tmp))
+    deadline = time.monotonic() + args.budget
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        figures = run_all(args.smoke, args.workdir, names, deadline)
+    else:
+        with tempfile.TemporaryDirectory(prefix="atelier-gpu-bench-") as tmp:
+            figures = run_all(args.smoke, Path(tmp), names, deadline)
     results = check(figures, on_gpu)
     report = {"device": device, "smoke": args.smoke, "wall_s": round(time.perf_counter() - t0, 1),
               "targets": results, "figures": figures}  # fmt: skip
@@ -107,9 +137,13 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=1))
     print(f"\n{device}{' (smoke)' if args.smoke else ''}: {report['wall_s']} s; figures in {out}")
     for r in results:
+        if r["value"] is None:
+            print(f"  {r['target']:40s} {'no figure':>12s}  wanted {r['op']} {r['wanted']:<8g} MISSING")
+            continue
         verdict = {True: "holds", False: "MISSED", None: "not judged off a GPU"}[r["holds"]]
         print(f"  {r['target']:40s} {r['value']:12.4g}  wanted {r['op']} {r['wanted']:<8g} {verdict}")
-    return 1 if any(r["holds"] is False for r in results) else 0
+    missing = any(r["value"] is None for r in results)
+    return 2 if missing else 1 if any(r["holds"] is False for r in results) else 0
 
 
 if __name__ == "__main__":
