@@ -18,7 +18,12 @@ from kombu.utils.url import parse_url
 from core.errors import ConfigError
 from core.settings import Settings
 
-TASK_NAMES = {"train": "atelier.train", "features": "atelier.features", "stylize": "atelier.stylize"}
+TASK_NAMES = {
+    "train": "atelier.train",
+    "features": "atelier.features",
+    "stylize": "atelier.stylize",
+    "inspect": "atelier.inspect",  # the feature pass behind a report (core.inspection)
+}
 QUEUES = ("gpu", "cpu")
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from core.artifacts import features_path
 from core.config import StyleConfig, TrainConfig
+from core.inspection import inspect_folder
 from core.errors import ConfigError
 from core.weights import WeightsRecord
 
@@ -126,6 +127,12 @@ def stylize_params(batch_id: str, spec: dict, pairs: list[dict], chunk: int, dev
         "dataset": spec["dataset"],
         "chunk": chunk,
     }
+
+
+def inspect_params(key: dict, hasher: Hasher) -> dict:
+    """The feature pass behind a report (``core.inspection``): ``key`` from ``inspect_key``, its output
+    folder named by the hash of the key, so the same report asked again finds the finished job's files."""
+    return {**key, "output": inspect_folder(hasher("inspect", key)).as_posix()}
 
 
 def clean_float(x: float) -> float:
