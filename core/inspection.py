@@ -8,20 +8,34 @@ it never imports torch.
 Everything lands in one folder under the artifacts root, ``inspect/<params hash>/``:
 
 ``map.json``
-    ``{"run_id", "batch_id", "seed", "perplexity", "layer", "classes", "points": [...]}``; ``layer`` says
-    which activations were embedded (the input of the classifier's last linear layer, its bottleneck).
-    Each point is ``{"kind", "x", "y", "label", "predicted", ...}`` with ``kind``:
+    ``{"run_id", "batch_id", "seed", "perplexity", "perplexity_used", "method", "layer", "classes",
+    "points": [...]}``; ``layer`` says which activations were embedded (the input of the classifier's last
+    linear layer, its bottleneck), e.g. ``"input of head.classifier (512 features)"``. ``perplexity`` is the
+    one asked for; ``perplexity_used`` the one that drew the map, capped at (N - 1) / 3 for N test images
+    (``worker.ml.embed``). ``method`` is ``"t-SNE"``, or ``"PCA"`` (``perplexity_used`` null) for a test split
+    of fewer than 4 images, which t-SNE cannot embed. Each point is ``{"kind", "x", "y", "label",
+    "predicted", ...}`` (``label`` and ``predicted`` are artist names) with ``kind``:
 
-    - ``"test"``: a test image of the run's dataset (``image_id``); these alone are fitted by t-SNE.
+    - ``"test"``: a test image of the run's dataset (``image_id``); these alone are fitted, in image id order.
     - ``"content"``: a sampled content image of the batch (``image_id``) that is not in the test split,
       placed into the fitted map without moving it.
     - ``"stylized"``: a stylization of one of the sampled content images (``stylization_id``,
-      ``content_image_id``, ``style_artist``, ``beta``), placed likewise. ``label`` is its content artist.
+      ``content_image_id``, ``style_image_id``, ``style_artist``, ``beta``, ``image_path`` relative to the
+      artifacts root), placed likewise. ``label`` is its content artist.
+
+    Content images are sampled with ``random.Random(seed)`` from the batch's content images (sorted ids);
+    every stylization of theirs the batch holds is placed, reused pairs included (``style_batch_pairs``).
 
 ``activations.json``
     ``[{"image_id", "label", "predicted", "path", "maps": [{"what", "file"}, ...]}, ...]``: a few test
     images per artist, each with the mean activation of chosen conv blocks and a Grad-CAM heat map for
     the predicted class, every map a PNG in the same folder (the picture with the map laid over it).
+    ``path`` is the image's path in its dataset; ``what`` reads ``"mean activation <block>"`` (the first and
+    the last conv block of the backbone) or ``"Grad-CAM <block> for <artist>"`` (the last block); ``file``
+    is ``"<image_id>-mean-<block>.png"`` or ``"<image_id>-gradcam-<block>.png"``, 160 px on its long side.
+    A backbone without convolutions (``logistic``) has no maps: its entries list none.
+
+Every file is written under a temporary name and renamed, ``map.json`` last.
 """
 
 from __future__ import annotations
@@ -37,7 +51,9 @@ ACTIVATIONS_FILE = "activations.json"
 POINT_KINDS = ("test", "content", "stylized")
 
 
-def inspect_key(run_id: int, batch_id: str | None, per_artist: int, contents: int, seed: int, perplexity: float) -> dict:
+def inspect_key(
+    run_id: int, batch_id: str | None, per_artist: int, contents: int, seed: int, perplexity: float
+) -> dict:
     """The params that decide what an inspect job computes (its output folder is named by their hash)."""
     return {
         "run_id": run_id,

@@ -18,8 +18,8 @@ from typing import Any
 
 from core.artifacts import features_path
 from core.config import StyleConfig, TrainConfig
-from core.inspection import inspect_folder
 from core.errors import ConfigError
+from core.inspection import inspect_folder
 from core.weights import WeightsRecord
 
 # (kind, params) -> hex digest: db.jobs.params_hash, passed in (core imports nothing of the store).

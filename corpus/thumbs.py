@@ -23,15 +23,20 @@ def thumb_relative(relative: str) -> Path:
 
 
 def make_thumbnail(source: Path, target: Path) -> Path:
-    """Write ``target`` (a JPEG, long side THUMB_PX) from the picture at ``source``, atomically: a report
-    building in parallel with a worker never reads half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    """Write ``target`` (a JPEG, long side THUMB_PX) from the picture at ``source``."""
     with Image.open(source) as img:
         img.draft("RGB", (THUMB_PX, THUMB_PX))  # a JPEG source decodes at a reduced scale; others ignore it
-        img = img.convert("RGB")
-        img.thumbnail((THUMB_PX, THUMB_PX), reducing_gap=2.0)
-        img.save(partial, format="JPEG", quality=85)
+        return save_thumbnail(img, target)
+
+
+def save_thumbnail(img: Image.Image, target: Path) -> Path:
+    """Write ``target`` (a JPEG, long side THUMB_PX) from a picture already in memory (the stylize job's
+    work, just saved), atomically: a report building in parallel with a worker never reads half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    small = img.convert("RGB")  # a copy: the caller's picture is never shrunk in place
+    small.thumbnail((THUMB_PX, THUMB_PX), reducing_gap=2.0)
+    small.save(partial, format="JPEG", quality=85)
     os.replace(partial, target)
     return target
 

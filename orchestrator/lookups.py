@@ -5,7 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core.errors import ConfigError
-from db.models import Dataset, Job, StyleBatch, Sweep
+from db.models import Dataset, Job, Run, StyleBatch, Sweep
+
+# A run id is an integer column: a longer string of digits can only be an id prefix (SQLite refuses the bind).
+_MAX_RUN_ID = 2**31 - 1
 
 
 def find_job(session, ref: str) -> Job:
@@ -47,3 +50,24 @@ def get_dataset(session, name: str) -> Dataset:
         known = ", ".join(session.scalars(select(Dataset.name).order_by(Dataset.name))) or "none yet"
         raise ConfigError(f"unknown dataset {name!r} (known: {known})")
     return ds
+
+
+def find_report_target(session, ref: str) -> tuple[str, int | str]:
+    """("run", id), ("sweep", id) or ("batch", id) of what ``ref`` names: an integer is a run id; anything else,
+    or an integer no run has, is a prefix of a sweep or style batch id (a digits-only uuid prefix stays reachable:
+    "12345678-" is no integer). A prefix that names more than one sweep or batch is refused rather than guessed."""
+    ref = ref.strip()
+    if not ref:
+        raise ConfigError("give a run id, or a sweep or style batch id (or a prefix of one)")
+    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_RUN_ID and session.get(Run, int(ref)) is not None:
+        return "run", int(ref)
+    found: list[tuple[str, str]] = []
+    for kind, model in (("sweep", Sweep), ("batch", StyleBatch)):
+        ids = session.scalars(select(model.id).where(model.id.startswith(ref, autoescape=True)).limit(2)).all()
+        found += [(kind, i) for i in ids]
+    if not found:
+        raise ConfigError(f"no run, sweep or style batch {ref!r}")
+    if len(found) > 1:
+        named = " and ".join(f"{kind} {ident}" for kind, ident in found[:2])
+        raise ConfigError(f"{ref!r} is ambiguous: it names {named}{' and more' if len(found) > 2 else ''}; give more")
+    return found[0]

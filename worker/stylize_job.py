@@ -29,6 +29,7 @@ from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
 from core.weights import WeightsRecord
 from corpus.imageio import open_rgb
+from corpus.thumbs import save_thumbnail, thumb_relative
 from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
 from db.upsert import upsert
 from worker import child
@@ -187,9 +188,7 @@ def write_controls(
     out = []
     for i, a in zip(ids, answers):
         rel = Path("controls") / f"run-{run_id}" / str(size) / f"{i}.png"
-        path = ctx.artifact(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pictures[i].save(path)
+        save_picture(ctx, rel, pictures[i])
         out.append(
             {
                 "classifier_run_id": run_id,
@@ -204,6 +203,15 @@ def write_controls(
         )
     with ctx.write() as s:
         upsert(s, StyleControl, out, keys=("classifier_run_id", "image_id", "size"))
+
+
+def save_picture(ctx: JobContext, rel: Path, picture) -> None:
+    """The PNG a row names, and its thumbnail for reports (``corpus.thumbs``), made now while the picture is
+    in memory rather than decoded again by every report."""
+    path = ctx.artifact(rel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    save_thumbnail(picture, ctx.artifact(thumb_relative(rel.as_posix())))
 
 
 CPU_DEVICE_BATCH = 4  # a CPU gains little from wider batches and the chunk's progress stays fine-grained
@@ -263,9 +271,7 @@ def _stylize_chunk(
             out_rows = []
             for k, ((q, _), work, ans) in enumerate(zip(part, works, answers)):
                 rel = Path("stylized") / p["batch_id"] / f"{q['hash'][:16]}.png"
-                path = ctx.artifact(rel)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                work.save(path)
+                save_picture(ctx, rel, work)
                 c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
                 ratio = float(result.loss_ratio[k])
                 out_rows.append(

@@ -15,6 +15,7 @@ from worker import child
 from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
+from worker.inspect_job import run_inspect
 from worker.lifecycle import Resubmit, execute
 from worker.oom import simulated_oom
 from worker.stylize_job import run_stylize
@@ -83,3 +84,8 @@ def features(self, job_id: str, **labels) -> str:
 @app.task(name="atelier.stylize", bind=True)
 def stylize(self, job_id: str, **labels) -> str:
     return _run(self, "stylize", job_id, run_stylize)
+
+
+@app.task(name="atelier.inspect", bind=True)
+def inspect(self, job_id: str, **labels) -> str:
+    return _run(self, "inspect", job_id, run_inspect)

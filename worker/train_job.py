@@ -74,6 +74,16 @@ def splits_of(data: DatasetImages, images: torch.Tensor) -> dict[str, Split]:
     return out
 
 
+def resident_images(ctx: JobContext, dataset_id: int, data: DatasetImages, size: int) -> torch.Tensor:
+    """The dataset's uint8 cache at ``size``, built once; kept in the child between jobs (read-only: splits
+    index copies out of it), keyed by its image list."""
+    keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
+    path = cache_path(ctx.artifacts, dataset_id, size)
+    return child.resident().get(
+        "images", (str(path), keys_digest(keys)), lambda: cached_images(path, data.root, data.paths, keys, size)
+    )
+
+
 @dataclass
 class Inputs:
     """What a run trains on: images through a classifier, or cached features through a head."""
@@ -91,14 +101,7 @@ def image_inputs(ctx: JobContext, cfg: TrainConfig) -> Inputs:
     with ctx.sessions() as session:
         data = load_dataset_images(session, ctx.params["dataset_id"])
     ctx.progress(0.0, f"caching {len(data.ids)} images at {cfg.image_size}px")
-    keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
-    path = cache_path(ctx.artifacts, ctx.params["dataset_id"], cfg.image_size)
-    # Kept in the child between jobs (read-only: splits index copies out of it), keyed by its image list.
-    images = child.resident().get(
-        "images",
-        (str(path), keys_digest(keys)),
-        lambda: cached_images(path, data.root, data.paths, keys, cfg.image_size),
-    )
+    images = resident_images(ctx, ctx.params["dataset_id"], data, cfg.image_size)
     model = None
     weights_file = local_file(ctx.artifacts, job_record(ctx.params))  # sha256 checked against the job's record
     if "init_head" in ctx.params:  # a sweep's fine-tune follow-up starts from the cell's trained head

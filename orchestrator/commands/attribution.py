@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
-from core import weights as names
-from core.errors import ConfigError
-from db.models import Dataset, Run, StyleBatch, StyleBatchPair, StyleControl, Stylization
+from db.models import Dataset, Run, StyleBatch
 from orchestrator.attribution import (
     CONDITION_TEXT,
     CONDITIONS,
@@ -22,41 +20,19 @@ from orchestrator.attribution import (
     pairs_sql,
     strata,
 )
+from orchestrator.batches import (
+    METHOD,
+    batch_totals,
+    control_paths,
+    describe_batch,
+    find_batch,
+    one_snapshot,
+    read_counts,
+)
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.stats import OUTCOMES, chance_levels
 
 KEY_COLUMNS = {"style_weight": "β", "style_artist": "style artist", "content_artist": "content artist"}
-METHOD = (
-    "95 % intervals: first a cluster bootstrap over content images ({resamples} resamples, seed {seed}, "
-    "percentile), the one to report, since content and style images recur across pairs and doses; "
-    "then W, the per-cell Wilson interval, which treats every stylization as independent"
-)
-
-
-def find_batch(session, ref: str) -> StyleBatch:
-    batches = session.scalars(select(StyleBatch).where(StyleBatch.id.startswith(ref)).limit(2)).all()
-    if len(batches) != 1:
-        raise ConfigError(f"no style batch {ref!r}" if not batches else f"batch prefix {ref!r} is ambiguous")
-    return batches[0]
-
-
-def describe_batch(batch: StyleBatch, run: Run, k: int) -> list[str]:
-    """What produced the numbers: the classifier and its weights, the style transfer and its weights."""
-    st, vgg = batch.spec["style"], names.WeightsRecord.from_json(batch.spec.get("vgg_weights"))
-    norm = batch.spec.get("vgg_norm")
-    lines = [
-        f"classifier: run {run.id} ({run.arch}, {run.config.get('mode')}, {k} artists), "
-        f"weights {names.describe(run.weights, run.weights_sha256)}",
-        f"style transfer: Gatys et al. with loss {st['loss']}, {st['pool']} pooling, {st['init']} init, "
-        f"{st['optimizer']} {st['steps']} steps, {st['size']} px long side, α = {st['content_weight']:g}; "
-        f"VGG {st['vgg']} weights {vgg.label()}, "
-        + (f"normalised to mean activation 1 on {len(norm['images'])} train images" if norm else "not normalised"),
-    ]
-    if names.warns_random(run.arch, run.weights):
-        lines.append(names.random_warning(f"classifier run {run.id}", run.arch))
-    if vgg.is_random:
-        lines.append(names.random_warning("the style VGG", st["vgg"]))
-    return lines
 
 
 @click.command("attribution")
@@ -118,46 +94,6 @@ def attribution_cmd(lab, batch_ref, by, condition, resamples, seed, plot_dir, fm
             rows, doses, chance_levels(k), lab.settings.artifacts, controls, plot_dir, batch.id[:8]
         ):
             click.echo(f"wrote {path}")
-
-
-def one_snapshot(session) -> None:
-    """Let every statement of the session's transaction read the same data. PostgreSQL's default (READ COMMITTED)
-    gives each statement its own snapshot, so a worker finishing a pair between two reads would make them disagree;
-    a SQLite transaction reads one snapshot already."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-
-
-def read_counts(session, batch_id: str, condition: str, by: str) -> list[dict]:
-    """The batch's counts per stratum, from the views where they hold them (``counts_sql``)."""
-    return [dict(r) for r in session.execute(text(counts_sql(condition, by)), {"batch": batch_id}).mappings()]
-
-
-def batch_totals(session, batch_id: str) -> dict[str, int]:
-    """How many stylizations a batch asked for, and how many of them are done, cross-artist and same-artist."""
-    same = (Stylization.outcome == "same").label("same")
-    done = {
-        r["same"]: r["n"]
-        for r in session.execute(
-            select(same, func.count().label("n"))
-            .join(StyleBatchPair, StyleBatchPair.pair_hash == Stylization.pair_hash)
-            .where(StyleBatchPair.batch_id == batch_id)
-            .group_by(same)
-        ).mappings()
-    }
-    asked = session.scalar(select(func.count()).select_from(StyleBatchPair).where(StyleBatchPair.batch_id == batch_id))
-    # SQLite answers the comparison with 0 / 1, PostgreSQL with False / True: equal keys either way.
-    return {"asked": asked, "cross": done.get(False, 0), "same": done.get(True, 0)}
-
-
-def control_paths(session, run_id: int, size: int) -> dict[int, str]:
-    """Image id -> the PNG of its matched control, as the classifier saw it."""
-    return {
-        c.image_id: c.image_path
-        for c in session.scalars(
-            select(StyleControl).where(StyleControl.classifier_run_id == run_id, StyleControl.size == size)
-        )
-    }
 
 
 def json_rows(result: list[Stratum], by: str, condition: str, resamples: int, seed: int, k: int) -> list[dict]:

@@ -1,76 +1,111 @@
-"""`atelier report BATCH`: a style batch's study as one HTML page (see orchestrator/report.py)."""
+"""`atelier report RUN|SWEEP|BATCH`: one self-contained HTML page of a run, a sweep or a style batch.
+
+This module only resolves the reference, checks the options and dispatches; each report is assembled in its
+own module (orchestrator/report_run.py, report_sweep.py, report_batch.py) from the pieces in report.py. Every
+read, and the inspect job behind the maps, happens before the output folder is made; a failure while writing
+removes a folder this command made.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import click
-from sqlalchemy import text
 
-from db.models import Dataset, Run
-from orchestrator.attribution import CONDITION_TEXT, chance_text, counts_sql, pairs_sql, strata
-from orchestrator.commands.attribution import (
-    METHOD,
-    batch_totals,
-    control_paths,
-    describe_batch,
-    find_batch,
-    one_snapshot,
-    read_counts,
-)
+from core.errors import ConfigError
 from orchestrator.commands.common import pass_lab
-from orchestrator.stats import chance_levels
+from orchestrator.lookups import find_report_target
+
+# Options that shape one kind of report only: given for another kind, they are refused, not ignored.
+ONLY_FOR = {"axes": "sweep", "top": "sweep", "per_outcome": "batch", "pages": "batch"}
 
 
 @click.command("report")
-@click.argument("batch_ref")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="[report-BATCH8]")
+@click.argument("ref")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the page and its pictures [default: report-run-RUN, report-ID8].")  # fmt: skip
 @click.option("--per-outcome", type=click.IntRange(0, 500), default=12, show_default=True,
-              help="Stylized works shown per outcome (content / style / other), sampled with --seed.")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap and gallery seed.")
+              help="Batch: stylized works per outcome (content / style / other) on each gallery page.")  # fmt: skip
+@click.option("--pages", type=click.IntRange(0, 100), default=5, show_default=True,
+              help="Batch: further gallery pages per outcome (gallery-OUTCOME-K.html), no work on two pages.")  # fmt: skip
+@click.option("--top", type=click.IntRange(0, 100), default=3, show_default=True,
+              help="Sweep: the best cells whose curves are drawn and whose run reports are written under runs/.")  # fmt: skip
+@click.option("--axes", default=None, metavar="A,B",
+              help="Sweep: the heatmap's two parameters [default: the two varying ones with the most values].")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap, gallery and t-SNE seed.")
+@click.option("--no-map", is_flag=True, help="Skip the inspect job: no t-SNE, feature-space map or activation maps.")
+@click.option("--open", "open_page", is_flag=True, help="Open the page in the default browser once written.")
 @pass_lab
-def report_cmd(lab, batch_ref, out, per_outcome, seed) -> None:
-    """Write a style batch's report: attribution table by dose with intervals and chance, the dose-response
-    plot, the content x style heatmaps, a contact sheet, and the stylized works grouped by outcome."""
-    from orchestrator import plots, report  # matplotlib and PIL: only when a report is written
+@click.pass_context
+def report_cmd(ctx, lab, ref, out, per_outcome, pages, top, axes, seed, no_map, open_page) -> None:
+    """Write a report as one index.html with its pictures beside it (opens from file://). REF: a run id, or a
+    sweep or style batch id or prefix. Run: configuration, curves, confusion, per-artist scores, confident
+    mistakes, t-SNE, activation maps. Sweep: leaderboard, heatmap, best cells' curves and run reports. Batch:
+    attribution by dose, plots, the feature-space map, the stylized works by outcome over several pages."""
+    with lab.sessions() as s:
+        kind, ident = find_report_target(s, ref)
+    for name, only in ONLY_FOR.items():
+        if kind != only and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            raise ConfigError(f"--{name.replace('_', '-')} applies to a {only} report; {ref!r} is a {kind}")
+    if kind == "run":
+        data, default = collect_run(lab, ident, seed, no_map), Path(f"report-run-{ident}")
+    elif kind == "sweep":
+        data, default = collect_sweep(lab, ident, axes, top, seed, no_map), Path(f"report-{ident[:8]}")
+    else:
+        data, default = collect_batch(lab, ident, seed, no_map), Path(f"report-{ident[:8]}")
+    out = out or default
+    index = write_report(kind, data, lab.settings.artifacts, out, per_outcome, pages, seed)
+    click.echo(f"wrote {index}")
+    if open_page:
+        click.launch(index.resolve().as_uri())
+
+
+def collect_run(lab, run_id: int, seed: int, no_map: bool):
+    from orchestrator import report, report_run  # matplotlib and PIL: only when a report is written
 
     with lab.sessions() as s:
-        one_snapshot(s)
-        batch = find_batch(s, batch_ref)
-        run, ds = s.get(Run, batch.classifier_run_id), s.get(Dataset, batch.dataset_id)
-        rows = [dict(r) for r in s.execute(text(pairs_sql("both")), {"batch": batch.id}).mappings()]
-        counts = read_counts(s, batch.id, "both", "style-weight")
-        totals = batch_totals(s, batch.id)
-        controls = control_paths(s, run.id, batch.spec["style"]["size"])
-    out = out or Path(f"report-{batch.id[:8]}")
-    out.mkdir(parents=True, exist_ok=True)
-    k = len(ds.classes)
-    result = strata(counts, rows, "style-weight", 2000, seed)
-    chance = chance_levels(k)
-    pictures = plots.attribution_plots(rows, result, chance, lab.settings.artifacts, controls, out, batch.id[:8])
-    quoted = repr(batch.id)
-    sections = [
-        report.Section(
-            "Whom the classifier names, by dose",
-            report.strata_table(result)
-            + f"<p>{report.escape(chance_text(k))}</p><p>{report.escape(METHOD.format(resamples=2000, seed=seed))}</p>",
-            [counts_sql("both", "style-weight").replace(":batch", quoted), pairs_sql("both").replace(":batch", quoted)],
-        ),
-        report.Section("Dose-response, heatmaps and contact sheet", report.plot_images(pictures)),
-        report.Section(
-            "Stylized works by outcome",
-            report.gallery(report.sample_by_outcome(rows, per_outcome, seed), controls, lab.settings.artifacts, out),
-        ),
-    ]
-    intro = [
-        f"batch {batch.id} on {ds.name}: {totals['asked']} stylizations asked, {totals['cross']} cross-artist "
-        f"done, {totals['same']} same-artist (their own outcome, never pooled)",
-        *describe_batch(batch, run, k),
-        f"kept {len(rows)} of {totals['cross']} cross-artist stylizations: {CONDITION_TEXT['both']}",
-    ]
-    index = out / "index.html"
-    index.write_text(report.page(f"atelier style batch {batch.id[:8]}", intro, sections), encoding="utf-8")
-    click.echo(f"wrote {index}")
+        data = report_run.collect(s, run_id)
+    if not no_map and data.inspectable():
+        data.inspection = report.run_inspection(lab, run_id, None, seed)
+    return data
+
+
+def collect_sweep(lab, sweep_id: str, axes: str | None, top: int, seed: int, no_map: bool):
+    from orchestrator import report, report_sweep
+
+    with lab.sessions() as s:
+        data = report_sweep.collect(s, sweep_id, report_sweep.parse_axes(axes), top)
+    for run in data.runs:
+        if not no_map and run.inspectable():
+            run.inspection = report.run_inspection(lab, run.run["id"], None, seed)
+    return data
+
+
+def collect_batch(lab, batch_id: str, seed: int, no_map: bool):
+    from orchestrator import report, report_batch
+
+    with lab.sessions() as s:
+        data = report_batch.collect(s, batch_id, seed)
+    data.inspection = None if no_map else report.run_inspection(lab, data.run_id, batch_id, seed)
+    return data
+
+
+def write_report(kind: str, data, artifacts: Path, out: Path, per_outcome: int, pages: int, seed: int) -> Path:
+    """Write the page; if writing fails, remove the folder when this command made it (a reused one stays)."""
+    from orchestrator import report_batch, report_run, report_sweep
+
+    made = not out.exists()
+    try:
+        if kind == "run":
+            return report_run.write(data, artifacts, out)
+        if kind == "sweep":
+            return report_sweep.write(data, artifacts, out)
+        return report_batch.write(data, artifacts, out, per_outcome, pages, seed)
+    except BaseException:
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 COMMANDS = [report_cmd]

@@ -17,6 +17,14 @@ from orchestrator.commands.common import err_console
 
 def wait_for_jobs(lab, job_ids: list[str], poll: float = 0.5) -> None:
     """Block until every job has ended; exit 1 if any did not succeed."""
+    rows = watch_jobs(lab, job_ids, poll)
+    _fail_if_any(lab, [r.id for r in rows if r.status != "succeeded"])
+
+
+def watch_jobs(lab, job_ids: list[str], poll: float = 0.5, timeout: float | None = None) -> list:
+    """One bar per job on stderr until every job has ended or ``timeout`` seconds passed; returns the jobs'
+    last (id, status, progress, message, error) rows (unfinished ones only after a timeout)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -28,13 +36,16 @@ def wait_for_jobs(lab, job_ids: list[str], poll: float = 0.5) -> None:
         tasks = {j: bar.add_task(j[:8], total=1.0, status="queued") for j in job_ids}
         while True:
             with lab.sessions() as s:
-                rows = s.execute(select(Job.id, Job.status, Job.progress, Job.message).where(Job.id.in_(job_ids))).all()
+                rows = s.execute(
+                    select(Job.id, Job.status, Job.progress, Job.message, Job.error).where(Job.id.in_(job_ids))
+                ).all()
             for r in rows:
                 bar.update(tasks[r.id], completed=r.progress, status=f"{r.status} {r.message or ''}".strip())
             if all(r.status in FINISHED_STATES for r in rows):
-                break
+                return rows
+            if deadline is not None and time.monotonic() >= deadline:
+                return rows
             time.sleep(poll)
-    _fail_if_any(lab, [r.id for r in rows if r.status != "succeeded"])
 
 
 @dataclass

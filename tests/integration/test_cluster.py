@@ -42,7 +42,7 @@ GRID = [
     "1e-3",
 ]
 REFUSAL = "Refusing to deserialize untrusted content of type pickle"
-TASK_NAMES = {"atelier.train", "atelier.features", "atelier.stylize"}
+TASK_NAMES = {"atelier.train", "atelier.features", "atelier.stylize", "atelier.inspect"}
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ class _Page(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.images, self.rows, self.figures, self.queries = [], {}, {}, []
+        self.images, self.rows, self.figures, self.queries, self.stylized = [], {}, {}, [], {}
         self._table = self._gallery = None
         self._pre = False
 
@@ -51,6 +51,8 @@ class _Page(HTMLParser):
         a = dict(attrs)
         if tag == "img":
             self.images.append(a["src"])
+            if a.get("alt") == "stylized" and self._gallery:
+                self.stylized.setdefault(self._gallery, []).append(a["src"])
         elif tag == "table":
             self._table = a.get("id")
         elif tag == "tr" and self._table:
@@ -76,21 +78,39 @@ class _Page(HTMLParser):
             self.queries.append(data.removeprefix("atelier query ").strip('"').replace('\\"', '"'))
 
 
+def read_page(path) -> _Page:
+    """A report page parsed, with every picture it shows decoded."""
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    for src in page.images:
+        with Image.open(path.parent / src) as img:
+            assert img.width > 0 and img.height > 0
+    return page
+
+
 def check_report(stack, batch: str, out, kept: list[dict]) -> None:
     """`atelier report`: every image there and decodable, one table row per dose, galleries sampled per
-    outcome, and every query it prints answers as the page does."""
-    shown = stack.atelier("report", batch, "--out", str(out), "--per-outcome", "2").stdout
+    outcome over pages that never repeat a work, the feature-space map from the inspect job, and every query
+    it prints answers as the page does."""
+    shown = stack.atelier("report", batch, "--out", str(out), "--per-outcome", "2", "--pages", "2").stdout
     assert f"wrote {out / 'index.html'}" in shown
-    page = _Page()
-    page.feed((out / "index.html").read_text(encoding="utf-8"))
+    page = read_page(out / "index.html")
     assert page.images
-    for src in page.images:
-        with Image.open(out / src) as img:
-            assert img.width > 0 and img.height > 0
     doses = {r["style_weight"] for r in kept}
     assert page.rows["attribution"] == 1 + len(doses)
     for outcome in ("content", "style", "other"):
-        assert page.figures[outcome] == min(2, sum(r["outcome"] == outcome for r in kept))
+        n = sum(r["outcome"] == outcome for r in kept)
+        assert page.figures[outcome] == min(2, n)
+        works = list(page.stylized.get(outcome, []))
+        for k in (1, 2):
+            extra = out / f"gallery-{outcome}-{k}.html"
+            assert extra.exists() == (n > 2 * k)
+            if extra.exists():
+                more = read_page(extra)
+                assert more.figures[outcome] == min(2, n - 2 * k)
+                works += more.stylized.get(outcome, [])
+        assert len(works) == len(set(works)) == min(n, 6)  # no work on two pages
+    assert (out / f"map-{batch[:8]}.png").is_file() and "not computed" not in (out / "index.html").read_text()
     counts, pairs = page.queries
     assert sum(r["n"] for r in stack.query(counts)) == len(kept) == len(stack.query(pairs))
 

@@ -7,7 +7,8 @@
   output, averaged over space, weights that output's channels; the ReLU of the weighted sum, upsampled
   to the image, is where the evidence for the class lies.
 
-Both run on a model in eval mode and hand back maps scaled to [0, 1] per image.
+Both run on a model in eval mode and hand back maps scaled to [0, 1] per image. ``conv_blocks`` picks
+the blocks a report shows for any backbone.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def mean_activation(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Ten
 def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor | None = None):
     """(B, 3, H, W) images -> (B, H, W) Grad-CAM maps for ``classes`` (B,) (default: the predicted class)."""
     model = model.eval()
-    x = x.detach().requires_grad_(False)
+    # The input asks for a gradient so the layer's output has one even when every weight is frozen.
+    x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits, out = _capture(model, layer, x, keep_grad=True)
         classes = logits.argmax(1) if classes is None else classes.to(logits.device)
@@ -62,3 +64,20 @@ def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, cl
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     model.zero_grad(set_to_none=True)
     return _unit_scale(cam)
+
+
+def conv_blocks(backbone: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    """(name, block) of the first and the last block of ``backbone`` that holds a convolution: an early map
+    that still looks like the picture, and the last before pooling (where Grad-CAM is read, as in the paper).
+
+    Blocks are the backbone's children, looked for inside a lone container (``features`` of VGG, AlexNet and
+    the baseline CNN, whose children are single layers): ResNet's ``conv1`` and ``layer4``, Inception's
+    ``Conv2d_1a_3x3`` and ``Mixed_7c``, VGG's first and last conv. None for a backbone without convolutions
+    (``logistic``); one block when it has only one.
+    """
+    prefix, children = "", list(backbone.named_children())
+    while len(children) == 1 and not isinstance(children[0][1], torch.nn.Conv2d):
+        prefix += f"{children[0][0]}."
+        children = list(children[0][1].named_children())
+    blocks = [(prefix + n, m) for n, m in children if any(isinstance(x, torch.nn.Conv2d) for x in m.modules())]
+    return blocks[:1] + blocks[1:][-1:]

@@ -38,12 +38,15 @@ class Classifier:
         feats = extract(self.backbone, images, self.cfg.image_size, "none", 1, self.device)  # (N, 1, C, H, W) bf16
         return predict(self.model, Split(feats, dummy), self.cfg, self.device, transform=plain_view)
 
+    def inputs(self, pictures: list[Image.Image]) -> torch.Tensor:
+        """8-bit pictures (at least one) -> uint8 (N, 3, S, S): the cache's crop at the run's image size."""
+        size = self.cfg.image_size
+        return torch.stack([torch.from_numpy(square_crop(im, size)).permute(2, 0, 1) for im in pictures])
+
     def __call__(self, pictures: list[Image.Image]) -> list[list]:
         """8-bit pictures -> [[label, p], ...] top-3 per picture, best first."""
         if not pictures:
             return []
-        size = self.cfg.image_size
-        x = torch.stack([torch.from_numpy(square_crop(im, size)).permute(2, 0, 1) for im in pictures])  # (N, 3, S, S)
-        probs = self.logits(x).softmax(1)
+        probs = self.logits(self.inputs(pictures)).softmax(1)
         p, i = probs.topk(min(3, probs.shape[1]), dim=1)
         return [[[self.classes[k], round(v, 6)] for k, v in zip(ki, pi)] for ki, pi in zip(i.tolist(), p.tolist())]

@@ -17,6 +17,7 @@ from core import params as build
 from core.artifacts import artifact_path, features_path
 from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
+from core.inspection import inspect_key
 from core.weights import RANDOM_RECORD, WeightsRecord
 from db.jobs import params_hash
 from worker.lifecycle import Resubmit
@@ -67,6 +68,11 @@ BUILT = {
     ),
     "stylize chunk": ("stylize", stylize_params()),
     "stylize chunk, imagenet vgg": ("stylize", build.stylize_params("b", spec(vgg=IMAGENET), [PAIR] * 2, 7, 16)),
+    "inspect a run": ("inspect", build.inspect_params(inspect_key(3, None, 3, 8, 0, 30.0), params_hash)),
+    "inspect a run and batch": (
+        "inspect",
+        build.inspect_params(inspect_key(3, "0b8f6f43-1c1e-4d0f-9d51-2f0e0c6c0a11", 0, 0, 7, 2.5), params_hash),
+    ),
 }
 
 
@@ -78,7 +84,7 @@ def test_the_params_the_builders_write_pass(tmp_path, what):
     stored = json.loads(json.dumps(params))
     check_params(kind, stored, tmp_path)
     assert params_hash(kind, stored) == params_hash(kind, params)
-    assert "run_id" not in params  # a train job's run is the row whose runs.job_id names it
+    assert kind != "train" or "run_id" not in params  # a train job's run is the row whose runs.job_id names it
 
 
 def test_train_params_round_trip():
@@ -177,6 +183,9 @@ def test_rows_written_before_run_id_was_dropped_still_pass(tmp_path):
         ("stylize", stylize_params(pairs=[{"content": 1}]), "pairs.0"),
         ("stylize", stylize_params(device_batch=0), "device_batch"),
         ("stylize", stylize_params(style={**vars(StyleConfig()), "steps": 10**9}), "style.steps"),
+        ("inspect", {**BUILT["inspect a run"][1], "perplexity": 0}, "perplexity"),
+        ("inspect", {**BUILT["inspect a run"][1], "batch_id": "../b"}, "batch_id"),
+        ("inspect", {**BUILT["inspect a run"][1], "output": "/etc"}, "is absolute"),
         ("paint", {}, "unknown job kind 'paint'"),
     ],
 )
@@ -202,7 +211,7 @@ def test_a_huge_value_does_not_become_a_huge_error(tmp_path):
     )
 )
 def test_arbitrary_json_never_escapes_as_another_error(params):
-    for kind in ("train", "features", "stylize"):
+    for kind in ("train", "features", "stylize", "inspect"):
         try:
             check_params(kind, params, ARTIFACTS)
         except ConfigError as err:
