@@ -270,16 +270,13 @@ def tsne_scatter(points: list[dict], classes: list[str], path: Path, title: str)
 
 
 def style_map(points: list[dict], classes: list[str], path: Path, title: str) -> Path | None:
-    """Where stylized works fall in the classifier's feature space: the test images coloured by artist, and from
-    each sampled content image a chain of arrows through its stylizations by one style artist, in order of β
-    (arrow colour: the style artist)."""
+    """Where stylized works fall in the classifier's feature space: the test images coloured by artist, every
+    stylized work as a small dot, and from each sampled content image one chain of arrows per style image
+    through its stylizations in order of β (several works of one pair at one β, e.g. seeds: their mean
+    position). Arrow and dot colour: the style artist."""
     colors = _artist_colors(classes)
     anchors = {p["image_id"]: p for p in points if p["kind"] == "test"}
     anchors.update({p["image_id"]: p for p in points if p["kind"] == "content"})
-    chains: dict[tuple, dict] = {}
-    for p in points:
-        if p["kind"] == "stylized":  # one point per stylization, however often the map lists it
-            chains.setdefault((p["content_image_id"], p["style_artist"]), {})[p.get("stylization_id", id(p))] = p
     if not anchors:
         return None
     fig, ax = plt.subplots(figsize=(10, 7.5))
@@ -289,17 +286,12 @@ def style_map(points: list[dict], classes: list[str], path: Path, title: str) ->
             ax.scatter(
                 [p["x"] for p in mine], [p["y"] for p in mine], s=10, alpha=0.45, color=colors[artist], label=artist
             )
-    for (content_id, style_artist), chain in sorted(chains.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        start = anchors.get(content_id)
-        steps = ([start] if start else []) + sorted(chain.values(), key=lambda p: p["beta"])
-        for a, b in zip(steps, steps[1:]):
-            ax.annotate(
-                "",
-                xy=(b["x"], b["y"]),
-                xytext=(a["x"], a["y"]),
-                arrowprops={"arrowstyle": "->", "color": colors.get(style_artist, "black"), "lw": 1.1},
-            )
-    contents = [anchors[c] for c in sorted({c for c, _ in chains}) if c in anchors]
+    works = {p.get("stylization_id", id(p)): p for p in points if p["kind"] == "stylized"}  # each work once
+    if works:
+        ax.scatter([p["x"] for p in works.values()], [p["y"] for p in works.values()], s=4, alpha=0.5,
+                   c=[colors.get(p["style_artist"], "black") for p in works.values()], zorder=2)  # fmt: skip
+    _chain_arrows(ax, works.values(), anchors, colors)
+    contents = [anchors[c] for c in sorted({p["content_image_id"] for p in works.values()}) if c in anchors]
     if contents:  # filled with the content artist's colour, so a test image under its star still shows whose it is
         ax.scatter(
             [p["x"] for p in contents],
@@ -309,7 +301,7 @@ def style_map(points: list[dict], classes: list[str], path: Path, title: str) ->
             c=[colors.get(p["label"], "white") for p in contents],
             edgecolors="black",
             linewidths=0.8,
-            zorder=3,
+            zorder=4,
             label="content image (arrows: β rising, coloured by style artist)",
         )
     _legend_outside(ax, len(classes) + 1)
@@ -317,6 +309,29 @@ def style_map(points: list[dict], classes: list[str], path: Path, title: str) ->
     ax.set_yticks([])
     ax.set_title(title)
     return _save(fig, path)
+
+
+def _chain_arrows(ax, works, anchors: dict, colors: dict) -> None:
+    """One quiver for every arrow: thousands of per-arrow annotations took matplotlib 25 s to draw for a
+    20,000-pair batch (bench/report.py); a quiver is one artist."""
+    at: dict[tuple, dict[float, list]] = {}
+    for p in works:
+        pair = (p["content_image_id"], p.get("style_image_id", p["style_artist"]), p["style_artist"])
+        at.setdefault(pair, {}).setdefault(p["beta"], []).append((p["x"], p["y"]))
+    tails, heads, hues = [], [], []
+    for (content_id, _, style_artist), by_beta in sorted(at.items(), key=lambda kv: str(kv[0])):
+        start = anchors.get(content_id)
+        chain = ([(start["x"], start["y"])] if start else []) + [
+            tuple(np.mean(by_beta[b], axis=0)) for b in sorted(by_beta)
+        ]
+        for a, b in zip(chain, chain[1:]):
+            tails.append(a)
+            heads.append(b)
+            hues.append(colors.get(style_artist, "black"))
+    if tails:
+        t, h = np.asarray(tails), np.asarray(heads)
+        ax.quiver(t[:, 0], t[:, 1], h[:, 0] - t[:, 0], h[:, 1] - t[:, 1], color=hues, angles="xy",
+                  scale_units="xy", scale=1, width=0.0025, headwidth=4, alpha=0.8, zorder=3)  # fmt: skip
 
 
 def value_heatmap(m: np.ndarray, xs: list, ys: list, labels: tuple[str, str, str], path: Path, title: str) -> Path:
