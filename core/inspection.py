@@ -52,9 +52,20 @@ POINT_KINDS = ("test", "content", "stylized")
 
 
 def inspect_key(
-    run_id: int, batch_id: str | None, per_artist: int, contents: int, seed: int, perplexity: float
+    run_id: int,
+    batch_id: str | None,
+    per_artist: int,
+    contents: int,
+    seed: int,
+    perplexity: float,
+    works: int | None = None,
 ) -> dict:
-    """The params that decide what an inspect job computes (its output folder is named by their hash)."""
+    """The params that decide what an inspect job computes (its output folder is named by their hash).
+
+    ``works``: how many stylizations the batch held when it was inspected (None without a batch). A run is
+    inspected only once its job succeeded, so its checkpoint is final; a batch can still grow after it
+    ended (a failed chunk retried), and those works must not be missing from a map read from the cache.
+    """
     return {
         "run_id": run_id,
         "batch_id": batch_id,
@@ -62,6 +73,7 @@ def inspect_key(
         "contents": contents,  # content images of the batch whose stylizations are placed in the map
         "seed": seed,
         "perplexity": perplexity,
+        "works": works,
     }
 
 

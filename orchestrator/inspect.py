@@ -18,7 +18,7 @@ from core.errors import ConfigError, one_line
 from core.inspection import ACTIVATIONS_FILE, MAP_FILE, inspect_key
 from core.params import inspect_params
 from db import jobs
-from db.models import FINISHED_STATES, Job, Run, StyleBatch
+from db.models import FINISHED_STATES, Job, Run, StyleBatch, StyleBatchPair, Stylization
 from orchestrator.commands.wait import watch_jobs
 from orchestrator.submit import reusable_job
 
@@ -42,9 +42,11 @@ def ensure_inspection(
     on stderr. Raises ConfigError, in one line, for a run or batch that cannot be inspected, or a job that
     failed, was cancelled or had not ended after ``timeout`` seconds (it then goes on running)."""
     check_options(run_id, per_artist, contents, seed, perplexity)
-    params = inspect_params(inspect_key(run_id, batch_id, per_artist, contents, seed, perplexity), jobs.params_hash)
     with lab.sessions() as s:
         check_subject(s, run_id, batch_id)
+        works = batch_work_count(s, batch_id)
+        key = inspect_key(run_id, batch_id, per_artist, contents, seed, perplexity, works)
+        params = inspect_params(key, jobs.params_hash)
         done = reusable_job(s, KIND, params)
         if done is not None and complete(lab, params["output"]):
             return params["output"]
@@ -106,6 +108,18 @@ def check_subject(session, run_id: int, batch_id: str | None) -> None:
         raise ConfigError(
             f"style batch {batch_id} still has {waiting} job(s) queued or running: inspect it once it has ended"
         )
+
+
+def batch_work_count(session, batch_id: str | None) -> int | None:
+    """The stylizations a batch holds (its own and the pairs it reused), as the inspect job reads them."""
+    if batch_id is None:
+        return None
+    return session.scalar(
+        select(func.count())
+        .select_from(StyleBatchPair)
+        .join(Stylization, Stylization.pair_hash == StyleBatchPair.pair_hash)
+        .where(StyleBatchPair.batch_id == batch_id)
+    )
 
 
 def complete(lab, output: str) -> bool:

@@ -182,6 +182,7 @@ SCHEMAS = {
             "contents": {"type": "integer", "minimum": 0, "maximum": 100_000},
             "seed": COUNT,
             "perplexity": {"type": "number", "exclusiveMinimum": 0, "maximum": 100_000},
+            "works": {"anyOf": [{"type": "null"}, COUNT]},  # a fingerprint of the batch (core.inspection)
             "output": ARTIFACT,
         },
         ["run_id", "batch_id", "per_artist", "contents", "seed", "perplexity", "output"],

@@ -10,8 +10,8 @@ from core.inspection import inspect_key
 from core.params import inspect_params
 from core.settings import Settings
 from db import jobs
-from db.models import Dataset, Run, StyleBatch
-from orchestrator.inspect import ensure_inspection
+from db.models import Dataset, Image, Run, StyleBatch, StyleBatchPair, Stylization
+from orchestrator.inspect import batch_work_count, ensure_inspection
 from orchestrator.lab import Lab
 
 
@@ -80,7 +80,7 @@ def test_what_cannot_be_inspected_is_refused_in_one_line(lab, store):
 
 def test_a_finished_identical_job_with_its_files_is_reused_without_the_broker(lab, store):
     runs, batches = store
-    params = inspect_params(inspect_key(runs["done"], batches["done"], 3, 8, 0, 30.0), jobs.params_hash)
+    params = inspect_params(inspect_key(runs["done"], batches["done"], 3, 8, 0, 30.0, works=0), jobs.params_hash)
     with lab.sessions.begin() as s:
         jobs.create_job(s, "inspect", params).status = "succeeded"
     folder = lab.settings.artifacts / params["output"]
@@ -91,3 +91,35 @@ def test_a_finished_identical_job_with_its_files_is_reused_without_the_broker(la
     (folder / "activations.json").write_text("[]")
     assert ensure_inspection(lab, runs["done"], batches["done"]) == params["output"]
     assert params["output"].startswith("inspect/")
+
+
+def test_a_batch_that_grew_after_its_inspection_is_inspected_again(lab, store):
+    """A failed chunk retried after a report adds works: the cached map would miss them, so the key changes."""
+    runs, batches = store
+    with lab.sessions() as s:
+        before = batch_work_count(s, batches["done"])
+    with lab.sessions.begin() as s:
+        add_stylization(s, batches["done"], runs["done"])
+    with lab.sessions() as s:
+        after = batch_work_count(s, batches["done"])
+        assert batch_work_count(s, None) is None
+    assert (before, after) == (0, 1)
+    keys = [inspect_key(runs["done"], batches["done"], 3, 8, 0, 30.0, works=n) for n in (before, after)]
+    first, second = (inspect_params(k, jobs.params_hash)["output"] for k in keys)
+    assert first != second
+
+
+def add_stylization(s, batch_id: str, run_id: int) -> None:
+    s.add(StyleBatchPair(batch_id=batch_id, pair_hash="h1", job_id=None))
+    job = jobs.create_job(s, "stylize", {})
+    image = Image(dataset_id=s.get(StyleBatch, batch_id).dataset_id, path="a/1.png", label="a", split="test")
+    s.add(image)
+    s.flush()
+    s.add(
+        Stylization(
+            pair_hash="h1", batch_id=batch_id, job_id=job.id, content_image_id=image.id, content_artist="a",
+            style_image_id=image.id, style_artist="a", content_weight=1.0, style_weight=1e3, steps=1, size=24,
+            optimizer="adam", vgg_weights="random", content_loss=0.0, style_loss=0.0, classifier_run_id=run_id,
+            predicted="a", top3=[["a", 1.0]], outcome="same", image_path="stylized/x/h1.png",
+        )
+    )  # fmt: skip
