@@ -127,6 +127,7 @@ def main() -> int:
         warm, warm_profile = build(lab, batch, home / "report-warm")
     finally:
         stop_workers(procs)
+        lab.run("broker", "stop")  # the embedded Redis the first command started; the lab's files stay
     print(f"\ncold build {cold:.1f} s (thumbnails made, inspect job run); warm build {warm:.1f} s; "
           f"cold / warm {cold / warm:.2f}x")  # fmt: skip
     print("\nwhat the cold build spent its time on (cumulative, atelier's functions):\n" + cold_profile)
