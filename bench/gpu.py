@@ -44,7 +44,6 @@ TARGETS = [
     ("112-cell grid / backbone per cell", ("grid", "speedup"), ">=", 30.0),
     ("style transfer pairs/hour at 256 px", ("stylize", "sizes", 0, "atelier_pairs_per_hour"), ">=", 30_000),
     ("style transfer / tutorial at its final loss", ("stylize", "sizes", 0, "equal_loss", "speedup"), ">=", 10.0),
-    ("style transfer / tutorial at equal steps", ("stylize", "sizes", 0, "speedup"), ">=", 0.0),  # context only
     ("final loss atelier / tutorial", ("stylize", "sizes", 0, "loss_ratio_atelier_over_tutorial"), "<=", 1.0),
     ("mixed doses / split by dose", ("stylize", "mixed_doses", 0, "speedup"), ">=", 1.0),
     ("through the queue / one process", ("load", "ratio_end_to_end_over_baseline"), "<=", 1 / 0.9),
@@ -71,10 +70,14 @@ def run_all(smoke: bool, workdir: Path, names: list[str], deadline: float) -> di
         out = workdir / f"{name}.json"
         cmd = [sys.executable, str(ROOT / "bench" / script), *(small if smoke else full), "--json", str(out)]
         t0 = time.perf_counter()
+        if time.monotonic() >= deadline:  # not started at all: its figures are missing, not half-made
+            figures[name] = {"error": "not started: past the deadline (--budget)"}
+            print(f"{name}: not started, past the deadline", flush=True)
+            continue
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
         try:
             done = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=deadline - time.monotonic())
-        except (subprocess.TimeoutExpired, ValueError):
+        except subprocess.TimeoutExpired:
             figures[name] = {"error": "past the deadline (--budget)"}
             print(f"{name}: stopped at the deadline", flush=True)
             continue

@@ -263,7 +263,8 @@ def main() -> None:
         reached = f"reached it in {e['steps']} steps" if e["reached"] else f"did not reach it in {e['steps']} steps"
         print(
             f"{e['size']:>9}  at the tutorial's final loss {e['tutorial_loss']:.4g}: atelier {reached} "
-            f"(loss {e['loss']:.4g}), {e['pairs_per_hour']:.1f} pairs/h, {e['speedup']:.1f}x the tutorial"
+            f"(loss {e['loss']:.4g}), {e['pairs_per_hour']:.1f} pairs/h, "
+            + (f"{e['speedup']:.1f}x the tutorial" if e["reached"] else "no speed-up at equal loss")
         )
     for m in mixed:
         print(

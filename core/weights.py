@@ -80,6 +80,12 @@ class WeightsRecord:
 RANDOM_RECORD = WeightsRecord(RANDOM, None, None)
 
 
+def started_from(weights: str | None, config: dict | None) -> str:
+    """The weights name a run's backbone started from: its ``runs.weights``; for runs written before the
+    weights registry, the name its config holds; else random init."""
+    return weights or (config or {}).get("weights") or RANDOM
+
+
 def describe(name: str | None, sha256: str | None) -> str:
     """A weights name with a short sha256, as results print it (None: random init)."""
     name = name or RANDOM

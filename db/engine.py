@@ -59,6 +59,14 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 IN_LIST_MAX = 500  # values per IN (...): far below any driver's bound-parameter limit (old SQLite: 999)
 
 
+def one_snapshot(session) -> None:
+    """Let every statement of the session's transaction read the same data. PostgreSQL's default (READ COMMITTED)
+    gives each statement its own snapshot, so a worker finishing a pair between two reads would make them disagree;
+    a SQLite transaction reads one snapshot already."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def in_slices(values: list) -> list[list]:
     """``values`` cut into lists short enough for one ``IN (...)`` each."""
     return [values[start : start + IN_LIST_MAX] for start in range(0, len(values), IN_LIST_MAX)]

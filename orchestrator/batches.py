@@ -45,14 +45,6 @@ def describe_batch(batch: StyleBatch, run: Run, k: int) -> list[str]:
     return lines
 
 
-def one_snapshot(session) -> None:
-    """Let every statement of the session's transaction read the same data. PostgreSQL's default (READ COMMITTED)
-    gives each statement its own snapshot, so a worker finishing a pair between two reads would make them disagree;
-    a SQLite transaction reads one snapshot already."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-
-
 def read_counts(session, batch_id: str, condition: str, by: str) -> list[dict]:
     """The batch's counts per stratum, from the views where they hold them (``counts_sql``)."""
     return [dict(r) for r in session.execute(text(counts_sql(condition, by)), {"batch": batch_id}).mappings()]

@@ -10,6 +10,9 @@ matplotlib.use("Agg")  # files only; no display on workers or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.artifacts import artifact_path  # noqa: E402
+from core.errors import ConfigError  # noqa: E402
+
 
 def training_curves(epochs: list[dict], path: Path, title: str) -> Path:
     """``epochs``: rows with epoch, phase (train|val), loss, top1, macro_f1."""
@@ -197,8 +200,11 @@ def contact_sheet(rows: list[dict], artifacts: Path, controls: dict[int, str], p
         ]
         for ax, (rel, title) in zip(ax_row, panels):
             if rel:
-                with Image.open(artifacts / rel) as im:
-                    ax.imshow(im.convert("RGB"))
+                try:
+                    with Image.open(artifact_path(artifacts, rel)) as im:
+                        ax.imshow(im.convert("RGB"))
+                except (OSError, ConfigError):  # a file removed by hand: the panel says so, the sheet is drawn
+                    title += " (file missing)"
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     fig.suptitle(f"batch {tag}: unstylized (as classified) and stylized across doses", fontsize=9)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 from orchestrator import report
 from orchestrator.attribution import CONDITION_TEXT, Stratum, chance_text, counts_sql, pairs_sql, strata
-from orchestrator.batches import METHOD, batch_totals, control_paths, describe_batch, find_batch, one_snapshot
+from orchestrator.batches import METHOD, batch_totals, control_paths, describe_batch
 from orchestrator.report import Section, escape
 from orchestrator.stats import OUTCOMES, chance_levels
 
@@ -35,15 +37,16 @@ class BatchData:
     controls: dict[int, str]
     queries: list[str]
     run_id: int
+    unfinished: int = 0  # the batch's jobs still queued or running: its map waits until they have ended
+    no_map: str = report.NO_MAP  # why there is no inspection, when there is none
     inspection: report.Inspection | None = None
 
 
-def collect(session, ref: str, seed: int) -> BatchData:
-    """The batch's rows and counts, read in one snapshot with the queries the page prints, and the analysis."""
-    from db.models import Dataset, Run
+def collect(session, batch_id: str, seed: int) -> BatchData:
+    """The batch's rows and counts, read with the queries the page prints, and the analysis."""
+    from db.models import FINISHED_STATES, Dataset, Job, Run, StyleBatch
 
-    one_snapshot(session)
-    batch = find_batch(session, ref)
+    batch = session.get(StyleBatch, batch_id)  # resolved by the command (lookups.find_report_target)
     run, ds = session.get(Run, batch.classifier_run_id), session.get(Dataset, batch.dataset_id)
     rows, q_pairs = report.fetch(session, pairs_sql("both"), batch=batch.id)
     counts, q_counts = report.fetch(session, counts_sql("both", "style-weight"), batch=batch.id)
@@ -55,7 +58,14 @@ def collect(session, ref: str, seed: int) -> BatchData:
         *describe_batch(batch, run, k),
         f"kept {len(rows)} of {totals['cross']} cross-artist stylizations: {CONDITION_TEXT['both']}",
     ]
+    unfinished = session.scalar(
+        select(func.count()).select_from(Job).where(Job.group_id == batch.id, Job.status.not_in(FINISHED_STATES))
+    )
     return BatchData(
+        unfinished=unfinished,
+        no_map=f"{unfinished} job(s) of the batch are still queued or running; the map is drawn once it has ended"
+        if unfinished
+        else report.NO_MAP,
         batch_id=batch.id,
         dataset=ds.name,
         classes=list(ds.classes),
@@ -92,7 +102,7 @@ def map_section(data: BatchData, out: Path) -> Section:
 
     title = "Where the stylized works fall in the classifier's feature space"
     if data.inspection is None:
-        return Section(title, report.not_computed(report.NO_MAP))
+        return Section(title, report.not_computed(data.no_map))
     m, tag = data.inspection.map, data.batch_id[:8]
     how = report.map_method(m)
     picture = plots.style_map(

@@ -102,7 +102,7 @@ def config_rows(data: RunData) -> list[tuple[str, object]]:
     rows: list[tuple[str, object]] = [
         ("dataset", r["dataset"]),
         ("arch", r["arch"]),
-        ("weights", r["weights"] or cfg.get("weights") or names.RANDOM),
+        ("weights", names.started_from(r["weights"], cfg)),
         ("weights sha256", r["weights_sha256"] or "– (random init)"),
         ("seed", cfg.get("seed")),
         *((f"{split} images", data.splits.get(split, 0)) for split in ("train", "val", "test")),
@@ -124,10 +124,10 @@ def intro(data: RunData) -> list[str]:
     r = data.run
     lines = [
         f"run {r['id']}: {r['arch']} on {r['dataset']} ({len(data.classes)} artists), "
-        f"weights {names.describe(r['weights'] or r['config'].get('weights'), r['weights_sha256'])}",
+        f"weights {names.describe(names.started_from(r['weights'], r['config']), r['weights_sha256'])}",
         "every number below comes from the store (runs, epoch_metrics, predictions); the queries are under each table",
     ]
-    if names.warns_random(r["arch"], r["weights"] or r["config"].get("weights")):
+    if names.warns_random(r["arch"], names.started_from(r["weights"], r["config"])):
         lines.append(names.random_warning(f"run {r['id']}", r["arch"]))
     return lines
 

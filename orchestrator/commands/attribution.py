@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from sqlalchemy import text
 
+from db.engine import one_snapshot
 from db.models import Dataset, Run, StyleBatch
 from orchestrator.attribution import (
     CONDITION_TEXT,
@@ -26,7 +27,6 @@ from orchestrator.batches import (
     control_paths,
     describe_batch,
     find_batch,
-    one_snapshot,
     read_counts,
 )
 from orchestrator.commands.common import console, pass_lab, print_json, table

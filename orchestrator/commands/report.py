@@ -1,7 +1,8 @@
 """`atelier report RUN|SWEEP|BATCH`: one self-contained HTML page of a run, a sweep or a style batch.
 
 This module only resolves the reference, checks the options and dispatches; each report is assembled in its
-own module (orchestrator/report_run.py, report_sweep.py, report_batch.py) from the pieces in report.py. Every
+own module (orchestrator/report_run.py, report_sweep.py, report_batch.py) from the pieces in report.py, read
+in one snapshot (``db.engine.one_snapshot``: a run, sweep or batch still running agrees with itself). Every
 read, and the inspect job behind the maps, happens before the output folder is made; a failure while writing
 removes a folder this command made.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from core.errors import ConfigError
+from db.engine import one_snapshot
 from orchestrator.commands.common import pass_lab
 from orchestrator.lookups import find_report_target
 
@@ -65,6 +67,7 @@ def collect_run(lab, run_id: int, seed: int, no_map: bool):
     from orchestrator import report, report_run  # matplotlib and PIL: only when a report is written
 
     with lab.sessions() as s:
+        one_snapshot(s)
         data = report_run.collect(s, run_id)
     if not no_map and data.inspectable():
         data.inspection = report.run_inspection(lab, run_id, None, seed)
@@ -75,6 +78,7 @@ def collect_sweep(lab, sweep_id: str, axes: str | None, top: int, seed: int, no_
     from orchestrator import report, report_sweep
 
     with lab.sessions() as s:
+        one_snapshot(s)
         data = report_sweep.collect(s, sweep_id, report_sweep.parse_axes(axes), top)
     for run in data.runs:
         if not no_map and run.inspectable():
@@ -86,8 +90,10 @@ def collect_batch(lab, batch_id: str, seed: int, no_map: bool):
     from orchestrator import report, report_batch
 
     with lab.sessions() as s:
+        one_snapshot(s)
         data = report_batch.collect(s, batch_id, seed)
-    data.inspection = None if no_map else report.run_inspection(lab, data.run_id, batch_id, seed)
+    if not no_map and not data.unfinished:  # a running batch is reported; its map waits until it has ended
+        data.inspection = report.run_inspection(lab, data.run_id, batch_id, seed)
     return data
 
 

@@ -77,7 +77,7 @@ def run_rows(session, dataset: str | None = None) -> list[dict]:
 
 def run_weights(run: Run) -> tuple[str, str | None]:
     """(name, sha256) of what a run's backbone started from; runs older than the weights registry: their config's."""
-    return run.weights or run.config.get("weights") or names.RANDOM, run.weights_sha256
+    return names.started_from(run.weights, run.config), run.weights_sha256
 
 
 def warn_random(runs: list[tuple[int, str, str | None]], err: bool = False) -> None:

@@ -488,7 +488,7 @@ def test_batch_pages(store, tmp_path):
     artifacts = Settings.from_env(env).artifacts
     engine, make = sessions(env)
     with make() as s:
-        data = report_batch.collect(s, seeded["batch"][:8], 0)
+        data = report_batch.collect(s, seeded["batch"], 0)
     engine.dispose()
     data.inspection = fabricated_inspection(artifacts, seeded["images"], [1, 5])
     index = report_batch.write(data, artifacts, tmp_path, per_outcome=4, pages=2, seed=0)
@@ -578,3 +578,40 @@ def test_the_command_writes_and_opens_the_page(store, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert "not computed: --no-map" in (tmp_path / "batch" / "index.html").read_text(encoding="utf-8")
     assert len(read_page(tmp_path / "batch" / "index.html").queries) == 2
+
+
+def test_a_running_batch_is_reported_and_its_map_waits(store, tmp_path):
+    """No inspect job for a batch with work still queued (none could run here: there is no broker); the page
+    says why its map is missing."""
+    from db import jobs
+
+    env, seeded = store
+    engine, make = sessions(env)
+    with make() as s, s.begin():
+        jobs.create_job(s, "stylize", {}).group_id = seeded["batch"]
+    engine.dispose()
+    r = atelier(env, "report", seeded["batch"][:8], "--out", str(tmp_path / "b"), "--per-outcome", "2")
+    assert r.exit_code == 0, r.output
+    html = (tmp_path / "b" / "index.html").read_text(encoding="utf-8")
+    assert "1 job(s) of the batch are still queued or running" in html
+    assert read_page(tmp_path / "b" / "index.html").rows["attribution"] == 1 + 3
+
+
+def test_a_work_removed_by_hand_leaves_the_report_whole(store, tmp_path):
+    env, seeded = store
+    artifacts = Settings.from_env(env).artifacts
+    engine, make = sessions(env)
+    with make() as s:
+        data = report_batch.collect(s, seeded["batch"], 0)
+    engine.dispose()
+    away = tmp_path / "away"
+    for r in data.rows:  # every work gone (the store is shared by the module: put back after)
+        (away / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
+        (artifacts / r["image_path"]).rename(away / r["image_path"])
+    try:
+        index = report_batch.write(data, artifacts, tmp_path / "page", per_outcome=2, pages=0, seed=0)
+    finally:
+        for r in data.rows:
+            (away / r["image_path"]).rename(artifacts / r["image_path"])
+    assert read_page(index).rows["attribution"] == 1 + 3
+    assert (tmp_path / "page" / f"attribution-{seeded['batch'][:8]}-contact-sheet.png").is_file()
