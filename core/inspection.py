@@ -25,11 +25,18 @@ Everything lands in one folder under the artifacts root, ``inspect/<params hash>
 
     Content images are sampled with ``random.Random(seed)`` from the batch's content images (sorted ids);
     every stylization of theirs the batch holds is placed, reused pairs included (``style_batch_pairs``).
+    A sampled content image that is not in the run's dataset has no ``"content"`` point (the job has no
+    cached picture of it); its stylizations are still placed.
+
+    ``predicted`` agrees with the store: a ``"test"`` point's is the run's row in ``predictions`` for that
+    image, a ``"stylized"`` point's its ``stylizations.predicted``; only where no stored row exists (a
+    ``"content"`` point outside the test split, a test image without a row) is it the argmax of the logits
+    computed in the same forward pass that gave the point's position.
 
 ``activations.json``
     ``[{"image_id", "label", "predicted", "path", "maps": [{"what", "file"}, ...]}, ...]``: a few test
     images per artist, each with the mean activation of chosen conv blocks and a Grad-CAM heat map for
-    the predicted class, every map a PNG in the same folder (the picture with the map laid over it).
+    the predicted class (``predicted``, as the image's ``"test"`` point has it), every map a PNG in the same folder (the picture with the map laid over it).
     ``path`` is the image's path in its dataset; ``what`` reads ``"mean activation <block>"`` (the first and
     the last conv block of the backbone) or ``"Grad-CAM <block> for <artist>"`` (the last block); ``file``
     is ``"<image_id>-mean-<block>.png"`` or ``"<image_id>-gradcam-<block>.png"``, 160 px on its long side.
@@ -48,7 +55,6 @@ from core.artifacts import artifact_path
 
 MAP_FILE = "map.json"
 ACTIVATIONS_FILE = "activations.json"
-POINT_KINDS = ("test", "content", "stylized")
 
 
 def inspect_key(

@@ -8,10 +8,12 @@ thumbnails existed) once, into the same place.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from PIL import Image
+
+from core.artifacts import write_atomic
+from corpus.imageio import ImageError, open_rgb
 
 THUMB_PX = 160  # long side
 THUMBS = Path("thumbs")  # under the artifacts root
@@ -23,22 +25,25 @@ def thumb_relative(relative: str) -> Path:
 
 
 def make_thumbnail(source: Path, target: Path) -> Path:
-    """Write ``target`` (a JPEG, long side THUMB_PX) from the picture at ``source``."""
-    with Image.open(source) as img:
-        img.draft("RGB", (THUMB_PX, THUMB_PX))  # a JPEG source decodes at a reduced scale; others ignore it
-        return save_thumbnail(img, target)
+    """Write ``target`` (a JPEG, long side THUMB_PX) from the picture at ``source``, read by the project's
+    loader (``corpus.imageio.open_rgb``: EXIF rotation, transparency on white, 16-bit scans, bombs refused),
+    a JPEG decoded at a reduced scale that keeps both sides at least THUMB_PX.
+
+    A picture that cannot be read (gone, not an image, a bomb) raises ``OSError``, as ``Image.open`` did:
+    a report catches it and shows the picture as missing."""
+    try:
+        img = open_rgb(source, draft=THUMB_PX)
+    except ImageError as err:
+        raise OSError(f"{source}: {err.reason}") from None
+    return save_thumbnail(img, target)
 
 
 def save_thumbnail(img: Image.Image, target: Path) -> Path:
     """Write ``target`` (a JPEG, long side THUMB_PX) from a picture already in memory (the stylize job's
     work, just saved), atomically: a report building in parallel with a worker never reads half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
     small = img.convert("RGB")  # a copy: the caller's picture is never shrunk in place
     small.thumbnail((THUMB_PX, THUMB_PX), reducing_gap=2.0)
-    small.save(partial, format="JPEG", quality=85)
-    os.replace(partial, target)
-    return target
+    return write_atomic(target, lambda tmp: small.save(tmp, format="JPEG", quality=85))
 
 
 def ensure_thumbnail(source: Path, target: Path) -> Path:

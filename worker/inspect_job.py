@@ -19,7 +19,6 @@ file, and the job's success in the store is what says the folder is complete.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import defaultdict
 from collections.abc import Callable
@@ -32,10 +31,11 @@ import torch
 from sqlalchemy import select
 from torch import nn
 
+from core.artifacts import write_atomic
 from core.errors import ConfigError
 from core.inspection import ACTIVATIONS_FILE, MAP_FILE
 from corpus.imageio import ImageError, open_rgb
-from db.models import Run, StyleBatch, StyleBatchPair, Stylization
+from db.models import Prediction, Run, StyleBatch, StyleBatchPair, Stylization
 from worker.lifecycle import JobContext, require_row
 from worker.ml.activations import conv_blocks, grad_cam, mean_activation
 from worker.ml.augment import make_augment
@@ -48,6 +48,7 @@ from worker.stylize_job import resident_classifier
 from worker.train_job import DatasetImages, load_dataset_images, resident_images
 
 CHUNK = 256  # images per forward pass: progress is written and a cancel noticed between them
+MAP_CHUNK = 32  # images per activation-map pass (one call per block and chunk): Grad-CAM keeps a graph
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Subject:
     classify: Classifier
     contents: list[int]  # the sampled content image ids of the batch (empty without a batch)
     works: list[dict]  # all their stylizations in the batch, by stylization id
+    predictions: dict[int, str]  # the run's stored prediction (artist name) of each test image, by image id
 
 
 def run_inspect(ctx: JobContext) -> None:
@@ -70,13 +72,11 @@ def run_inspect(ctx: JobContext) -> None:
     test = [k for k, split in enumerate(data.splits) if split == "test"]
     if not test:
         raise ConfigError(f"the dataset of run {p['run_id']} has no test images to map")
-    layer_name, layer = bottleneck_layer(classify.model)
-    if classify.backbone is not None:  # a grid cell's model is its head alone: name the layer as in a full run
-        layer_name = f"head.{layer_name}"
+    layer_name, layer = bottleneck_layer(classify.model, head_alone=classify.backbone is not None)
     feats, logits = features_of(ctx, layer, classify, len(test), lambda a, b: images[test[a:b]], (0.05, 0.4), "test")
     ctx.progress(0.4, f"mapping {len(test)} test images")
     fmap = fit_map(feats, p["seed"], p["perplexity"])
-    predicted = dict(zip(test, logits.argmax(1).tolist()))
+    predicted = stored_or(subject.predictions, data, test, logits)
     points = [
         point("test", xy, data.classes[data.labels[k]], data.classes[predicted[k]], image_id=data.ids[k])
         for k, xy in zip(test, fmap.points)
@@ -106,7 +106,16 @@ def read_subject(ctx: JobContext) -> Subject:
         data = load_dataset_images(s, run.dataset_id)
         classify = resident_classifier(s, run, data.classes, ctx.artifacts, pick_device())
         contents, works = batch_works(s, p, run.id) if p["batch_id"] else ([], [])
-        return Subject(run.dataset_id, data, classify, contents, works)
+        stored = s.execute(select(Prediction.image_id, Prediction.predicted).where(Prediction.run_id == run.id))
+        return Subject(run.dataset_id, data, classify, contents, works, {i: name for i, name in stored})
+
+
+def stored_or(stored: dict[int, str], data: DatasetImages, rows: list[int], logits: torch.Tensor) -> dict[int, int]:
+    """{row: class index} of the dataset rows ``rows``: the run's stored prediction where the store has one
+    (what its report tables say), else the argmax of ``logits`` (one row each, in order) computed here."""
+    index = {name: c for c, name in enumerate(data.classes)}
+    computed = logits.argmax(1).tolist()
+    return {k: index.get(stored.get(data.ids[k], ""), c) for k, c in zip(rows, computed)}
 
 
 def batch_works(session, p: dict, run_id: int) -> tuple[list[int], list[dict]]:
@@ -132,6 +141,7 @@ def batch_works(session, p: dict, run_id: int) -> tuple[list[int], list[dict]]:
             "beta": r.style_weight,
             "label": r.content_artist,
             "image_path": r.image_path,
+            "predicted": r.predicted,  # as the stylize job stored it
         }
         for r in rows
         if r.content_image_id in chosen
@@ -161,7 +171,8 @@ def features_of(
 
 def batch_points(ctx: JobContext, subject: Subject, layer, images: torch.Tensor, fmap, in_test: set[int]) -> list:
     """The batch's sampled content images outside the test split (those inside are test points already) and
-    their stylized works, placed into the fitted map."""
+    their stylized works, placed into the fitted map. A sampled content image outside the run's dataset is not
+    drawn (its stylizations are). A work's ``predicted`` is the one its stylization row holds."""
     data, classify = subject.data, subject.classify
     index = {image_id: k for k, image_id in enumerate(data.ids)}
     outside = [index[i] for i in subject.contents if i in index and index[i] not in in_test]
@@ -177,8 +188,8 @@ def batch_points(ctx: JobContext, subject: Subject, layer, images: torch.Tensor,
         load = lambda a, b: classify.inputs([stylized_picture(ctx, w) for w in works[a:b]])  # noqa: E731
         feats, logits = features_of(ctx, layer, classify, len(works), load, (0.55, 0.7), "stylized")
         for w, xy, c in zip(works, fmap.place(feats), logits.argmax(1).tolist()):
-            extra = {k: v for k, v in w.items() if k != "label"}
-            points.append(point("stylized", xy, w["label"], data.classes[c], **extra))
+            extra = {k: v for k, v in w.items() if k not in ("label", "predicted")}
+            points.append(point("stylized", xy, w["label"], w["predicted"] or data.classes[c], **extra))
     return points
 
 
@@ -219,39 +230,38 @@ def differentiable(classify: Classifier) -> tuple[nn.Module, nn.Module]:
 def activation_maps(ctx: JobContext, classify, data, images, picks: list[int], predicted: dict, folder: Path):
     """activations.json's entries: for each picked test image, the mean activation of the first and last conv
     blocks and Grad-CAM on the last for the predicted class, each a PNG over the picture in ``folder``.
-    A backbone without convolutions (``logistic``) has no maps to show: its entries list none."""
+    A backbone without convolutions (``logistic``) has no maps to show: its entries list none.
+    The maps are computed MAP_CHUNK images at a time (one call per block and chunk), in ``picks`` order."""
     model, backbone = differentiable(classify)
     blocks = conv_blocks(backbone)
     plain = make_augment("none", classify.cfg.image_size, train=False)  # the run's eval normalisation
     out = []
-    for n, k in enumerate(picks):
-        ctx.tick(0.7 + 0.3 * n / len(picks), f"activation maps: {n}/{len(picks)} images")
-        x = plain(images[k : k + 1].to(classify.device), None)
-        picture, image_id, c = images[k].permute(1, 2, 0).numpy(), data.ids[k], predicted[k]
-        maps = [
-            save_map(
-                folder,
-                f"{image_id}-mean-{name}.png",
-                picture,
-                mean_activation(model, block, x)[0],
-                f"mean activation {name}",
+    for start in range(0, len(picks), MAP_CHUNK):
+        ctx.tick(0.7 + 0.3 * start / len(picks), f"activation maps: {start}/{len(picks)} images")
+        chunk = picks[start : start + MAP_CHUNK]
+        x = plain(images[chunk].to(classify.device), None)
+        means = [(name, mean_activation(model, block, x)) for name, block in blocks]
+        classes = [predicted[k] for k in chunk]
+        cams = grad_cam(model, blocks[-1][1], x, torch.tensor(classes)) if blocks else None
+        for j, (k, c) in enumerate(zip(chunk, classes)):
+            picture, image_id = images[k].permute(1, 2, 0).numpy(), data.ids[k]
+            maps = [
+                save_map(folder, f"{image_id}-mean-{name}.png", picture, heat[j], f"mean activation {name}")
+                for name, heat in means
+            ]
+            if cams is not None:
+                name = blocks[-1][0]
+                what = f"Grad-CAM {name} for {data.classes[c]}"
+                maps.append(save_map(folder, f"{image_id}-gradcam-{name}.png", picture, cams[j], what))
+            out.append(
+                {
+                    "image_id": image_id,
+                    "label": data.classes[data.labels[k]],
+                    "predicted": data.classes[c],
+                    "path": data.paths[k],
+                    "maps": maps,
+                }
             )
-            for name, block in blocks
-        ]
-        if blocks:
-            name, block = blocks[-1]
-            cam = grad_cam(model, block, x, torch.tensor([c]))[0]
-            what = f"Grad-CAM {name} for {data.classes[c]}"
-            maps.append(save_map(folder, f"{image_id}-gradcam-{name}.png", picture, cam, what))
-        out.append(
-            {
-                "image_id": image_id,
-                "label": data.classes[data.labels[k]],
-                "predicted": data.classes[c],
-                "path": data.paths[k],
-                "maps": maps,
-            }
-        )
     return out
 
 
@@ -264,11 +274,3 @@ def save_map(folder: Path, name: str, picture: np.ndarray, heat: torch.Tensor, w
 def write_json(path: Path, value) -> None:
     text = json.dumps(value, ensure_ascii=False, allow_nan=False)  # a NaN would make the file unreadable JSON
     write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """``write`` to a temporary name beside ``path``, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)

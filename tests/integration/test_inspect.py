@@ -77,6 +77,8 @@ def test_a_run_is_mapped_and_its_activations_drawn_once(sqlite_stack, study, lab
     assert len(test) == 9 and doc["method"] == "t-SNE" and doc["batch_id"] is None
     assert [(p["image_id"], p["label"]) for p in doc["points"]] == [(r["id"], r["label"]) for r in test]
     assert all(p["kind"] == "test" and math.isfinite(p["x"]) and math.isfinite(p["y"]) for p in doc["points"])
+    stored = stack.query(f"SELECT image_id, predicted FROM predictions WHERE run_id = {run} ORDER BY image_id")
+    assert [(p["image_id"], p["predicted"]) for p in doc["points"]] == [(r["image_id"], r["predicted"]) for r in stored]
     check_activations(lab.settings.artifacts / output, acts, doc["classes"])
 
     jobs = inspect_jobs(stack)

@@ -17,13 +17,11 @@ import torch
 import torch.nn.functional as F
 
 
-def _capture(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, keep_grad: bool):
+def _capture(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor):
     """Run ``model`` on ``x``; return (its output, ``layer``'s output)."""
     seen: dict[str, torch.Tensor] = {}
 
     def hook(_module, _inputs, output):
-        if keep_grad:
-            output.retain_grad()
         seen["out"] = output
 
     handle = layer.register_forward_hook(hook)
@@ -45,24 +43,34 @@ def _unit_scale(maps: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def mean_activation(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) images -> (B, h, w): ``layer``'s output averaged over its channels, scaled per image."""
-    _, out = _capture(model.eval(), layer, x, keep_grad=False)
+    """(B, 3, H, W) images -> (B, h, w): ``layer``'s output averaged over its channels, scaled per image.
+
+    What is captured is the block's output tensor, read once the forward pass has ended: for a bare ``Conv2d``
+    followed by an in-place ReLU (VGG, AlexNet, the baseline CNN) the ReLU has overwritten that tensor by
+    then, so the map is the post-ReLU one; ResNet's ``conv1`` gives the pre-BatchNorm map (its ``bn1`` and
+    ReLU are blocks of their own); a composite block (ResNet's ``layer4``, Inception's ``Mixed_7c``) its
+    own final output."""
+    _, out = _capture(model.eval(), layer, x)
     return _unit_scale(out.float().mean(1))
 
 
 def grad_cam(model: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor | None = None):
-    """(B, 3, H, W) images -> (B, H, W) Grad-CAM maps for ``classes`` (B,) (default: the predicted class)."""
+    """(B, 3, H, W) images -> (B, H, W) Grad-CAM maps for ``classes`` (B,) (default: the predicted class).
+
+    The gradient is taken with ``torch.autograd.grad`` with respect to the captured output alone, so the
+    model's parameters never receive a ``.grad`` (a cached, shared model is left exactly as it was). The
+    captured output is the one ``mean_activation`` describes (post-ReLU for a bare conv with an in-place
+    ReLU after it)."""
     model = model.eval()
     # The input asks for a gradient so the layer's output has one even when every weight is frozen.
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        logits, out = _capture(model, layer, x, keep_grad=True)
+        logits, out = _capture(model, layer, x)
         classes = logits.argmax(1) if classes is None else classes.to(logits.device)
-        logits.gather(1, classes[:, None]).sum().backward()
-    weights = out.grad.float().mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
+        (grad,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), out)
+    weights = grad.float().mean(dim=(2, 3), keepdim=True)  # (B, C, 1, 1)
     cam = F.relu((weights * out.detach().float()).sum(1, keepdim=True))  # (B, 1, h, w)
     cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
-    model.zero_grad(set_to_none=True)
     return _unit_scale(cam)
 
 
@@ -74,6 +82,10 @@ def conv_blocks(backbone: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
     the baseline CNN, whose children are single layers): ResNet's ``conv1`` and ``layer4``, Inception's
     ``Conv2d_1a_3x3`` and ``Mixed_7c``, VGG's first and last conv. None for a backbone without convolutions
     (``logistic``); one block when it has only one.
+
+    A block's map is its output (``mean_activation`` says exactly which tensor): for a bare ``Conv2d`` followed
+    by an in-place ReLU (VGG, AlexNet, the baseline CNN) the post-ReLU map, for ResNet's ``conv1`` the
+    pre-BatchNorm one.
     """
     prefix, children = "", list(backbone.named_children())
     while len(children) == 1 and not isinstance(children[0][1], torch.nn.Conv2d):

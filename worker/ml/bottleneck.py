@@ -16,10 +16,20 @@ from torch import nn
 T = TypeVar("T")
 
 
-def bottleneck_layer(model: nn.Module) -> tuple[str, nn.Linear]:
+def bottleneck_layer(model: nn.Module, head_alone: bool = False) -> tuple[str, nn.Linear]:
     """(name, layer) of ``model``'s last ``nn.Linear``, looked for in its ``head`` when it has one, so
-    Inception's auxiliary classifier (registered beside the head) is never taken for the bottleneck."""
-    part, prefix = (model.head, "head.") if isinstance(getattr(model, "head", None), nn.Module) else (model, "")
+    Inception's auxiliary classifier (registered beside the head) is never taken for the bottleneck.
+
+    ``head_alone``: ``model`` is a full classifier's head by itself (a grid cell's, its frozen backbone run
+    apart); the name is then given as in the full classifier (``head.<name>``), so a report names the layer
+    the same way for a grid cell and for a full run. This is the one place that names the layer.
+    """
+    if head_alone:
+        part, prefix = model, "head."
+    elif isinstance(getattr(model, "head", None), nn.Module):
+        part, prefix = model.head, "head."
+    else:
+        part, prefix = model, ""
     found = [(f"{prefix}{name}", m) for name, m in part.named_modules() if isinstance(m, nn.Linear)]
     if not found:
         raise ValueError(f"{type(model).__name__} has no linear layer: it has no bottleneck to read")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-OVERLAY_PX = 160  # long side: a report's thumbnail size (corpus.thumbs.THUMB_PX)
+from corpus.thumbs import THUMB_PX
+
+OVERLAY_PX = THUMB_PX  # long side: a report's thumbnail size
 ALPHA = 0.45  # weight of the heat map: the picture stays readable underneath
 
 

@@ -4,6 +4,7 @@ on a SQLite file store, for a full model and for a grid cell's head on its froze
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from corpus.synth import write_synthetic
 from db import jobs
 from db.models import Image, Job, Run, StyleBatch, StyleBatchPair, Stylization
 from tests.unit.worker.fakes import add_dataset, add_job, make_settings, sqlite_store, tiny_config
-from worker.inspect_job import per_artist, run_inspect
+from worker.inspect_job import per_artist, run_inspect, stored_or
 from worker.lifecycle import execute
 from worker.ml.activations import conv_blocks
 from worker.ml.augment import make_augment
@@ -62,6 +63,8 @@ def test_the_bottleneck_of_a_classifier_and_of_a_bare_head():
     model = build_model(tiny_config(num_classes=3, dense=(8,)).model_config())
     assert bottleneck_layer(model) == ("head.classifier", model.head.classifier)
     assert bottleneck_layer(model.head) == ("classifier", model.head.classifier)  # a grid cell's model
+    # ... named as in the full classifier when the caller says it is a head alone
+    assert bottleneck_layer(model.head, head_alone=True) == ("head.classifier", model.head.classifier)
     with pytest.raises(ValueError, match="no linear layer"):
         bottleneck_layer(nn.Conv2d(3, 3, 1))
     with pytest.raises(ValueError, match="did not run"):
@@ -107,6 +110,20 @@ def test_conv_blocks_are_the_first_and_last_block_holding_a_convolution():
     assert [n for n, _ in conv_blocks(build_backbone("resnet18"))] == ["conv1", "layer4"]
     assert conv_blocks(build_backbone("logistic")) == []
     assert [n for n, _ in conv_blocks(nn.Sequential(nn.Conv2d(3, 3, 1)))] == ["0"]
+
+
+def test_a_stored_prediction_wins_over_the_computed_argmax():
+    data = DatasetImages(
+        root=Path("."),
+        classes=["A", "B", "C"],
+        ids=[10, 11, 12],
+        paths=["a", "b", "c"],
+        labels=[0, 1, 2],
+        splits=["test"] * 3,
+    )
+    logits = torch.tensor([[5.0, 0.0, 0.0], [5.0, 0.0, 0.0], [5.0, 0.0, 0.0]])
+    stored = {10: "C", 12: "B"}  # image 11 has no stored row
+    assert stored_or(stored, data, [0, 1, 2], logits) == {0: 2, 1: 0, 2: 1}
 
 
 def test_activation_images_are_drawn_per_artist_with_a_seed():
@@ -185,6 +202,16 @@ def stylization(pair_hash, batch_id, job_id, run_id, content, style, beta, rel) 
     )  # fmt: skip
 
 
+def store_predictions(sessions, settings, run_id: int) -> None:
+    """Each stylization's ``predicted`` as the stylize job stores it: the run's classifier on the saved PNG
+    (the map takes a work's ``predicted`` from its row)."""
+    with sessions.begin() as s:
+        classes = sorted({i.label for i in s.query(Image)})
+        classify = load_classifier(s, s.get(Run, run_id), classes, settings.artifacts, torch.device("cpu"))
+        for w in s.query(Stylization):
+            w.predicted = classify([open_rgb(settings.artifacts / w.image_path)])[0][0][0]
+
+
 def inspect_job(sessions, run_id: int, batch_id: str | None) -> tuple[str, dict]:
     params = inspect_params(inspect_key(run_id, batch_id, 2, 2, 0, 30.0), jobs.params_hash)
     with sessions.begin() as s:
@@ -196,6 +223,7 @@ def test_run_inspect_maps_the_test_split_and_the_batch_and_draws_activation_maps
     settings = make_settings(tmp_path)
     with sqlite_store(settings) as sessions:
         run_id, batch_id, model = build_store(settings, sessions, tmp_path, grid=grid, tests=tests)
+        store_predictions(sessions, settings, run_id)
         job_id, params = inspect_job(sessions, run_id, batch_id)
         assert execute(settings, job_id, "inspect", run_inspect, sessions=sessions) == "succeeded"
         with sessions() as s:

@@ -73,3 +73,22 @@ def test_grad_cam_is_deterministic_shaped_like_the_image_and_follows_the_class()
     other = grad_cam(model, block, x, classes=torch.tensor([0, 1, 2]))
     assert other.shape == cam.shape
     assert all(p.grad is None for p in model.parameters())  # the model is left as it was found
+
+
+def test_grad_cam_after_an_in_place_relu_leaves_no_grad_on_any_parameter_and_batches_like_single_images():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1)  # a bare conv followed by an in-place ReLU, as in VGG's features
+    features = torch.nn.Sequential(conv, torch.nn.ReLU(inplace=True), torch.nn.Conv2d(8, 8, 3, padding=1))
+    model = torch.nn.Sequential(features, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    x = torch.rand(3, 3, 16, 16)
+    cam = grad_cam(model, conv, x, classes=torch.tensor([0, 1, 2]))
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    for i in range(3):
+        one = grad_cam(model, conv, x[i : i + 1], classes=torch.tensor([i]))
+        assert torch.allclose(cam[i], one[0], atol=1e-5)
+    # What is read for the conv is its output after the in-place ReLU overwrote it: the post-ReLU map.
+    with torch.no_grad():
+        post = torch.relu(conv(x)).mean(1)
+    flat = post.flatten(1)
+    low, high = flat.min(1).values[:, None, None], flat.max(1).values[:, None, None]
+    assert torch.allclose(mean_activation(model, conv, x), (post - low) / (high - low), atol=1e-5)
