@@ -298,11 +298,16 @@ def main() -> int:
 
 
 def wait_job(lab: Lab, job_id: str) -> None:
+    wait_jobs(lab, f"id = '{job_id}'")
+
+
+def wait_jobs(lab: Lab, where: str) -> None:
+    """Until every job the SQL condition ``where`` selects has ended; exit with the first failure's error."""
     while True:
-        (row,) = lab.query(f"SELECT status, error FROM jobs WHERE id = '{job_id}'")
-        if row["status"] in FINISHED:
-            if row["status"] != "succeeded":
-                raise SystemExit(f"the classifier did not train: {row['error']}")
+        jobs = lab.query(f"SELECT id, kind, status, error FROM jobs WHERE {where}")
+        if jobs and all(j["status"] in FINISHED for j in jobs):
+            if bad := [j for j in jobs if j["status"] != "succeeded"]:
+                raise SystemExit(f"{bad[0]['kind']} job {bad[0]['id']} {bad[0]['status']}: {bad[0]['error']}")
             return
         time.sleep(0.5)
 

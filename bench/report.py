@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.load import Lab, start_workers, stop_workers  # noqa: E402
+from bench.load import Lab, start_workers, stop_workers, wait_jobs  # noqa: E402
 
 DOSES = "1e2,1e3,1e4"
 
@@ -43,25 +43,14 @@ def real_batch(lab: Lab, seed_pairs: int) -> tuple[int, str]:
     lab.run("dataset", "synth", "art", "--artists", "6", "--per-artist", "16", "--size", "40")
     clf = lab.json("train", "--dataset", "art", "--arch", "baseline-cnn", "--weights", "random", "--epochs", "2",
                    "--image-size", "32", "--batch-size", "16", "--augment", "none")  # fmt: skip
-    wait(lab, f"id = '{clf['job']}'")
+    wait_jobs(lab, f"id = '{clf['job']}'")
     per_cell = max(1, -(-seed_pairs // 30))  # 6 artists: 30 ordered cross-artist cells
     batch = lab.json("stylize", "--dataset", "art", "--classifier", str(clf["run"]), "--per-cell", str(per_cell),
                      "--style-weight", DOSES, "--steps", "2", "--size", "32", "--optimizer", "adam",
                      "--chunk", "60", "--device-batch", "30", "--vgg-weights", "random",
                      "--norm-images", "4")  # fmt: skip
-    wait(lab, f"group_id = '{batch['batch']}'")
+    wait_jobs(lab, f"group_id = '{batch['batch']}'")
     return clf["run"], batch["batch"]
-
-
-def wait(lab: Lab, where: str) -> None:
-    while True:
-        jobs = lab.query(f"SELECT status, error FROM jobs WHERE {where}")
-        if jobs and all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs):
-            bad = [j for j in jobs if j["status"] != "succeeded"]
-            if bad:
-                raise SystemExit(f"a job did not succeed: {bad[0]}")
-            return
-        time.sleep(0.5)
 
 
 def grow(home: Path, batch: str, total: int) -> int:

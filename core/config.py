@@ -85,6 +85,7 @@ PRESETS = ("none", "crop-flip", "rotate-zoom-flip", "keras")
 
 
 METRICS = ("macro_f1", "top1", "top2")
+METRIC_NAMES = {"macro_f1": "macro-F1", "top1": "top-1", "top2": "top-2"}  # how tables and plots name them
 
 
 def check_feature_views(augment: str, views: int) -> None:

@@ -22,6 +22,10 @@ from core.errors import ConfigError
 from core.inspection import inspect_folder
 from core.weights import WeightsRecord
 
+# Ids, seeds and counts live in 32-bit signed integer columns: the CLI, the worker's checks and the id
+# lookups all bound them by this one number.
+MAX_INT = 2**31 - 1
+
 # (kind, params) -> hex digest: db.jobs.params_hash, passed in (core imports nothing of the store).
 Hasher = Callable[[str, dict], str]
 

@@ -20,8 +20,11 @@ THUMBS = Path("thumbs")  # under the artifacts root
 
 
 def thumb_relative(relative: str) -> Path:
-    """Where the thumbnail of the artifact at ``relative`` lives, relative to the artifacts root."""
-    return THUMBS / (Path(relative).with_suffix("").as_posix() + ".jpg")
+    """Where the thumbnail of the artifact at ``relative`` lives, relative to the artifacts root.
+
+    The source's suffix stays in the name (``a.png`` -> ``a.png.jpg``): ``a.png`` and ``a.jpg`` in one
+    dataset folder are two paintings and get two thumbnails."""
+    return THUMBS / (Path(relative).as_posix() + ".jpg")
 
 
 def make_thumbnail(source: Path, target: Path) -> Path:

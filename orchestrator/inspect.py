@@ -16,14 +16,13 @@ from core import messages
 from core.artifacts import artifact_path
 from core.errors import ConfigError, one_line
 from core.inspection import ACTIVATIONS_FILE, MAP_FILE, inspect_key
-from core.params import inspect_params
+from core.params import MAX_INT, inspect_params
 from db import jobs
 from db.models import FINISHED_STATES, Job, Run, StyleBatch, StyleBatchPair, Stylization
-from orchestrator.commands.wait import watch_jobs
+from orchestrator.progress import watch_jobs
 from orchestrator.submit import reusable_job
 
 KIND = "inspect"
-MAX_ID = 2**31 - 1  # ids fit a 32-bit signed integer column (worker.payload checks the same)
 
 
 def ensure_inspection(
@@ -73,10 +72,10 @@ def ensure_inspection(
 
 def check_options(run_id: int, per_artist: int, contents: int, seed: int, perplexity: float) -> None:
     for name, value, low in (("run id", run_id, 1), ("per_artist", per_artist, 0), ("contents", contents, 0)):
-        if not isinstance(value, int) or not low <= value <= MAX_ID:
-            raise ConfigError(f"{name} must be an integer from {low} to {MAX_ID}, got {value!r}")
-    if not isinstance(seed, int) or not 0 <= seed <= MAX_ID:
-        raise ConfigError(f"seed must be an integer from 0 to {MAX_ID}, got {seed!r}")
+        if not isinstance(value, int) or not low <= value <= MAX_INT:
+            raise ConfigError(f"{name} must be an integer from {low} to {MAX_INT}, got {value!r}")
+    if not isinstance(seed, int) or not 0 <= seed <= MAX_INT:
+        raise ConfigError(f"seed must be an integer from 0 to {MAX_INT}, got {seed!r}")
     if not isinstance(perplexity, (int, float)) or not math.isfinite(perplexity) or perplexity <= 0:
         raise ConfigError(f"perplexity must be a positive number, got {perplexity!r}")
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from core.errors import ConfigError
+from core.params import MAX_INT
 from db.models import Dataset, Job, Run, StyleBatch, Sweep
-
-# A run id is an integer column: a longer string of digits can only be an id prefix (SQLite refuses the bind).
-_MAX_RUN_ID = 2**31 - 1
 
 
 def find_job(session, ref: str) -> Job:
@@ -59,7 +57,8 @@ def find_report_target(session, ref: str) -> tuple[str, int | str]:
     ref = ref.strip()
     if not ref:
         raise ConfigError("give a run id, or a sweep or style batch id (or a prefix of one)")
-    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_RUN_ID and session.get(Run, int(ref)) is not None:
+    # A run id is an integer column: a longer string of digits can only be an id prefix (SQLite refuses the bind).
+    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_INT and session.get(Run, int(ref)) is not None:
         return "run", int(ref)
     found: list[tuple[str, str]] = []
     for kind, model in (("sweep", Sweep), ("batch", StyleBatch)):

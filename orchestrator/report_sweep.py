@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import weights as names
+from core.config import METRIC_NAMES
 from core.errors import ConfigError
 from orchestrator import report, report_run
-from orchestrator.commands.results import METRIC_NAMES
 from orchestrator.gridspec import split_constant
 from orchestrator.report import Section, escape
 

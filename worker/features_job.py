@@ -14,7 +14,7 @@ from worker.ml.checkpoint import atomic_save
 from worker.ml.features import extract
 from worker.ml.models import build_model
 from worker.ml.train import pick_device
-from worker.train_job import cache_path, load_dataset_images
+from worker.residents import cache_path, load_dataset_images
 from worker.weights_store import local_file
 
 SPLITS = ("train", "val", "test")

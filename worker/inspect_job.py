@@ -1,7 +1,7 @@
 """The `inspect` job: the cheap feature pass behind a report (what it writes: ``core.inspection``).
 
 Nothing is trained or stylized. The run's classifier (a full model, or a grid cell's head on its frozen
-backbone: ``stylize_job.resident_classifier``) answers for
+backbone: ``residents.resident_classifier``) answers for
 
 - the test split, from the uint8 cache at the run's image size, exactly as the run evaluated it;
 - a style batch's sampled content images (the same cache) and all their stylized works, on the path the
@@ -44,8 +44,7 @@ from worker.ml.classify import Classifier
 from worker.ml.embed import fit_map
 from worker.ml.overlay import overlay
 from worker.ml.train import pick_device
-from worker.stylize_job import resident_classifier
-from worker.train_job import DatasetImages, load_dataset_images, resident_images
+from worker.residents import DatasetImages, load_dataset_images, resident_classifier, resident_images
 
 CHUNK = 256  # images per forward pass: progress is written and a cancel noticed between them
 MAP_CHUNK = 32  # images per activation-map pass (one call per block and chunk): Grad-CAM keeps a graph

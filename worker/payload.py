@@ -24,8 +24,9 @@ from jsonschema.exceptions import best_match
 from core.artifacts import artifact_path
 from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
+from core.params import MAX_INT
 
-BIG = 2**31 - 1  # ids and seeds fit a 32-bit signed integer column
+BIG = MAX_INT  # ids and seeds fit a 32-bit signed integer column
 # Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.
 LIMITS = {
     "num_classes": (2, 100_000),

@@ -17,28 +17,24 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from sqlalchemy import select
 
-from core.artifacts import artifact_path
-from core.config import StyleConfig, TrainConfig
+from core.config import StyleConfig
 from core.errors import ConfigError
 from core.weights import WeightsRecord
 from corpus.imageio import open_rgb
 from corpus.thumbs import save_thumbnail, thumb_relative
-from db.models import Dataset, Image, Job, Run, StyleControl, Stylization
+from db.models import Dataset, Image, Run, StyleControl, Stylization
 from db.upsert import upsert
 from worker import child
-from worker.child import file_key
 from worker.lifecycle import JobContext, require_row
 from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier
 from worker.ml.compiled import compile_in_place
-from worker.ml.models import build_model
 from worker.ml.style import (
     VGGFeatures,
     build_vgg,
@@ -51,6 +47,7 @@ from worker.ml.style import (
 )
 from worker.ml.train import pick_device
 from worker.oom import halve_batch
+from worker.residents import resident_classifier
 from worker.weights_store import local_file
 
 
@@ -63,37 +60,6 @@ def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
     if predicted == style_artist:
         return "style"
     return "other"
-
-
-def load_classifier(session, run: Run, classes: list[str], artifacts: Path, device: torch.device) -> Classifier:
-    """A run's best checkpoint as a Classifier: a full run, or a grid cell's head on its features job's backbone."""
-    if not run.checkpoint_path:
-        raise ConfigError(f"classifier run {run.id} has no checkpoint (it has not finished an epoch)")
-    job = session.get(Job, run.job_id)
-    cfg = TrainConfig.from_json(run.config)
-    state = load_file(str(artifact_path(artifacts, run.checkpoint_path)))
-    if "features" not in job.params:
-        # The checkpoint holds every weight, backbone included: the ImageNet file it started from is not needed.
-        model = build_model(replace(cfg.model_config(), weights=None))
-        model.load_state_dict(state)
-        return Classifier(model.to(device).eval(), cfg, classes, device)
-    # A feature-extract grid cell: its checkpoint is the head; the backbone is what its features job ran.
-    features_job = session.get(Job, job.depends_on) if job.depends_on else None
-    if features_job is None:
-        raise ConfigError(f"grid cell run {run.id} has lost its features job: its backbone is unknown")
-    weights = WeightsRecord.from_json(features_job.params.get("weights"))
-    torch.manual_seed(features_job.params.get("seed", 0))  # as the features job did: random init is rebuilt exactly
-    model = build_model(cfg.model_config(), local_file(artifacts, weights))
-    model.head.load_state_dict(state)
-    return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval())
-
-
-def resident_classifier(session, run: Run, classes: list[str], artifacts: Path, device) -> Classifier:
-    """``load_classifier``, kept in the worker's child for the next chunk: keyed by the run and its checkpoint."""
-    if not run.checkpoint_path:
-        return load_classifier(session, run, classes, artifacts, device)  # one line: it has no checkpoint
-    key = (run.id, *file_key(artifact_path(artifacts, run.checkpoint_path)), str(device))
-    return child.resident().get("classifier", key, lambda: load_classifier(session, run, classes, artifacts, device))
 
 
 def style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:

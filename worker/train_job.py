@@ -12,17 +12,15 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from sqlalchemy import select
 
 from core.config import TrainConfig
 from core.errors import ConfigError
 from core.weights import job_record
-from db.models import Dataset, EpochMetric, Image, Prediction, Run
+from db.models import EpochMetric, Prediction, Run
 from db.upsert import upsert
 from worker import child
 from worker.child import file_key
 from worker.lifecycle import JobContext, job_run_id, require_row
-from worker.ml.cache import cached_images, keys_digest
 from worker.ml.checkpoint import SavedState, save_model, save_state
 from worker.ml.features import plain_view, random_view
 from worker.ml.metrics import confusion, per_class_f1
@@ -30,39 +28,8 @@ from worker.ml.models import build_head, build_model
 from worker.ml.train import EpochResult, Split, evaluate, fit, pick_device
 from worker.ml.training_state import Trainer
 from worker.oom import halve_batch
+from worker.residents import DatasetImages, load_dataset_images, resident_images
 from worker.weights_store import local_file
-
-
-@dataclass
-class DatasetImages:
-    root: Path
-    classes: list[str]
-    ids: list[int]
-    paths: list[str]
-    labels: list[int]
-    splits: list[str]
-
-
-def load_dataset_images(session, dataset_id: int) -> DatasetImages:
-    dataset = require_row(session, Dataset, dataset_id, "dataset")
-    rows = session.execute(
-        select(Image.id, Image.path, Image.label, Image.split)
-        .where(Image.dataset_id == dataset_id, Image.status == "ok")
-        .order_by(Image.id)
-    ).all()
-    index = {c: i for i, c in enumerate(dataset.classes)}
-    return DatasetImages(
-        root=Path(dataset.root),
-        classes=list(dataset.classes),
-        ids=[r.id for r in rows],
-        paths=[r.path for r in rows],
-        labels=[index[r.label] for r in rows],
-        splits=[r.split for r in rows],
-    )
-
-
-def cache_path(artifacts: Path, dataset_id: int, size: int) -> Path:
-    return artifacts / "cache" / f"dataset-{dataset_id}" / f"{size}px.safetensors"
 
 
 def splits_of(data: DatasetImages, images: torch.Tensor) -> dict[str, Split]:
@@ -72,16 +39,6 @@ def splits_of(data: DatasetImages, images: torch.Tensor) -> dict[str, Split]:
         mask = torch.tensor([s == name for s in data.splits], dtype=torch.bool)
         out[name] = Split(images[mask], labels[mask])
     return out
-
-
-def resident_images(ctx: JobContext, dataset_id: int, data: DatasetImages, size: int) -> torch.Tensor:
-    """The dataset's uint8 cache at ``size``, built once; kept in the child between jobs (read-only: splits
-    index copies out of it), keyed by its image list."""
-    keys = [f"{i}:{p}" for i, p in zip(data.ids, data.paths)]
-    path = cache_path(ctx.artifacts, dataset_id, size)
-    return child.resident().get(
-        "images", (str(path), keys_digest(keys)), lambda: cached_images(path, data.root, data.paths, keys, size)
-    )
 
 
 @dataclass

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-pass_lab = click.pass_obj  # the Lab built by the root group
+from orchestrator.consoles import console  # noqa: F401  (re-exported: the command modules import it from here)
 
-# Piped or captured output gets wide tables instead of columns folded to nothing.
-_WIDTH = None if sys.stdout.isatty() else 240
-console = Console(width=_WIDTH)
-err_console = Console(stderr=True, width=_WIDTH)
+pass_lab = click.pass_obj  # the Lab built by the root group
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:

@@ -24,7 +24,7 @@ from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
 from orchestrator.commands.report import report_cmd
 from orchestrator.commands.stylize import stylize_cmd
-from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.progress import wait_for_jobs
 from orchestrator.submit import submit_train
 from orchestrator.weights import resolve as resolve_weights_spec
 
@@ -153,7 +153,7 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
         console.print(f'  atelier query "{sql}"', highlight=False)
         console.print("  atelier results runs; atelier results attribution BATCH --by pair --plot DIR")
         # The same study as one page: the table with its queries, the plots, the works grouped by outcome.
-        ctx.invoke(report_cmd, ref=batch, out=lab.settings.home / f"report-{batch[:8]}", per_outcome=12, seed=0)
+        ctx.invoke(report_cmd, ref=batch, out=lab.settings.home / f"report-batch-{batch[:8]}", per_outcome=12, seed=0)
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -26,7 +26,7 @@ ONLY_FOR = {"axes": "sweep", "top": "sweep", "per_outcome": "batch", "pages": "b
 @click.command("report")
 @click.argument("ref")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of the page and its pictures [default: report-run-RUN, report-ID8].")  # fmt: skip
+              help="Folder of the page and its pictures [default: report-run-RUN, report-sweep-ID8, report-batch-ID8].")  # fmt: skip
 @click.option("--per-outcome", type=click.IntRange(0, 500), default=12, show_default=True,
               help="Batch: stylized works per outcome (content / style / other) on each gallery page.")  # fmt: skip
 @click.option("--pages", type=click.IntRange(0, 100), default=5, show_default=True,
@@ -53,9 +53,9 @@ def report_cmd(ctx, lab, ref, out, per_outcome, pages, top, axes, seed, no_map, 
     if kind == "run":
         data, default = collect_run(lab, ident, seed, no_map), Path(f"report-run-{ident}")
     elif kind == "sweep":
-        data, default = collect_sweep(lab, ident, axes, top, seed, no_map), Path(f"report-{ident[:8]}")
+        data, default = collect_sweep(lab, ident, axes, top, seed, no_map), Path(f"report-sweep-{ident[:8]}")
     else:
-        data, default = collect_batch(lab, ident, seed, no_map), Path(f"report-{ident[:8]}")
+        data, default = collect_batch(lab, ident, seed, no_map), Path(f"report-batch-{ident[:8]}")
     out = out or default
     index = write_report(kind, data, lab.settings.artifacts, out, per_outcome, pages, seed)
     click.echo(f"wrote {index}")

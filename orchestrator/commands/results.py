@@ -9,6 +9,7 @@ import click
 from sqlalchemy import select, text
 
 from core import weights as names
+from core.config import METRIC_NAMES
 from core.errors import ConfigError
 from db.models import Dataset, EpochMetric, Job, Run, SweepCell
 from orchestrator.commands.attribution import attribution_cmd
@@ -203,8 +204,7 @@ GRID_COLUMNS = {
     "test F1": "test_macro_f1",
     "test top1": "test_top1",
 }
-# A sweep's --metric: how it is spelled for people, and the GRID_COLUMNS column that holds it.
-METRIC_NAMES = {"macro_f1": "macro-F1", "top1": "top-1", "top2": "top-2"}
+# A sweep's --metric: the GRID_COLUMNS column that holds it.
 METRIC_COLUMNS = {"macro_f1": "val F1", "top1": "val top1", "top2": "val top2"}
 
 

@@ -16,10 +16,10 @@ from core.errors import ConfigError
 from core.params import batch_spec
 from db.models import Image, Run
 from orchestrator.commands.common import pass_lab, print_json
-from orchestrator.commands.wait import wait_for_group
 from orchestrator.gridspec import parse_values
 from orchestrator.lookups import get_dataset
 from orchestrator.pairs import MODES, read_pairs, sample_pairs
+from orchestrator.progress import wait_for_group
 from orchestrator.submit import plan_pairs, submit_batch
 from orchestrator.weights import resolve as resolve_weights_spec
 

@@ -7,7 +7,7 @@ import click
 from core.config import ARCHS, HEADS, METRICS, MODES, PRESETS
 from core.errors import ConfigError
 from orchestrator.commands.common import pass_lab, print_json
-from orchestrator.commands.wait import wait_for_jobs
+from orchestrator.progress import wait_for_jobs
 from orchestrator.submit import submit_train
 
 

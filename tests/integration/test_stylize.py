@@ -282,7 +282,7 @@ def test_a_grid_cell_classifies_as_it_was_evaluated(sqlite_stack, classifier):
     from db.engine import make_engine, make_sessionmaker
     from db.models import Dataset, Prediction, Run
     from db.models import Image as ImageRow
-    from worker.stylize_job import load_classifier
+    from worker.residents import load_classifier
 
     settings = Settings.from_env(stack.env)
     sessions = make_sessionmaker(make_engine(settings.database_url))

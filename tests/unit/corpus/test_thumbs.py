@@ -16,8 +16,12 @@ def picture(width: int, height: int) -> Image.Image:
 
 
 def test_a_thumbnail_lives_under_thumbs_beside_nothing_else():
-    assert thumb_relative("stylized/batch/abc.png") == Path("thumbs/stylized/batch/abc.jpg")
-    assert thumb_relative("controls/run-1/48/7.png") == Path("thumbs/controls/run-1/48/7.jpg")
+    assert thumb_relative("stylized/batch/abc.png") == Path("thumbs/stylized/batch/abc.png.jpg")
+    assert thumb_relative("controls/run-1/48/7.png") == Path("thumbs/controls/run-1/48/7.png.jpg")
+
+
+def test_thumb_relative_keeps_two_paintings_that_differ_only_in_suffix_apart():
+    assert thumb_relative("data/monet/a.png") != thumb_relative("data/monet/a.jpg")
 
 
 def test_make_thumbnail_writes_a_jpeg_with_the_long_side_at_thumb_px(tmp_path):

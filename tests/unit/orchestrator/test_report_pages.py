@@ -580,6 +580,21 @@ def test_the_command_writes_and_opens_the_page(store, tmp_path, monkeypatch):
     assert len(read_page(tmp_path / "batch" / "index.html").queries) == 2
 
 
+def test_each_kind_of_report_has_its_own_default_folder(store, tmp_path, monkeypatch):
+    """A sweep and a batch whose ids share eight characters would otherwise overwrite each other's page."""
+    env, seeded = store
+    monkeypatch.chdir(tmp_path)
+    for ref, folder in (
+        (str(seeded["run"]), f"report-run-{seeded['run']}"),
+        (seeded["sweep"][:8], f"report-sweep-{seeded['sweep'][:8]}"),
+        (seeded["batch"][:8], f"report-batch-{seeded['batch'][:8]}"),
+    ):
+        r = atelier(env, "report", ref, "--no-map")
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / folder / "index.html").is_file(), r.output
+    assert len(list(tmp_path.glob("report-*"))) == 3
+
+
 def test_a_running_batch_is_reported_and_its_map_waits(store, tmp_path):
     """No inspect job for a batch with work still queued (none could run here: there is no broker); the page
     says why its map is missing."""

@@ -28,8 +28,7 @@ from worker.ml.checkpoint import atomic_save, save_model
 from worker.ml.embed import effective_perplexity, fit_map, tsne_map
 from worker.ml.models import build_backbone, build_model
 from worker.ml.overlay import jet, overlay
-from worker.stylize_job import load_classifier
-from worker.train_job import DatasetImages
+from worker.residents import DatasetImages, load_classifier
 
 # --- the pure pieces -------------------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from db.migrate import upgrade
 from db.models import Dataset, Run
 from worker.ml.checkpoint import save_model
 from worker.ml.models import build_model
-from worker.stylize_job import load_classifier, outcome
+from worker.residents import load_classifier
+from worker.stylize_job import outcome
 
 
 def test_a_run_trained_from_imagenet_weights_loads_from_its_checkpoint_alone(tmp_path):

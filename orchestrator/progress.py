@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import func, select
 
 from db.models import FINISHED_STATES, JOB_STATES, Job, StyleBatchPair, Stylization, Sweep, SweepCell
-from orchestrator.commands.common import err_console
+from orchestrator.consoles import err_console
 
 
 def wait_for_jobs(lab, job_ids: list[str], poll: float = 0.5) -> None:
