@@ -9,28 +9,51 @@ from core.params import MAX_INT
 from db.models import Dataset, Job, Run, StyleBatch, Sweep
 
 
+def _prefixed(session, column, ref: str) -> list:
+    """At most two values of ``column`` that start with ``ref``, taken literally (a ``%`` or ``_`` in it is no
+    wildcard): one is an answer, two an ambiguity."""
+    return list(session.scalars(select(column).where(column.startswith(ref, autoescape=True)).limit(2)))
+
+
 def find_job(session, ref: str) -> Job:
     """A job by id or unambiguous id prefix."""
-    matches = session.scalars(select(Job).where(Job.id.startswith(ref)).limit(2)).all()
-    if not matches:
+    ids = _prefixed(session, Job.id, ref)
+    if not ids:
         raise ConfigError(f"no job {ref!r}")
-    if len(matches) > 1:
+    if len(ids) > 1:
         raise ConfigError(f"job prefix {ref!r} is ambiguous; give more characters")
-    return matches[0]
+    return session.get(Job, ids[0])
 
 
 def find_sweep(session, ref: str) -> Sweep | None:
-    matches = session.scalars(select(Sweep).where(Sweep.id.startswith(ref)).limit(2)).all()
-    return matches[0] if len(matches) == 1 else None
+    """The sweep ``ref`` (an id or prefix) names; None when none does, an error when several do."""
+    ids = _prefixed(session, Sweep.id, ref)
+    if len(ids) > 1:
+        raise ConfigError(f"sweep prefix {ref!r} is ambiguous; give more characters")
+    return session.get(Sweep, ids[0]) if ids else None
+
+
+def _groups(session, ref: str) -> list[tuple[str, str]]:
+    """("sweep", id) and ("batch", id) for sweeps and style batches whose id starts with ``ref``, up to two each."""
+    return [
+        (kind, i)
+        for kind, model in (("sweep", Sweep), ("batch", StyleBatch))
+        for i in _prefixed(session, model.id, ref)
+    ]
+
+
+def _ambiguous(ref: str, found: list[tuple[str, str]]) -> ConfigError:
+    named = " and ".join(f"{kind} {ident}" for kind, ident in found[:2])
+    return ConfigError(f"{ref!r} is ambiguous: it names {named}{' and more' if len(found) > 2 else ''}; give more")
 
 
 def find_group(session, ref: str) -> tuple[str, str] | None:
-    """(label, id) of the sweep or style batch that ``ref`` (an id or unambiguous prefix) names, if any."""
-    sweep = find_sweep(session, ref)
-    if sweep is not None:
-        return "sweep", sweep.id
-    batches = session.scalars(select(StyleBatch.id).where(StyleBatch.id.startswith(ref)).limit(2)).all()
-    return ("batch", batches[0]) if len(batches) == 1 else None
+    """(label, id) of the sweep or style batch that ``ref`` (an id or prefix) names; None when none does, an
+    error when it names more than one (a sweep and a batch included: neither is preferred)."""
+    found = _groups(session, ref)
+    if len(found) > 1:
+        raise _ambiguous(ref, found)
+    return found[0] if found else None
 
 
 def jobs_of(session, ref: str) -> tuple[str, list[Job]]:
@@ -60,13 +83,7 @@ def find_report_target(session, ref: str) -> tuple[str, int | str]:
     # A run id is an integer column: a longer string of digits can only be an id prefix (SQLite refuses the bind).
     if ref.isascii() and ref.isdigit() and 0 < int(ref) <= MAX_INT and session.get(Run, int(ref)) is not None:
         return "run", int(ref)
-    found: list[tuple[str, str]] = []
-    for kind, model in (("sweep", Sweep), ("batch", StyleBatch)):
-        ids = session.scalars(select(model.id).where(model.id.startswith(ref, autoescape=True)).limit(2)).all()
-        found += [(kind, i) for i in ids]
-    if not found:
+    group = find_group(session, ref)
+    if group is None:
         raise ConfigError(f"no run, sweep or style batch {ref!r}")
-    if len(found) > 1:
-        named = " and ".join(f"{kind} {ident}" for kind, ident in found[:2])
-        raise ConfigError(f"{ref!r} is ambiguous: it names {named}{' and more' if len(found) > 2 else ''}; give more")
-    return found[0]
+    return group

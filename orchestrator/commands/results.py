@@ -296,7 +296,7 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
             x_axis,
             y_axis,
             plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
-            f"sweep {sweep.id[:8]}: val {METRIC_NAMES[sweep.metric]}",
+            f"sweep {sweep.id[:8]}: best val {METRIC_NAMES[sweep.metric]} over the other parameters",
         )
         click.echo(f"wrote {path}")
 

@@ -21,7 +21,7 @@ from db.migrate import upgrade
 from db.models import Dataset, EpochMetric, Image, Job, Prediction, Run, StyleBatch, StyleControl, Sweep, SweepCell
 from orchestrator import report, report_batch, report_run, report_sweep
 from orchestrator.confusion import per_class_scores, row_normalised
-from orchestrator.lookups import find_report_target
+from orchestrator.lookups import find_group, find_job, find_report_target, find_sweep
 from tests.unit.orchestrator.test_results_attribution import STYLE, add_batch
 
 ARTISTS = ["Bosch", "Cézanne", "Monet", "Vermeer"]
@@ -556,6 +556,28 @@ def test_the_reference_resolves_or_fails_in_one_line(store, tmp_path):
         "augment is 'none' in every cell",
     )
     assert not out.exists()
+
+
+def test_every_lookup_takes_a_prefix_literally_and_refuses_to_guess(store):
+    """`status`, `cancel`, `retry` and `results grid` share these: a sweep and a batch behind one prefix is an
+    error, not the sweep; ``%`` and ``_`` are characters, not LIKE wildcards."""
+    env, seeded = store
+    engine, make = sessions(env)
+    with make() as s:
+        with pytest.raises(ConfigError, match="'abc' is ambiguous: it names sweep abc1.* and batch abc2"):
+            find_group(s, "abc")
+        with pytest.raises(ConfigError, match="sweep prefix '' is ambiguous"):
+            find_sweep(s, "")
+        assert find_group(s, "abc1") == ("sweep", "abc10000-0000-4000-8000-000000000000")
+        assert find_group(s, "abc2") == ("batch", "abc20000-0000-4000-8000-000000000000")
+        assert find_sweep(s, "5e5e").id == seeded["sweep"]
+        for wildcard in ("%", "_", "abc_"):
+            assert find_group(s, wildcard) is None and find_sweep(s, wildcard) is None
+            with pytest.raises(ConfigError, match="no job"):
+                find_job(s, wildcard)
+        some_job = s.scalars(text("SELECT id FROM jobs ORDER BY id LIMIT 1")).one()
+        assert find_job(s, some_job).id == some_job
+    engine.dispose()
 
 
 def test_the_command_writes_and_opens_the_page(store, tmp_path, monkeypatch):
