@@ -106,15 +106,30 @@ def pg_stack(tmp_path_factory, redis_server, pg_server):
     stack.stop()
 
 
+def offline_env(home: Path) -> dict:
+    """The environment of a private SQLite store under ``home`` with no broker and no downloads."""
+    return {
+        "ATELIER_HOME": str(home / "home"),
+        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
+        "ATELIER_OFFLINE": "1",
+        "TORCH_HOME": str(home / "torch"),
+    }
+
+
+def backend_env(request, home: Path, tag: str) -> dict:
+    """``offline_env``, on the backend a fixture parametrized by "sqlite" / "postgresql" asks for: a fresh
+    PostgreSQL database named after ``tag`` and ``home`` for the latter."""
+    env = offline_env(home)
+    if request.param == "postgresql":
+        name = f"{tag}_{home.name[-8:]}".lower()
+        env["ATELIER_DATABASE_URL"] = request.getfixturevalue("pg_server").create_database(name)
+    return env
+
+
 @pytest.fixture
 def cli_env(tmp_path):
     """A private SQLite store with no worker, for CLI tests that never enqueue."""
-    return {
-        "ATELIER_HOME": str(tmp_path / "home"),
-        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
-        "ATELIER_OFFLINE": "1",
-        "TORCH_HOME": str(tmp_path / "torch"),
-    }
+    return offline_env(tmp_path)
 
 
 def unique(prefix: str) -> str:

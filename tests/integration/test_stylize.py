@@ -1,12 +1,12 @@
 """Style batches end to end through a real worker: matched controls, outcomes, the record, the analysis."""
 
 import json
-from html.parser import HTMLParser
 
 import pytest
 from PIL import Image
 
 from tests.conftest import unique
+from tests.report_page import read_page
 from tests.services import wait_until
 
 pytestmark = pytest.mark.integration
@@ -36,56 +36,6 @@ def wait_batch(stack, batch):
 
     jobs = wait_until(ended, 240, f"style batch {batch}", interval=1)
     assert all(j["status"] == "succeeded" for j in jobs), jobs
-
-
-class _Page(HTMLParser):
-    """What a test needs from a report page: its images, table rows, gallery figures and queries."""
-
-    def __init__(self):
-        super().__init__()
-        self.images, self.rows, self.figures, self.queries, self.stylized = [], {}, {}, [], {}
-        self._table = self._gallery = None
-        self._pre = False
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag == "img":
-            self.images.append(a["src"])
-            if a.get("alt") == "stylized" and self._gallery:
-                self.stylized.setdefault(self._gallery, []).append(a["src"])
-        elif tag == "table":
-            self._table = a.get("id")
-        elif tag == "tr" and self._table:
-            self.rows[self._table] = self.rows.get(self._table, 0) + 1
-        elif tag == "div" and a.get("id", "").startswith("gallery-"):
-            self._gallery = a["id"].removeprefix("gallery-")
-            self.figures[self._gallery] = 0
-        elif tag == "figure" and self._gallery:
-            self.figures[self._gallery] += 1
-        elif tag == "pre":
-            self._pre = True
-
-    def handle_endtag(self, tag):
-        if tag == "table":
-            self._table = None
-        elif tag == "div":
-            self._gallery = None
-        elif tag == "pre":
-            self._pre = False
-
-    def handle_data(self, data):
-        if self._pre and data.startswith("atelier query "):
-            self.queries.append(data.removeprefix("atelier query ").strip('"').replace('\\"', '"'))
-
-
-def read_page(path) -> _Page:
-    """A report page parsed, with every picture it shows decoded."""
-    page = _Page()
-    page.feed(path.read_text(encoding="utf-8"))
-    for src in page.images:
-        with Image.open(path.parent / src) as img:
-            assert img.width > 0 and img.height > 0
-    return page
 
 
 def check_report(stack, batch: str, out, kept: list[dict]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,13 @@ from db.models import Dataset, EpochMetric, Image, Job, Prediction, Run, StyleBa
 from orchestrator import report, report_batch, report_run, report_sweep
 from orchestrator.confusion import per_class_scores, row_normalised
 from orchestrator.lookups import find_group, find_job, find_report_target, find_sweep
+from tests.conftest import backend_env
+from tests.report_page import read_page
 from tests.unit.orchestrator.test_results_attribution import STYLE, add_batch
 
 ARTISTS = ["Bosch", "Cézanne", "Monet", "Vermeer"]
 # rows: true artist, columns: named artist (Vermeer has no test image; nobody is ever named Monet)
 CONFUSION = [[3, 1, 0, 0], [1, 2, 0, 1], [2, 0, 0, 0], [0, 0, 0, 0]]
-VOID = {"meta", "img", "br", "hr", "link", "input"}
 
 
 # ---------------------------------------------------------------- per-class scores
@@ -196,72 +196,6 @@ def test_the_map_and_the_scatter_are_pngs_that_decode(tmp_path):
 # ---------------------------------------------------------------- pages from a store
 
 
-class Page(HTMLParser):
-    """Checks what a browser would forgive: every element closed in order, ids unique; and collects images,
-    links, table rows (per table id) and figures (per gallery id)."""
-
-    def __init__(self, html: str):
-        super().__init__()
-        self.stack, self.errors, self.ids = [], [], Counter()
-        self.images, self.links, self.rows, self.figures, self.queries = [], [], Counter(), Counter(), []
-        self._table = self._gallery = None
-        self._pre = False
-        self.feed(html)
-        self.close()
-        assert not self.errors and not self.stack, (self.errors, self.stack)
-        assert all(n == 1 for n in self.ids.values()), self.ids
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if tag not in VOID:
-            self.stack.append(tag)
-        if "id" in a:
-            self.ids[a["id"]] += 1
-        if tag == "img":
-            self.images.append(a["src"])
-        elif tag == "a":
-            self.links.append(a["href"])
-        elif tag == "table":
-            self._table = a.get("id")
-        elif tag == "tr" and self._table:
-            self.rows[self._table] += 1
-        elif tag == "div" and a.get("id", "").startswith("gallery-"):
-            self._gallery = a["id"].removeprefix("gallery-")
-            self.figures[self._gallery] += 0
-        elif tag == "figure" and self._gallery:
-            self.figures[self._gallery] += 1
-        elif tag == "pre":
-            self._pre = True
-
-    def handle_endtag(self, tag):
-        if tag in VOID:
-            return
-        if not self.stack or self.stack[-1] != tag:
-            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
-        else:
-            self.stack.pop()
-        if tag == "table":
-            self._table = None
-        elif tag == "div":
-            self._gallery = None
-        elif tag == "pre":
-            self._pre = False
-
-    def handle_data(self, data):
-        if self._pre and data.startswith("atelier query "):
-            self.queries.append(data.removeprefix("atelier query ").strip('"').replace('\\"', '"'))
-
-
-def read_page(path: Path) -> Page:
-    page = Page(path.read_text(encoding="utf-8"))
-    for src in page.images:
-        with PILImage.open(path.parent / src) as img:
-            img.load()
-    for href in page.links:
-        assert (path.parent / href).is_file(), href
-    return page
-
-
 def seed(env: dict, dataset_root: Path) -> dict:
     """A dataset of 4 artists x 3 test images (real files), a finished run with epochs, a confusion matrix and
     predictions, a 6-cell sweep over it, a style batch of that run, and a sweep and a batch sharing a prefix."""
@@ -403,15 +337,7 @@ def add_run(s, ds: Dataset, i: int, images: list[Image]) -> Run:
 def store(request, tmp_path_factory):
     """The same store on both backends: every query a page prints must run on either."""
     home = tmp_path_factory.mktemp("report")
-    env = {
-        "ATELIER_HOME": str(home / "home"),
-        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
-        "ATELIER_OFFLINE": "1",
-        "TORCH_HOME": str(home / "torch"),
-    }
-    if request.param == "postgresql":
-        name = f"report_{home.name[-8:]}".lower()
-        env["ATELIER_DATABASE_URL"] = request.getfixturevalue("pg_server").create_database(name)
+    env = backend_env(request, home, "report")
     return env, seed(env, home / "paintings")
 
 

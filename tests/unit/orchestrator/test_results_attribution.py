@@ -16,6 +16,7 @@ from db.migrate import upgrade
 from db.models import Dataset, Image, Job, Run, StyleBatch, StyleBatchPair, StyleControl, Stylization, Sweep, SweepCell
 from orchestrator.attribution import CONDITIONS, GROUPS, counts_sql, pairs_sql, strata
 from orchestrator.stats import OUTCOMES
+from tests.conftest import backend_env
 
 ARTISTS = ("Bosch", "Cézanne", "Monet", "Vermeer")
 DOSES = (0.0, 10.0, 1000.0)
@@ -170,17 +171,7 @@ def add_batch(s, ds: Dataset, run: Run, images: list[Image], artifacts) -> str:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store(request, tmp_path_factory):
-    home = tmp_path_factory.mktemp("attribution")
-    env = {
-        "ATELIER_HOME": str(home / "home"),
-        "ATELIER_BROKER_URL": "redis://127.0.0.1:1/0",
-        "ATELIER_OFFLINE": "1",
-        "TORCH_HOME": str(home / "torch"),
-    }
-    if request.param == "postgresql":
-        env["ATELIER_DATABASE_URL"] = request.getfixturevalue("pg_server").create_database(
-            f"attr_{home.name[-8:]}".lower()
-        )
+    env = backend_env(request, tmp_path_factory.mktemp("attribution"), "attr")
     batch, sweep = seed_store(env)
     return env, batch, sweep
 
