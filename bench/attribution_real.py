@@ -8,7 +8,10 @@ What a researcher runs on their own paintings and weights, as one script:
   4. a cross-artist style batch over several doses, classified by that cell (`atelier stylize`);
   5. the attribution table, its plots and the grid's leaderboard (`atelier results ...`).
 
-It checks what the method must do: the style rate rises with beta and the content rate falls.
+It checks what the method must do: at the lowest non-zero dose the content artist is named more often
+than the style artist, at the highest the style artist more often (the flip), from the rows of the
+view attribution_pairs (every cross-artist pair, no conditioning); and how many answers changed over
+the last half of the optimisation (the answer at half the steps against the final one).
 This is a check of the method on a CPU-sized study, not a test (it takes tens of minutes on 2 cores).
 
 usage:
@@ -86,8 +89,14 @@ def main() -> None:
         help="classifier input side (default: --size, so the unstylized controls are recognisable at the "
         "resolution the stylized works have)",
     )
-    p.add_argument("--doses", default="0,1e2,1e3,1e4", help="beta values (alpha = 1)")
+    p.add_argument("--doses", default=None, help="scale-free doses (default: atelier stylize's)")
     p.add_argument("--per-cell", type=int, default=1, help="pairs per (style artist, content artist)")
+    p.add_argument(
+        "--pairs-per-style",
+        type=int,
+        default=0,
+        help="instead of --per-cell: this many random test-split pairs per style artist (a CPU-sized study)",
+    )
     p.add_argument("--init", default="noise", choices=("noise", "content"))
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = p.parse_args()
@@ -158,6 +167,10 @@ def main() -> None:
         )
         run = str(best[0]["run_id"])
         (args.out / "classifier.txt").write_text(atelier(env, "results", "run", run))
+        pairs = ["--per-cell", str(args.per_cell)]
+        if args.pairs_per_style:
+            pairs = ["--pairs", str(sample_pairs_csv(env, home / "pairs.csv", args.pairs_per_style))]
+        doses = ["--dose", args.doses] if args.doses else []
         batch = json.loads(
             atelier(
                 env,
@@ -168,10 +181,8 @@ def main() -> None:
                 run,
                 "--split",
                 "test",
-                "--per-cell",
-                str(args.per_cell),
-                "--style-weight",
-                args.doses,
+                *pairs,
+                *doses,
                 "--size",
                 str(args.size),
                 "--steps",
@@ -186,27 +197,78 @@ def main() -> None:
             )
         )["batch"]
         wait_group(env, batch)
-        table = atelier(env, "results", "attribution", batch, "--plot", str(args.out))
-        table += atelier(env, "results", "attribution", batch, "--condition", "none")
-        (args.out / "attribution.txt").write_text(table)
-        rows = json.loads(atelier(env, "results", "attribution", batch, "--condition", "none", "--format", "json"))
+        rows = json.loads(atelier(env, "query", FLIP_SQL.format(batch=batch), "--format", "json"))
+        for name, args_ in (
+            ("attribution.txt", ("results", "attribution", batch, "--condition", "none", "--plot", str(args.out))),
+            ("dose-response.txt", ("results", "dose-response", batch, "--by", "style-artist", "--plot", str(args.out))),
+        ):
+            try:
+                (args.out / name).write_text(atelier(env, *args_))
+            except SystemExit as e:  # the flip below is read from the store; a table that fails is reported
+                print(e)
     finally:
         worker.terminate()
         worker.wait(timeout=120)
         subprocess.run([sys.executable, "-m", "orchestrator", "broker", "stop"], env=env, capture_output=True)
-    style = [r["style"]["rate"] for r in rows]
-    content = [r["content"]["rate"] for r in rows]
     print(
-        f"\n{len(artists)} artists, doses {args.doses}: style rate {style}, content rate {content} "
-        f"({time.perf_counter() - t0:.0f} s; home {home}; outputs in {args.out})"
+        f"\n{len(artists)} artists; batch {batch}; {time.perf_counter() - t0:.0f} s; home {home}; outputs in {args.out}"
     )
-    rises = style[-1] > style[0] and content[-1] < content[0]
+    print(f'$ atelier query "{FLIP_SQL.format(batch=batch)}"')
+    print("dose  stylizations  content  style  other  changed over the last half")
+    for r in rows:
+        print(
+            f"{r['level']:<6g}{r['n']:>13}{r['content']:>9.2f}{r['style']:>7.2f}{r['other']:>7.2f}{r['changed']:>10.2f}"
+        )
+    doses = [r for r in rows if r["level"] > 0]
+    flips = doses[0]["content"] > doses[0]["style"] and doses[-1]["style"] > doses[-1]["content"]
     print(
-        "dose-response: the style rate rises with beta and the content rate falls"
-        if rises
-        else "NO DOSE-RESPONSE: the style rate does not rise or the content rate does not fall; look before reporting"
+        "the doses span the flip: content named at the lowest, style at the highest"
+        if flips
+        else "NO FLIP: the doses do not take the answer from the content to the style artist; look before reporting"
     )
-    sys.exit(0 if rises else 1)
+    sys.exit(0 if flips else 1)
+
+
+# Every cross-artist stylization of the batch, no conditioning: the shares per dose and how many answers
+# changed between half the steps and the end.
+FLIP_SQL = (
+    "SELECT level, count(*) AS n, avg(CASE WHEN outcome = 'content' THEN 1.0 ELSE 0.0 END) AS content, "
+    "avg(CASE WHEN outcome = 'style' THEN 1.0 ELSE 0.0 END) AS style, "
+    "avg(CASE WHEN outcome = 'other' THEN 1.0 ELSE 0.0 END) AS other, "
+    "avg(CASE WHEN predicted_half IS NOT NULL AND predicted_half <> predicted THEN 1.0 ELSE 0.0 END) AS changed "
+    "FROM attribution_pairs WHERE batch_id = '{batch}' AND outcome <> 'same' GROUP BY level ORDER BY level"
+)
+
+
+def sample_pairs_csv(env: dict, path: Path, per_style: int) -> Path:
+    """``per_style`` random (content, style) pairs of test-split images per style artist, content by another
+    artist, as a pairs CSV for `atelier stylize --pairs`."""
+    import csv
+    import random
+
+    images = json.loads(
+        atelier(
+            env,
+            "query",
+            "SELECT path, label FROM images i JOIN datasets d ON d.id = i.dataset_id "
+            "WHERE d.name = 'real' AND i.split = 'test' AND i.status = 'ok' ORDER BY path",
+            "--format",
+            "json",
+            quiet=True,
+        )
+    )
+    rng = random.Random(0)
+    by_artist: dict[str, list[str]] = {}
+    for im in images:
+        by_artist.setdefault(im["label"], []).append(im["path"])
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["content", "style"])
+        for artist, styles in sorted(by_artist.items()):
+            others = [p for a, ps in sorted(by_artist.items()) if a != artist for p in ps]
+            for content in rng.sample(others, min(per_style, len(others))):
+                out.writerow([content, rng.choice(styles)])
+    return path
 
 
 if __name__ == "__main__":

@@ -99,17 +99,24 @@ def batch_spec(
     dataset: str,
     classifier_run_id: int,
     style: StyleConfig,
-    style_weights: list[float],
+    doses: list[float] | None,
+    style_weights: list[float] | None,
     vgg_weights: WeightsRecord,
     vgg_norm: dict | None,
     sampling: dict,
+    classifier_sha256: str | None = None,
 ) -> dict:
-    """A style batch as submitted (``StyleBatch.spec``): what its chunk jobs share, the doses, and how its
-    pairs were drawn (``sampling``: pairs, per_cell, split)."""
+    """A style batch as submitted (``StyleBatch.spec``): what its chunk jobs share, the treatments, and how its
+    pairs were drawn (``sampling``: pairs, per_cell, split). Exactly one of ``doses`` (scale-free, the study's)
+    and ``style_weights`` (raw betas, the paper's) is given: a batch never mixes the two."""
+    if (doses is None) == (style_weights is None):
+        raise ConfigError("a style batch has doses or raw style weights, exactly one of the two")
     return {
         "dataset": dataset,
         **sampling,
+        "doses": doses,
         "style_weights": style_weights,
+        "classifier_sha256": classifier_sha256,
         "style": asdict(style),
         "vgg_weights": vgg_weights.to_json(),
         "vgg_norm": vgg_norm,
@@ -123,6 +130,8 @@ def stylize_params(batch_id: str, spec: dict, pairs: list[dict], chunk: int, dev
     return {
         "batch_id": batch_id,
         "classifier_run_id": spec["classifier_run_id"],
+        "classifier_sha256": spec.get("classifier_sha256"),
+        "doses": spec.get("doses"),
         "style": spec["style"],
         "vgg_weights": spec["vgg_weights"],
         "vgg_norm": spec["vgg_norm"],

@@ -8,7 +8,9 @@ SQLITE_BUSY instead of waiting, which would surface as random job failures.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -27,11 +29,20 @@ def make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, json_serializer=_json)
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, json_serializer=_json)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path``'s folder 0700 and the file 0600 when they do not exist yet (every result of a study is
+    in it: on a shared GPU box other users must not read it); SQLite gives its -wal and -shm files the
+    database file's mode. Existing folders and files keep the mode their owner gave them."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 def _configure_sqlite(engine: Engine) -> None:

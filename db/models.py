@@ -234,7 +234,9 @@ class Stylization(Base):
     style_image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
     style_artist: Mapped[str] = mapped_column(String(200))
     content_weight: Mapped[float]  # alpha
-    style_weight: Mapped[float]  # beta
+    style_weight: Mapped[float]  # beta actually used (for a dose row, set from the pair's own loss scales)
+    dose: Mapped[float | None]  # the scale-free dose (worker.ml.dose); None: a raw-beta row (--style-weight)
+    balance: Mapped[float | None]  # beta*L_style / (alpha*L_content) at the pair's reference noise, before optimising
     steps: Mapped[int]
     size: Mapped[int]
     optimizer: Mapped[str] = mapped_column(String(16))
@@ -253,6 +255,14 @@ class Stylization(Base):
     predicted: Mapped[str] = mapped_column(String(200))
     top3: Mapped[list[Any]]
     outcome: Mapped[str] = mapped_column(String(8))  # content | style | other | same (same-artist pair, never pooled)
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))  # the classifier file that answered
+    probs: Mapped[dict[str, Any] | None]  # {artist: probability} over every class
+    p_content: Mapped[float | None]  # the classifier's probability for the content artist
+    p_style: Mapped[float | None]  # ... and for the style artist
+    answers: Mapped[list[Any] | None]  # [[step, predicted, p_content, p_style], ...] at 1/4, 1/2 and all the steps
+    predicted_half: Mapped[str | None] = mapped_column(String(200))  # the answer at half the steps
+    precision: Mapped[str | None] = mapped_column(String(8))  # bf16 | fp32: the optimisation's convolutions
+    device: Mapped[str | None] = mapped_column(String(16))  # cuda | cpu | mps
     image_path: Mapped[str] = mapped_column(Text)  # PNG, relative to the artifacts root
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -277,7 +287,7 @@ class StyleControl(Base):
     """An unstylized image classified through exactly the path a stylized one takes (resize, 8-bit PNG, crop)."""
 
     __tablename__ = "style_controls"
-    __table_args__ = (UniqueConstraint("classifier_run_id", "image_id", "size"),)
+    __table_args__ = (UniqueConstraint("classifier_run_id", "checkpoint_sha256", "image_id", "size"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     classifier_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
@@ -287,5 +297,7 @@ class StyleControl(Base):
     predicted: Mapped[str] = mapped_column(String(200))
     correct: Mapped[bool]
     top3: Mapped[list[Any]]
+    checkpoint_sha256: Mapped[str | None] = mapped_column(String(64))  # the classifier file; None before 0010
+    probs: Mapped[dict[str, Any] | None]  # {artist: probability} over every class
     image_path: Mapped[str] = mapped_column(Text)  # the control PNG, relative to the artifacts root
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

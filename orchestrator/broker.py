@@ -39,7 +39,7 @@ def start(settings: Settings, timeout: float = 10.0) -> bool:
         raise ConfigError("ATELIER_BROKER_URL is set: atelier does not manage that broker")
     if ping(settings):
         return False
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # private: the store and the artifacts live here
     settings.redis_socket.unlink(missing_ok=True)
     subprocess.run(
         [

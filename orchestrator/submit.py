@@ -210,34 +210,32 @@ def insert_cells(
 # --- a style batch -------------------------------------------------------------------------------------------
 
 
-def plan_pairs(pairs: list[tuple[int, int]], style_weights: list[float], spec: dict) -> list[dict]:
+def plan_pairs(pairs: list[tuple[int, int]], spec: dict) -> list[dict]:
     """One stylization per (pair, dose), each with the hash that finds an identical one done before; a pair
-    named twice is stylized once. ``spec`` is the batch's (``core.params.batch_spec``)."""
+    named twice is stylized once. ``spec`` is the batch's (``core.params.batch_spec``): its ``doses`` (scale-free)
+    or else its raw ``style_weights``, never both, and the classifier's checkpoint, part of every hash."""
+    dosed = spec.get("doses") is not None
+    levels = spec["doses"] if dosed else spec["style_weights"]
+    field = "dose" if dosed else "style_weight"
     todo = []
     vgg = spec["vgg_weights"]
     for content_id, style_id in pairs:
-        # One seed per (content, style): a pair's doses start from the same noise, so beta is all that differs.
+        # One seed per (content, style): a pair's doses start from the same noise, so the dose is all that differs.
         pair_seed = int(hashlib.sha256(f"{content_id}:{style_id}".encode()).hexdigest()[:8], 16) >> 1  # fits an int32
-        for w in style_weights:
+        for level in levels:
             key = {
                 "content": content_id,
                 "style": style_id,
-                "style_weight": w,
+                field: level,
                 "seed": pair_seed,
                 "style_cfg": spec["style"],
                 "vgg_weights": vgg["sha256"] or f"random:{spec['style']['seed']}",
                 "vgg_norm": spec["vgg_norm"]["key"] if spec["vgg_norm"] else None,
                 "classifier": spec["classifier_run_id"],
+                "checkpoint": spec.get("classifier_sha256"),
             }
-            todo.append(
-                {
-                    "content": content_id,
-                    "style": style_id,
-                    "style_weight": w,
-                    "seed": pair_seed,
-                    "hash": jobs.params_hash("pair", key),
-                }
-            )
+            q = {"content": content_id, "style": style_id, field: level, "seed": pair_seed}
+            todo.append(q | {"hash": jobs.params_hash("pair", key)})
     return list({q["hash"]: q for q in todo}.values())
 
 

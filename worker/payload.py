@@ -106,16 +106,22 @@ def _job(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": properties, "required": required}
 
 
-PAIR = _job(
-    {
-        "content": ID,
-        "style": ID,
-        "style_weight": {"type": "number", "minimum": 0},
-        "seed": COUNT,
-        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-    },
-    ["content", "style", "style_weight", "seed", "hash"],
-)
+# A pair carries a scale-free dose or a raw beta (style_weight), exactly one of the two.
+PAIR = {
+    **_job(
+        {
+            "content": ID,
+            "style": ID,
+            "dose": {"type": "number", "minimum": 0},
+            "style_weight": {"type": "number", "minimum": 0},
+            "seed": COUNT,
+            "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        },
+        ["content", "style", "seed", "hash"],
+    ),
+    "oneOf": [{"required": ["dose"]}, {"required": ["style_weight"]}],
+}
+SHA256 = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]}
 
 # The mean-activation normalisation of a batch's VGG: a content key and the images it is measured on.
 VGG_NORM = {
@@ -163,6 +169,9 @@ SCHEMAS = {
         {
             "batch_id": SAFE_NAME,
             "classifier_run_id": ID,
+            "classifier_sha256": SHA256,  # the checkpoint the batch was submitted with: another file is refused
+            # the batch's doses (its pairs carry one each), or null for a raw-beta batch
+            "doses": {"anyOf": [{"type": "null"}, {"type": "array", "items": {"type": "number", "minimum": 0}}]},
             "style": dataclass_schema(StyleConfig),
             "vgg_weights": WEIGHTS,
             "vgg_norm": VGG_NORM,

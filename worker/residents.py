@@ -17,7 +17,7 @@ from sqlalchemy import select
 from core.artifacts import artifact_path
 from core.config import TrainConfig
 from core.errors import ConfigError
-from core.weights import WeightsRecord
+from core.weights import WeightsRecord, sha256_file
 from db.models import Dataset, Image, Job, Run
 from worker import child
 from worker.child import file_key
@@ -76,12 +76,14 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
         raise ConfigError(f"classifier run {run.id} has no checkpoint (it has not finished an epoch)")
     job = session.get(Job, run.job_id)
     cfg = TrainConfig.from_json(run.config)
-    state = load_file(str(artifact_path(artifacts, run.checkpoint_path)))
+    path = artifact_path(artifacts, run.checkpoint_path)
+    state = load_file(str(path))
+    sha = sha256_file(path)  # what answered, on the record of every control and stylization
     if "features" not in job.params:
         # The checkpoint holds every weight, backbone included: the ImageNet file it started from is not needed.
         model = build_model(replace(cfg.model_config(), weights=None))
         model.load_state_dict(state)
-        return Classifier(model.to(device).eval(), cfg, classes, device)
+        return Classifier(model.to(device).eval(), cfg, classes, device, sha256=sha)
     # A feature-extract grid cell: its checkpoint is the head; the backbone is what its features job ran.
     features_job = session.get(Job, job.depends_on) if job.depends_on else None
     if features_job is None:
@@ -90,7 +92,7 @@ def load_classifier(session, run: Run, classes: list[str], artifacts: Path, devi
     torch.manual_seed(features_job.params.get("seed", 0))  # as the features job did: random init is rebuilt exactly
     model = build_model(cfg.model_config(), local_file(artifacts, weights))
     model.head.load_state_dict(state)
-    return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval())
+    return Classifier(model.head.to(device).eval(), cfg, classes, device, backbone=model.backbone.eval(), sha256=sha)
 
 
 def resident_classifier(session, run: Run, classes: list[str], artifacts: Path, device) -> Classifier:

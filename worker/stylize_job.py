@@ -8,7 +8,15 @@ and style images of a chunk are classified on that same path (a beta = 0 null
 control) into ``style_controls``, never into the run's test predictions; a
 stylization differs from its control only in the optimisation.
 
-Pairs with any mix of style weights share a device batch (losses are per pair).
+Pairs with any mix of doses share a device batch (losses are per pair). A pair
+carries either a scale-free dose (``worker.ml.dose``: its beta is set from its own
+loss scales) or a raw beta (the paper's ``--style-weight``); the row records both
+the dose and the beta used. The classifier is pinned: the batch names its
+checkpoint's sha256, a chunk that finds another file fails, and every control and
+stylization records the sha256 with the probabilities for every class. The
+answer is also taken at 1/4 and 1/2 of the steps (``answers``), so a reader can
+see whether it had settled.
+
 Rows are written per device batch, idempotently (keyed by the pair's hash), so a
 retried chunk redoes only the batch in flight.
 """
@@ -16,6 +24,7 @@ retried chunk redoes only the batch in flight.
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,7 +42,7 @@ from db.upsert import upsert
 from worker import child
 from worker.lifecycle import JobContext, require_row
 from worker.ml.checkpoint import atomic_save
-from worker.ml.classify import Classifier
+from worker.ml.classify import Classifier, top3
 from worker.ml.compiled import compile_in_place
 from worker.ml.style import (
     VGGFeatures,
@@ -103,6 +112,11 @@ def run_stylize(ctx: JobContext) -> None:
         run = require_row(s, Run, p["classifier_run_id"], "classifier run")
         ds = s.get(Dataset, run.dataset_id)
         classify = resident_classifier(s, run, list(ds.classes), ctx.artifacts, device)
+        if p.get("classifier_sha256") and classify.sha256 != p["classifier_sha256"]:
+            raise ConfigError(
+                f"classifier run {run.id}'s checkpoint is not the one the batch was submitted with "
+                f"(sha256 {classify.sha256[:12]}, batch {p['classifier_sha256'][:12]})"
+            )
         ids = sorted({q["content"] for q in p["pairs"]} | {q["style"] for q in p["pairs"]})
         wanted = sorted(set(ids) | set(norm_ids))
         rows = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == "ok"))}
@@ -116,6 +130,7 @@ def run_stylize(ctx: JobContext) -> None:
             s.scalars(
                 select(StyleControl.image_id).where(
                     StyleControl.classifier_run_id == run.id,
+                    StyleControl.checkpoint_sha256 == classify.sha256,
                     StyleControl.size == cfg.size,
                     StyleControl.image_id.in_(ids),
                 )
@@ -150,10 +165,11 @@ def write_controls(
     """Classify the unstylized pictures on the stylized works' path and store them as controls (PNG + row)."""
     if not ids:
         return
-    answers = classify([pictures[i] for i in ids])
+    probs = classify.probabilities([pictures[i] for i in ids])
+    answers = top3(probs, classify.classes)
     out = []
-    for i, a in zip(ids, answers):
-        rel = Path("controls") / f"run-{run_id}" / str(size) / f"{i}.png"
+    for i, a, pv in zip(ids, answers, probs.tolist()):
+        rel = Path("controls") / f"run-{run_id}" / (classify.sha256 or "unpinned")[:16] / str(size) / f"{i}.png"
         save_picture(ctx, rel, pictures[i])
         out.append(
             {
@@ -164,11 +180,13 @@ def write_controls(
                 "predicted": a[0][0],
                 "correct": a[0][0] == rows[i].label,
                 "top3": a,
+                "checkpoint_sha256": classify.sha256,
+                "probs": dict(zip(classify.classes, (round(v, 6) for v in pv))),
                 "image_path": rel.as_posix(),
             }
         )
     with ctx.write() as s:
-        upsert(s, StyleControl, out, keys=("classifier_run_id", "image_id", "size"))
+        upsert(s, StyleControl, out, keys=("classifier_run_id", "checkpoint_sha256", "image_id", "size"))
 
 
 def save_picture(ctx: JobContext, rel: Path, picture) -> None:
@@ -208,71 +226,105 @@ def step_ticker(ctx: JobContext, cfg: StyleConfig, finished: int, size: int):
     return on_eval
 
 
+def snapshot_steps(steps: int) -> tuple[int, ...]:
+    """Where the answer is taken on the way: after 1/4 and 1/2 of the steps (the end is the row's answer)."""
+    return tuple(sorted({k for k in (steps // 4, steps // 2) if 0 < k < steps}))
+
+
 def _stylize_chunk(
     ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures, finished: int
 ) -> None:
     p = ctx.params
-    vgg_record = WeightsRecord.from_json(p["vgg_weights"])
-    norm_key = (p.get("vgg_norm") or {}).get("key", "none")
     # Sized once per chunk for its largest picture (buckets differ in aspect, hence in pixels per pair).
     largest = max((items[0][1].shape for items in buckets.values()), key=lambda s: s[-2] * s[-1])
     batch = pick_device_batch(p, cfg, device, largest)
+    dosed = p.get("doses") is not None  # a dose batch: each pair's beta from its own loss scales
     for items in buckets.values():
         for start in range(0, len(items), batch):
             part = items[start : start + batch]
-            content = torch.stack([c for _, c in part])
-            styles = [from_pil(pictures[q["style"]]) for q, _ in part]  # each at its own aspect, never stretched
             result = stylize_batch(
-                content,
-                styles,
+                torch.stack([c for _, c in part]),
+                [from_pil(pictures[q["style"]]) for q, _ in part],  # each at its own aspect, never stretched
                 cfg,
                 vgg,
                 device,
                 pair_seeds=[q["seed"] for q, _ in part],
-                style_weights=[q["style_weight"] for q, _ in part],
+                style_weights=None if dosed else [q["style_weight"] for q, _ in part],
+                doses=[q["dose"] for q, _ in part] if dosed else None,
                 on_eval=step_ticker(ctx, cfg, finished, len(part)),
+                snapshot_steps=snapshot_steps(cfg.steps),
             )
             works = [to_pil(img) for img in result.images]
-            answers = classify(works)
+            probs = classify.probabilities(works)
+            on_the_way = {k: classify.probabilities([to_pil(img) for img in x]) for k, x in result.snapshots.items()}
             out_rows = []
-            for k, ((q, _), work, ans) in enumerate(zip(part, works, answers)):
+            for k, ((q, _), work) in enumerate(zip(part, works)):
                 rel = Path("stylized") / p["batch_id"] / f"{q['hash'][:16]}.png"
                 save_picture(ctx, rel, work)
-                c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
-                ratio = float(result.loss_ratio[k])
-                out_rows.append(
-                    {
-                        "pair_hash": q["hash"],
-                        "batch_id": p["batch_id"],
-                        "job_id": ctx.job_id,
-                        "content_image_id": q["content"],
-                        "content_artist": c_art,
-                        "style_image_id": q["style"],
-                        "style_artist": s_art,
-                        "content_weight": cfg.content_weight,
-                        "style_weight": q["style_weight"],
-                        "steps": cfg.steps,
-                        "size": cfg.size,
-                        "optimizer": cfg.optimizer,
-                        "init": cfg.init,
-                        "pool": cfg.pool,
-                        "loss": cfg.loss,
-                        "seed": q["seed"],
-                        "tv_weight": cfg.tv_weight,
-                        "vgg_weights": vgg_record.name,
-                        "vgg_weights_sha256": vgg_record.sha256,
-                        "vgg_norm": norm_key,
-                        "content_loss": float(result.content_loss[k]),
-                        "style_loss": float(result.style_loss[k]),
-                        "loss_ratio": ratio if ratio != float("inf") else None,
-                        "classifier_run_id": p["classifier_run_id"],
-                        "predicted": ans[0][0],
-                        "top3": ans,
-                        "outcome": outcome(ans[0][0], c_art, s_art),
-                        "image_path": rel.as_posix(),
-                    }
-                )
+                trail = {step: pk[k] for step, pk in on_the_way.items()} | {cfg.steps: probs[k]}
+                out_rows.append(stylization_row(ctx, cfg, classify, q, rows, result, k, trail, device, rel))
             with ctx.write() as s:
                 upsert(s, Stylization, out_rows, keys=("pair_hash",))
             finished += len(part)
             ctx.progress(finished / len(p["pairs"]), f"{finished}/{len(p['pairs'])} pairs")
+
+
+def stylization_row(ctx, cfg: StyleConfig, classify: Classifier, q, rows, result, k: int, trail, device, rel) -> dict:
+    """The stored record of pair ``q`` (row ``k`` of ``result``); ``trail``: {step: (K,) probabilities}."""
+    p = ctx.params
+    vgg_record = WeightsRecord.from_json(p["vgg_weights"])
+    c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
+    classes = classify.classes
+
+    def answer(pv: torch.Tensor) -> tuple[str, float, float]:
+        return classes[int(pv.argmax())], float(pv[classes.index(c_art)]), float(pv[classes.index(s_art)])
+
+    answers = [[step, *answer(pv)] for step, pv in sorted(trail.items())]
+    final = trail[cfg.steps]
+    predicted, p_content, p_style = answer(final)
+    half = [a[1] for a in answers if a[0] == cfg.steps // 2]
+    ratio = float(result.loss_ratio[k])
+    return {
+        "pair_hash": q["hash"],
+        "batch_id": p["batch_id"],
+        "job_id": ctx.job_id,
+        "content_image_id": q["content"],
+        "content_artist": c_art,
+        "style_image_id": q["style"],
+        "style_artist": s_art,
+        "content_weight": cfg.content_weight,
+        "style_weight": float(result.beta[k]),
+        "dose": q.get("dose"),
+        "balance": _finite(float(result.balance[k])),
+        "steps": cfg.steps,
+        "size": cfg.size,
+        "optimizer": cfg.optimizer,
+        "init": cfg.init,
+        "pool": cfg.pool,
+        "loss": cfg.loss,
+        "seed": q["seed"],
+        "tv_weight": cfg.tv_weight,
+        "vgg_weights": vgg_record.name,
+        "vgg_weights_sha256": vgg_record.sha256,
+        "vgg_norm": (p.get("vgg_norm") or {}).get("key", "none"),
+        "content_loss": float(result.content_loss[k]),
+        "style_loss": float(result.style_loss[k]),
+        "loss_ratio": _finite(ratio),
+        "classifier_run_id": p["classifier_run_id"],
+        "checkpoint_sha256": classify.sha256,
+        "predicted": predicted,
+        "top3": top3(final[None], classes)[0],
+        "probs": dict(zip(classes, (round(v, 6) for v in final.tolist()))),
+        "p_content": p_content,
+        "p_style": p_style,
+        "answers": answers,
+        "predicted_half": half[0] if half else None,
+        "outcome": outcome(predicted, c_art, s_art),
+        "precision": "bf16" if device.type == "cuda" else "fp32",  # stylize_batch's default autocast is CUDA-only
+        "device": device.type,
+        "image_path": rel.as_posix(),
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None

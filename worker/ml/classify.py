@@ -29,6 +29,7 @@ class Classifier:
     classes: list[str]
     device: torch.device
     backbone: torch.nn.Module | None = None  # a grid cell: the frozen backbone its features job ran
+    sha256: str | None = None  # of the checkpoint file it was loaded from
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, S, S) at the run's image size -> fp32 logits (N, K) on the CPU."""
@@ -43,10 +44,16 @@ class Classifier:
         size = self.cfg.image_size
         return torch.stack([torch.from_numpy(square_crop(im, size)).permute(2, 0, 1) for im in pictures])
 
+    def probabilities(self, pictures: list[Image.Image]) -> torch.Tensor:
+        """8-bit pictures (at least one) -> fp32 softmax probabilities (N, K), columns in ``classes`` order."""
+        return self.logits(self.inputs(pictures)).softmax(1)
+
     def __call__(self, pictures: list[Image.Image]) -> list[list]:
         """8-bit pictures -> [[label, p], ...] top-3 per picture, best first."""
-        if not pictures:
-            return []
-        probs = self.logits(self.inputs(pictures)).softmax(1)
-        p, i = probs.topk(min(3, probs.shape[1]), dim=1)
-        return [[[self.classes[k], round(v, 6)] for k, v in zip(ki, pi)] for ki, pi in zip(i.tolist(), p.tolist())]
+        return top3(self.probabilities(pictures), self.classes) if pictures else []
+
+
+def top3(probs: torch.Tensor, classes: list[str]) -> list[list]:
+    """(N, K) probabilities -> [[label, p], ...] the three most probable per row, best first."""
+    p, i = probs.topk(min(3, probs.shape[1]), dim=1)
+    return [[[classes[k], round(v, 6)] for k, v in zip(ki, pi)] for ki, pi in zip(i.tolist(), p.tolist())]

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -59,6 +59,8 @@ from safetensors.torch import load_file
 
 from core.config import MIN_SIDE, VGG_NAMES, StyleConfig
 from core.errors import ConfigError
+from worker.ml.dose import balance as dose_balance
+from worker.ml.dose import betas_for_doses
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
@@ -170,16 +172,29 @@ class VGGFeatures(nn.Module):
 
     @torch.no_grad()
     def rescale(self, scales: dict[str, torch.Tensor]) -> VGGFeatures:
-        """Multiply each conv's filters (weight and bias) by its factor from ``mean_activation_scales``."""
+        """Gatys et al.'s normalisation, applied so that it changes each layer's scale and nothing else.
+
+        Conv l's output channels are multiplied by its factors f_l and its input channels divided by the
+        factors f_{l-1} of the conv before it (W_l <- W_l f_l[out] / f_{l-1}[in], b_l <- b_l f_l). ReLU and
+        both poolings commute with a positive per-channel scale, so every activation of the rescaled
+        network is the original activation times its channel's factor: the same network, other units.
+        (Scaling the outputs alone, as this method once did, feeds conv l+1 rescaled inputs through its
+        unchanged weights: another network.)
+        """
         convs = {str(i): m for i, m in enumerate(self.body) if isinstance(m, nn.Conv2d)}
         if set(scales) != set(convs):
             raise ConfigError(
                 f"VGG normalisation has factors for {len(scales)} convs, the {self.name} trunk has {len(convs)}"
             )
+        before = None  # the factors of the previous conv's outputs: this conv's inputs
         for i, conv in convs.items():
-            f = scales[i].to(conv.weight.device, conv.weight.dtype)
-            conv.weight.mul_(f.view(-1, 1, 1, 1))
-            conv.bias.mul_(f)
+            f = scales[i].to(conv.weight.device, torch.float64)
+            w = conv.weight.double() * f.view(-1, 1, 1, 1)
+            if before is not None:
+                w = w / before.view(1, -1, 1, 1)
+            conv.weight.copy_(w.to(conv.weight.dtype))
+            conv.bias.copy_((conv.bias.double() * f).to(conv.bias.dtype))
+            before = f
         return self
 
     def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -251,36 +266,50 @@ def build_vgg(
     return VGGFeatures(features, name, pool).to(device or "cpu")
 
 
+# A filter's factor is at most this many times its layer's median factor. Filters that barely fire on the
+# measured images would otherwise get gains of hundreds (139-421x the median on 32 real paintings with the
+# ImageNet VGG19), and the Gram loss, quartic in the activations, would then be dominated by a few rare filters.
+MAX_GAIN = 10.0
+
+
 @torch.no_grad()
-def mean_activation_scales(vgg: VGGFeatures, images: list[torch.Tensor], batch: int = 8) -> dict[str, torch.Tensor]:
+def mean_activation_scales(
+    vgg: VGGFeatures, images: list[torch.Tensor], max_gain: float = MAX_GAIN
+) -> dict[str, torch.Tensor]:
     """Gatys et al.'s normalisation: per conv filter, the factor that makes its mean activation 1.
 
     "We normalized the network by scaling the weights such that the mean activation of each convolutional
-    filter over images and positions is equal to one." Convs are taken in order, each measured with the
-    ones before it already rescaled (ReLU and pooling commute with a positive per-channel scale, so the
-    network's answers are unchanged, only each layer's scale). Measured on the network as trained
-    (max pooling, whatever ``vgg.pool`` is), like the paper, so the same factors serve both poolings.
-    A filter that never fires keeps the factor 1. Style loss is quartic and content loss quadratic in the
-    activations, so without this a given beta means something else for every weight file.
+    filter over images and positions is equal to one." ``rescale`` applies the factors so that each
+    normalised activation is the original one times its factor, hence the factor of a filter is 1 / its
+    mean ReLU activation in the original network, all measured in one pass per image. Measured on the
+    network as trained (max pooling, whatever ``vgg.pool`` is), like the paper, so the same factors serve
+    both poolings. A factor is capped at ``max_gain`` times its layer's median (``MAX_GAIN``: the one
+    departure from the paper, for filters that rarely fire); a filter that never fires gets the median.
+    Style loss is quartic and content loss quadratic in the activations, so the factors decide how the
+    filters and layers weigh in the losses; the dose (``worker.ml.dose``) makes the overall scale irrelevant.
 
     images: (3, H, W) floats in [0, 1], any sizes. Returns {"<body index>": (C,) factors} for every conv.
     """
     device = next(vgg.parameters()).device
     layers = [nn.MaxPool2d(2, 2) if isinstance(m, nn.AvgPool2d) else m for m in vgg.body]
-    # One activation per image, advanced layer by layer: each conv is measured on the rescaled ones before it.
-    acts = [((img[None].to(device, torch.float32) - vgg.mean) / vgg.std) for img in images]
+    convs = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    totals = {i: torch.zeros(layers[i].out_channels, dtype=torch.float64, device=device) for i in convs}
+    positions = {i: 0 for i in convs}
+    for img in images:
+        x = (img[None].to(device, torch.float32) - vgg.mean) / vgg.std
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            if i in totals:
+                totals[i] += torch.relu(x).sum((0, 2, 3)).double()
+                positions[i] += x.shape[2] * x.shape[3]
     scales: dict[str, torch.Tensor] = {}
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.Conv2d):
-            acts = [layer(a) for a in acts]
-            total = sum(torch.relu(a).sum((0, 2, 3)) for a in acts)
-            positions = sum(a.shape[0] * a.shape[2] * a.shape[3] for a in acts)
-            mean = total / positions
-            factor = torch.where(mean > 0, 1.0 / mean.clamp(min=1e-30), torch.ones_like(mean))
-            scales[str(i)] = factor.cpu()
-            acts = [a * factor.view(1, -1, 1, 1) for a in acts]
-        else:
-            acts = [layer(a) for a in acts]
+    for i in convs:
+        mean = totals[i] / max(positions[i], 1)
+        fires = mean > 0
+        factor = 1.0 / mean.clamp(min=1e-30)
+        median = factor[fires].median() if bool(fires.any()) else torch.tensor(1.0, dtype=torch.float64)
+        factor = torch.where(fires, factor.clamp(max=float(max_gain * median)), median)
+        scales[str(i)] = factor.float().cpu()
     return scales
 
 
@@ -393,7 +422,13 @@ def _line_search(
 
 
 def batched_lbfgs(
-    x: torch.Tensor, objective: Objective, steps: int, history: int = 10, c1: float = 1e-4, max_backtracks: int = 10
+    x: torch.Tensor,
+    objective: Objective,
+    steps: int,
+    history: int = 10,
+    c1: float = 1e-4,
+    max_backtracks: int = 10,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Minimise B independent problems in the box [0, 1]^D at once; row b of x only ever sees row b's numbers.
 
@@ -403,36 +438,51 @@ def batched_lbfgs(
     from a small steepest-descent step (as it started); if even that
     fails it is done (converged to rounding) and stops moving, so it cannot make
     every later step of its batch pay for backtracking.
+    on_step(k, x): after iteration k (1-based), with the iterate (snapshots of the answer on the way).
     Returns (x, trace (steps + 1, B) of the loss at each iterate, number of objective calls).
     """
     f, g = objective(x)  # (B,), (B, D)
     calls = 1
     memory = _PairMemory.empty(f)
     trace = [f]
-    for _ in range(steps):
+    for k in range(1, steps + 1):
         d, t, small = _search_direction(x, f, g, memory)
         x_new, f_new, g_new, failed, tries = _line_search(objective, x, f, g, d, t, ~memory.done, c1, max_backtracks)
         calls += tries
         memory.update(x_new - x, g_new - g, failed, small, history)  # zero rows for pairs that did not move
         x, f, g = x_new, f_new, g_new
         trace.append(f)
+        if on_step is not None:
+            on_step(k, x)
         if bool(memory.done.all()):
             break
+    if on_step is not None:
+        for later in range(len(trace), steps + 1):  # converged early: the iterate stays
+            on_step(later, x)
     trace += [f] * (steps + 1 - len(trace))  # converged early: the loss stays
     return x, torch.stack(trace), calls
 
 
-def adam(x: torch.Tensor, objective: Objective, steps: int, lr: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Projected Adam on (B, D); elementwise, so pairs are independent. Same returns as ``batched_lbfgs``."""
+def adam(
+    x: torch.Tensor,
+    objective: Objective,
+    steps: int,
+    lr: float,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Projected Adam on (B, D); elementwise, so pairs are independent. Same arguments and returns as
+    ``batched_lbfgs``."""
     x = x.clone()
     opt = torch.optim.Adam([x], lr=lr)
     trace = []
-    for _ in range(steps):
+    for k in range(1, steps + 1):
         f, g = objective(x)
         trace.append(f)
         x.grad = g
         opt.step()
         x.clamp_(0, 1)
+        if on_step is not None:
+            on_step(k, x.detach())
     f, _ = objective(x)
     return x, torch.stack(trace + [f]), steps + 1
 
@@ -450,6 +500,9 @@ class StyleResult:
     evaluations: int = 0  # forward+backward passes over the batch (L-BFGS backtracks add to steps + 1)
     weighted_content: torch.Tensor | None = None  # (B,) alpha * content loss
     weighted_style: torch.Tensor | None = None  # (B,) beta * style loss
+    beta: torch.Tensor | None = None  # (B,) the style weight used: a dose's, or the raw one given
+    balance: torch.Tensor | None = None  # (B,) beta * L_style / (alpha * L_content) at the reference noise
+    snapshots: dict[int, torch.Tensor] | None = None  # {step: (B, 3, H, W) CPU} the image after that step
 
     @property
     def loss_ratio(self) -> torch.Tensor:
@@ -528,22 +581,22 @@ def _check_pairs(
 
 @torch.no_grad()
 def _targets(
-    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device, bf16: bool = True
+    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """What each pair's painting is matched against: its content image's relu4_2 activations (B, 512, H/8, W/8)
-    and its style image's Grams {layer: (B, C, C)}."""
-    with _autocast(device, bf16):
-        target_content = vgg(content)[CONTENT_LAYER].float()
-        # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
-        target_grams = {n: torch.empty(len(styles), *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
-        by_shape: dict[tuple, list[int]] = {}
-        for i, t in enumerate(styles):
-            by_shape.setdefault(tuple(t.shape), []).append(i)
-        for idx in by_shape.values():
-            feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
-            for n in STYLE_LAYERS:
-                target_grams[n][idx] = gram_matrix(feats[n])
-            del feats
+    and its style image's Grams {layer: (B, C, C)}, in fp32 on every device (bf16 targets would make the
+    same pair's objective depend on the card it ran on)."""
+    target_content = vgg(content)[CONTENT_LAYER].float()
+    # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
+    target_grams = {n: torch.empty(len(styles), *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
+    by_shape: dict[tuple, list[int]] = {}
+    for i, t in enumerate(styles):
+        by_shape.setdefault(tuple(t.shape), []).append(i)
+    for idx in by_shape.values():
+        feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
+        for n in STYLE_LAYERS:
+            target_grams[n][idx] = gram_matrix(feats[n])
+        del feats
     return target_content, target_grams
 
 
@@ -577,37 +630,53 @@ def stylize_batch(
     content_weights: torch.Tensor | list[float] | None = None,
     on_eval: Callable[[int], None] | None = None,
     precision: str = "bf16",
+    doses: torch.Tensor | list[float] | None = None,
+    snapshot_steps: tuple[int, ...] = (),
 ) -> StyleResult:
     """Paint style[i] onto content[i] for every i; each pair's result is independent of the others.
 
     content: (B, 3, H, W) floats in [0, 1] (the caller resizes); style: (B, 3, H', W') or a list of B
     (3, H_i, W_i), each style image at its own size and aspect (only its Grams, C x C, are used).
-    style_weights / content_weights: beta and alpha per pair, (B,); default cfg.style_weight / content_weight.
+    doses: the scale-free dose per pair, (B,) (``worker.ml.dose``): each pair's beta is set from its own loss
+    scales at its reference noise. Or style_weights: raw betas per pair, (B,), the paper's; one of the two
+    (default: cfg.style_weight as a raw beta). content_weights: alpha per pair; default cfg.content_weight.
     Pairs with different betas share one optimisation: every loss and every optimiser quantity is per pair.
     device: where to run; defaults to the VGG's device, which it must match.
-    pair_seeds: a stable key per pair for the noise init (ignored for init="content").
+    pair_seeds: a stable key per pair for the noise init and the dose's reference noise.
     on_eval(n): after the n-th evaluation of the objective (progress; it may raise to stop the job).
-    precision: "bf16" (convolutions under bf16 autocast on CUDA, the default) or "fp32"; the reported final
-    losses are fp32 either way. bench/bf16_style.py checks that bf16 does not change the outcome.
+    precision: "bf16" (convolutions under bf16 autocast on CUDA, the default) or "fp32"; targets, the dose's
+    reference losses and the reported final losses are fp32 either way.
+    snapshot_steps: iterations after which the image is kept (``StyleResult.snapshots``).
     """
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
+    if doses is not None and style_weights is not None:
+        raise ValueError("give doses or style_weights, not both: a dose sets each pair's beta")
     bf16 = precision == "bf16"
     device, styles = _check_pairs(content, style, vgg, device, pair_seeds)
     b = content.shape[0]
-    beta = _per_pair(cfg.style_weight if style_weights is None else style_weights, b, device, "style weights")
     alpha = _per_pair(cfg.content_weight if content_weights is None else content_weights, b, device, "content weights")
     shape = content.shape
     content = content.to(device, torch.float32)
+    target_content, target_grams = _targets(vgg, content, styles, device)
 
-    target_content, target_grams = _targets(vgg, content, styles, device, bf16)
-
-    def losses(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B, 3, H, W) -> total, content, style losses, each (B,). fast: bf16 convolutions on CUDA."""
+    def parts(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> content and style losses, each (B,). fast: bf16 convolutions on CUDA."""
         with _autocast(device, bf16) if fast else contextlib.nullcontext():
             feats = vgg(img)
-        c = content_loss(feats[CONTENT_LAYER], target_content, cfg.loss)
-        s = style_loss(feats, target_grams, cfg.loss)
+        return content_loss(feats[CONTENT_LAYER], target_content, cfg.loss), style_loss(feats, target_grams, cfg.loss)
+
+    with torch.no_grad():  # the loss scales at each pair's own reference noise, in fp32
+        reference = initial_image(content, replace(cfg, init="noise"), pair_seeds)
+        content_ref, style_ref = parts(reference, fast=False)
+    if doses is not None:
+        beta = betas_for_doses(_per_pair(doses, b, device, "doses"), alpha, content_ref, style_ref)
+    else:
+        beta = _per_pair(cfg.style_weight if style_weights is None else style_weights, b, device, "style weights")
+
+    def losses(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) -> total, content, style losses, each (B,)."""
+        c, s = parts(img, fast)
         total = alpha * c + beta * s
         if cfg.tv_weight:
             total = total + cfg.tv_weight * tv_loss(img)
@@ -625,17 +694,33 @@ def stylize_batch(
             on_eval(evaluations)
         return total.detach(), grad.flatten(1)
 
-    x = initial_image(content, cfg, pair_seeds).flatten(1)  # (B, 3*H*W)
+    snapshots: dict[int, torch.Tensor] = {}
+
+    def on_step(k: int, x: torch.Tensor) -> None:
+        if k in snapshot_steps:
+            snapshots[k] = x.detach().view(shape).cpu().clone()
+
+    x = (reference if cfg.init == "noise" else initial_image(content, cfg, pair_seeds)).flatten(1)  # (B, 3*H*W)
     if cfg.optimizer == "lbfgs":
-        x, trace, calls = batched_lbfgs(x, objective, cfg.steps, cfg.history)
+        x, trace, calls = batched_lbfgs(x, objective, cfg.steps, cfg.history, on_step=on_step)
     else:
-        x, trace, calls = adam(x, objective, cfg.steps, cfg.lr)
+        x, trace, calls = adam(x, objective, cfg.steps, cfg.lr, on_step=on_step)
 
     images = x.view(shape)
     with torch.no_grad():
         total, c, s = losses(images, fast=False)  # reported in full fp32, comparable across devices
     return StyleResult(
-        images.cpu(), c.cpu(), s.cpu(), total.cpu(), trace.float().cpu(), calls, (alpha * c).cpu(), (beta * s).cpu()
+        images.cpu(),
+        c.cpu(),
+        s.cpu(),
+        total.cpu(),
+        trace.float().cpu(),
+        calls,
+        (alpha * c).cpu(),
+        (beta * s).cpu(),
+        beta=beta.cpu(),
+        balance=dose_balance(beta, alpha, content_ref, style_ref).cpu(),
+        snapshots=snapshots,
     )
 
 

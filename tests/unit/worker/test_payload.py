@@ -31,7 +31,8 @@ WEIGHTS = IMAGENET.to_json()
 CFG = TrainConfig(arch="resnet18", num_classes=3, image_size=32, dense=(16,))
 CELL = replace(CFG, mode="feature-extract", augment="keras", views=4, features_seed=0, lr=1e-3)
 STYLE = StyleConfig(size=32, steps=2)
-PAIR = {"content": 1, "style": 2, "style_weight": 1e5, "seed": 0, "hash": HASH}
+PAIR = {"content": 1, "style": 2, "dose": 1.0, "seed": 0, "hash": HASH}
+RAW_PAIR = {"content": 1, "style": 2, "style_weight": 1e5, "seed": 0, "hash": HASH}
 
 
 def train_params(**config):
@@ -42,10 +43,10 @@ def features_params(cfg=CELL, weights=RANDOM_RECORD):
     return build.features_params(1, cfg, weights, params_hash)
 
 
-def spec(style=STYLE, vgg=RANDOM_RECORD):
-    return build.batch_spec(
-        "d", 1, style, [0.0, 1e5], vgg, None, {"pairs": "cross-artist", "per_cell": 1, "split": "test"}
-    )
+def spec(style=STYLE, vgg=RANDOM_RECORD, raw=False):
+    doses, betas = (None, [0.0, 1e5]) if raw else ([0.0, 1.0], None)
+    sampling = {"pairs": "cross-artist", "per_cell": 1, "split": "test"}
+    return build.batch_spec("d", 1, style, doses, betas, vgg, None, sampling, "ab" * 32)
 
 
 def stylize_params(**overrides):
@@ -68,6 +69,7 @@ BUILT = {
     ),
     "stylize chunk": ("stylize", stylize_params()),
     "stylize chunk, imagenet vgg": ("stylize", build.stylize_params("b", spec(vgg=IMAGENET), [PAIR] * 2, 7, 16)),
+    "stylize chunk, raw betas": ("stylize", build.stylize_params("b", spec(raw=True), [RAW_PAIR], 0, 4)),
     "inspect a run": ("inspect", build.inspect_params(inspect_key(3, None, 3, 8, 0, 30.0), params_hash)),
     "inspect a run and batch": (
         "inspect",
@@ -142,7 +144,8 @@ def test_stylize_params_round_trip():
         params["chunk"],
         params["device_batch"],
     ) == ("abc123", 1, [PAIR], 0, 4)
-    assert spec()["style_weights"] == [0.0, 1e5] and spec()["pairs"] == "cross-artist"
+    assert spec()["doses"] == [0.0, 1.0] and spec()["style_weights"] is None and spec()["pairs"] == "cross-artist"
+    assert spec(raw=True)["style_weights"] == [0.0, 1e5] and spec(raw=True)["doses"] is None
 
 
 def test_rows_written_before_run_id_was_dropped_still_pass(tmp_path):

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from core.config import StyleConfig
 from core.errors import ConfigError
 from worker.ml.style import (
+    CONTENT_LAYER,
     STYLE_LAYERS,
     batched_lbfgs,
     build_vgg,
@@ -429,21 +430,70 @@ def test_a_zero_dose_from_the_content_image_leaves_it_untouched(vgg):
         assert torch.equal(r.loss_ratio, torch.zeros(2))
 
 
-def test_mean_activation_scales_make_every_filter_average_one():
+def test_the_normalisation_changes_each_layers_scale_and_nothing_else():
+    """Gatys et al.'s invariant: the normalised network is VGG19 in other units. Every activation, divided by
+    its channel's factor, is the original one, at every style and content layer; and every filter's mean
+    activation over the measured images is 1 (no filter here needs the gain cap)."""
     torch.manual_seed(2)
-    net = build_vgg("vgg16")  # average pooling: the scales are measured on max pooling, as the paper's network
-    images = [torch.rand(3, 24, 32), torch.rand(3, 32, 16)]
-    scales = mean_activation_scales(net, images)
-    assert len(scales) == 11  # conv1_1 .. conv5_1
-    net.rescale(scales)
-    measured = build_vgg("vgg16", pool="max")
-    measured.load_state_dict(net.state_dict())
-    # (Deeper, on 2x2 maps of random filters, a filter that barely fires has a mean of rounding size: not tested.)
-    for name in ("relu1_1", "relu2_1", "relu3_1"):
-        acts = [measured(img[None])[name] for img in images]
+    raw = build_vgg("vgg19", pool="max").double()
+    images = [torch.rand(3, 40, 48, dtype=torch.float64), torch.rand(3, 48, 32, dtype=torch.float64)]
+    scales = mean_activation_scales(raw, images, max_gain=float("inf"))
+    assert len(scales) == 13  # conv1_1 .. conv5_1
+    normalised = build_vgg("vgg19", pool="max").double()
+    normalised.load_state_dict(raw.state_dict())
+    normalised.rescale(scales)
+    index = layer_indices("vgg19")
+    for img in images:
+        before, after = raw(img[None]), normalised(img[None])
+        for name in (*STYLE_LAYERS, CONTENT_LAYER):
+            conv = str(index[name] - 1)  # the conv right before this ReLU
+            back = after[name] / scales[conv].double().view(1, -1, 1, 1)
+            rel = (back - before[name]).norm() / before[name].norm()
+            assert rel < 1e-5, (name, float(rel))
+    for name in (*STYLE_LAYERS, CONTENT_LAYER):
+        acts = [normalised(img[None])[name] for img in images]
         mean = sum(a.sum((0, 2, 3)) for a in acts) / sum(a.shape[2] * a.shape[3] for a in acts)
         fired = mean > 0
-        assert fired.any() and torch.allclose(mean[fired], torch.ones(int(fired.sum())), rtol=1e-3)
+        assert fired.float().mean() > 0.9
+        assert torch.allclose(mean[fired], torch.ones_like(mean[fired]), rtol=1e-4), name
+
+
+def test_the_gain_cap_bounds_rare_filters():
+    torch.manual_seed(3)
+    net = build_vgg("vgg16", pool="max")
+    scales = mean_activation_scales(net, [torch.rand(3, 32, 32)], max_gain=4.0)
+    for factors in scales.values():
+        assert float(factors.max()) <= 4.0 * float(factors.median()) * (1 + 1e-5)
+
+
+def test_a_dose_is_one_balance_for_every_pair(vgg):
+    """beta is set per pair so that at its reference noise the style term is dose x the content term, whatever
+    the style image's loss scale: a style image 10x brighter, another size, the same dose."""
+    torch.manual_seed(4)
+    content = torch.rand(3, 3, 24, 32)
+    styles = [torch.rand(3, 24, 24), (torch.rand(3, 32, 16) * 0.1), torch.rand(3, 16, 40) ** 4]
+    doses = torch.tensor([0.5, 0.5, 20.0])
+    r = stylize_batch(content, styles, StyleConfig(steps=2), vgg, pair_seeds=[1, 2, 3], doses=doses)
+    assert torch.allclose(r.balance, doses, rtol=1e-4)
+    assert r.beta[0] != r.beta[1]  # the same dose is another beta for another style image
+    raw = stylize_batch(content, styles, StyleConfig(steps=1), vgg, pair_seeds=[1, 2, 3], style_weights=[1.0] * 3)
+    assert float(raw.balance.max() / raw.balance.min()) > 2  # one raw beta is not one balance
+    zero = stylize_batch(content[:1], styles[:1], StyleConfig(steps=1), vgg, pair_seeds=[1], doses=[0.0])
+    assert float(zero.beta[0]) == 0.0 and float(zero.balance[0]) == 0.0
+    with pytest.raises(ValueError, match="not both"):
+        stylize_batch(content, styles, StyleConfig(steps=1), vgg, doses=doses, style_weights=[1.0] * 3)
+
+
+def test_snapshots_are_the_iterates_at_the_steps_asked_for(vgg):
+    torch.manual_seed(5)
+    content, style = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    for optimizer in ("lbfgs", "adam"):
+        r = stylize_batch(
+            content, style, StyleConfig(steps=4, optimizer=optimizer), vgg, doses=[1.0, 1.0], snapshot_steps=(2, 4)
+        )
+        assert set(r.snapshots) == {2, 4}
+        assert torch.equal(r.snapshots[4], r.images)
+        assert not torch.equal(r.snapshots[2], r.images)
 
 
 def test_resize_and_png_round_trip(tmp_path):

@@ -1,0 +1,124 @@
+"""What a dose means: the normalisation's invariant and the balance of the two losses, on real paintings.
+
+With real weights (``python ../shared/tools/real_weights.py DIR``) and real paintings (one folder per
+artist), in one run:
+  1. the normalisation (worker.ml.style.mean_activation_scales + VGGFeatures.rescale) measured over
+     ``--norm-images`` paintings drawn across every artist: the relative residual between the normalised
+     features divided by their factors and VGG19's own, at every style and content layer (it must be
+     rounding), and the factors' spread (the largest gain against its layer's median);
+  2. for one content painting per artist and one style painting per artist (every cross-artist pair), the
+     pre-optimisation balance beta * L_style / (alpha * L_content) at each pair's reference noise, raw
+     beta against the scale-free dose, on the raw and the normalised network: the spread across pairs
+     (max / min) is the "one beta is another treatment for every pair" figure; a dose must keep it
+     within 10x.
+
+    python bench/dose.py --weights DIR --paintings ../shared/realdata/paintings [--size 128] [--norm-images 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.config import StyleConfig  # noqa: E402
+from corpus.imageio import open_rgb  # noqa: E402
+from worker.ml.style import (  # noqa: E402
+    CONTENT_LAYER,
+    STYLE_LAYERS,
+    build_vgg,
+    from_pil,
+    layer_indices,
+    mean_activation_scales,
+    resize_long_side,
+    stylize_batch,
+)
+
+SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def paintings(root: Path) -> dict[str, list[Path]]:
+    by_artist = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in SUFFIXES) for d in root.iterdir()}
+    return {a: ps for a, ps in sorted(by_artist.items()) if ps}
+
+
+def across_artists(by_artist: dict[str, list[Path]], n: int, seed: int) -> list[Path]:
+    rng = random.Random(seed)
+    queues = [rng.sample(ps, len(ps)) for ps in by_artist.values()]
+    out: list[Path] = []
+    while len(out) < n and any(queues):
+        out += [q.pop() for q in queues if q][: n - len(out)]
+    return out
+
+
+def residuals(raw, normalised, scales, images) -> dict[str, float]:
+    index = layer_indices(raw.name)
+    worst = {}
+    with torch.no_grad():
+        for img in images:
+            a, b = raw(img[None]), normalised(img[None])
+            for name in (*STYLE_LAYERS, CONTENT_LAYER):
+                back = b[name] / scales[str(index[name] - 1)].view(1, -1, 1, 1)
+                worst[name] = max(worst.get(name, 0.0), float((back - a[name]).norm() / a[name].norm()))
+    return worst
+
+
+def balances(vgg, contents, styles, size: int, **how) -> torch.Tensor:
+    """(pairs,) balance at each pair's reference noise, every cross-artist pair (content i, style j), i != j."""
+    cfg = StyleConfig(size=size, steps=1)
+    out = []
+    for i, c in enumerate(contents):
+        others = [s for j, s in enumerate(styles) if j != i]
+        r = stylize_batch(
+            c[None].expand(len(others), -1, -1, -1), others, cfg, vgg, pair_seeds=list(range(len(others))), **how
+        )
+        out.append(r.balance)
+    return torch.cat(out)
+
+
+def spread(x: torch.Tensor) -> str:
+    return f"{float(x.min()):.3g} .. {float(x.max()):.3g} ({float(x.max() / x.min()):,.1f}x)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", type=Path, required=True, help="folder with vgg19-imagenet-features.safetensors")
+    ap.add_argument("--paintings", type=Path, required=True)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--norm-images", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.set_grad_enabled(True)
+    by_artist = paintings(args.paintings)
+    weights = next(args.weights.glob("vgg19*.safetensors"))
+    raw = build_vgg("vgg19", weights, pool="max")
+    norm_set = [
+        from_pil(resize_long_side(open_rgb(p), args.size)) for p in across_artists(by_artist, args.norm_images, 1)
+    ]
+    scales = mean_activation_scales(raw, norm_set)
+    normalised = build_vgg("vgg19", weights, pool="max").rescale(scales)
+    print(f"normalisation over {len(norm_set)} paintings of {len(by_artist)} artists at {args.size} px")
+    print("  worst relative residual, normalised / factor vs VGG19:")
+    for name, r in residuals(raw, normalised, scales, norm_set[:8]).items():
+        print(f"    {name}: {r:.2e}")
+    gains = {k: float(v.max() / v.median()) for k, v in scales.items()}
+    print(f"  largest gain / layer median: {max(gains.values()):.1f} (cap 10)")
+    rng = random.Random(args.seed)
+    contents = [from_pil(resize_long_side(open_rgb(rng.choice(ps)), args.size)) for ps in by_artist.values()]
+    styles = [from_pil(resize_long_side(open_rgb(rng.choice(ps)), args.size)) for ps in by_artist.values()]
+    n = len(contents) * (len(contents) - 1)
+    print(f"balance beta*L_style/(alpha*L_content) at the reference noise, {n} cross-artist pairs:")
+    for label, vgg in (("raw VGG19", raw), ("normalised VGG19", normalised)):
+        for pool in ("avg",):
+            vgg.pool = pool
+        print(f"  {label}, raw beta 1e3: {spread(balances(vgg, contents, styles, args.size, style_weights=[1e3] * 7))}")
+        print(f"  {label}, dose 1:       {spread(balances(vgg, contents, styles, args.size, doses=[1.0] * 7))}")
+
+
+if __name__ == "__main__":
+    main()
