@@ -1,141 +1,193 @@
-"""The attribution analysis of a style batch, as pure functions over the rows of ``attribution_pairs``.
+"""A style batch's study as the CLI and the report show it: read through the analysis package, rendered as rows.
 
-The research design (DESIGN.md, "Research design of the attribution study"):
-- each stylization is named content (artist B), style (artist A) or other; same-artist
-  pairs are their own outcome and never reach an aggregate (the SQL leaves them out);
-- a pair counts only if the classifier recognises its unstylized images on the same
-  resize -> 8-bit -> crop path (``--condition``, default both images);
-- doses are strata, never pooled: every group key starts with the style weight;
-- content and style images recur across pairs, so each rate gets a cluster bootstrap
-  over content images beside the per-cell Wilson interval, and every stratum says how
-  many distinct pairs and images are behind it.
-
-The counts of each stratum come from SQL (``counts_sql``): the views ``attribution_by_weight``
-and ``attribution_by_pair`` for the default conditioning, the same GROUP BY over
-``attribution_pairs`` otherwise. The cluster bootstrap and the median loss ratio, which SQL
-cannot give on both backends, are computed here from the stratum's rows (``pairs_sql``).
+The numbers are the analysis package's (``analysis``: pure, pandas); this module only reads a batch with them
+(``read_study``) and turns their DataFrames into display cells, so `atelier results attribution`,
+`atelier results dose-response` and the batch report print the same numbers.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
+from typing import Any
 
-from core.errors import ConfigError
-from orchestrator.stats import OUTCOMES, chance_levels, cluster_bootstrap, wilson_interval
+import pandas as pd
 
-# Which matched controls must be recognised for a pair to count: SQL over attribution_pairs.
-CONDITIONS = {
-    "both": "content_correct AND style_correct",
-    "content": "content_correct",
-    "style": "style_correct",
-    "none": "1 = 1",
-}
-CONDITION_TEXT = {
-    "both": "the classifier names both the content and the style image correctly unstylized",
-    "content": "the classifier names the content image correctly unstylized",
-    "style": "the classifier names the style image correctly unstylized",
-    "none": "every cross-artist pair, whatever the classifier makes of the unstylized images",
-}
-# Group keys; the style weight always comes first: doses are never pooled.
-GROUPS = {
-    "style-weight": ("style_weight",),
-    "pair": ("style_weight", "style_artist", "content_artist"),
-    "style-artist": ("style_weight", "style_artist"),
-    "content-artist": ("style_weight", "content_artist"),
-}
+import analysis
+from analysis.clustered import FEW
+from analysis.records import OUTCOMES
+from db.engine import one_snapshot
+from orchestrator.batches import batch_totals, describe_batch
+
+KEY_COLUMNS = {"style_artist": "style artist", "content_artist": "content artist"}
+MARK_NOTE = f"* fewer than {analysis.MIN_CLUSTERS} distinct content or style images: interval unreliable (too narrow)"
 
 
-# The views of migration 0007 that hold a batch's counts under the default conditioning ("both"), per grouping.
-VIEWS = {"style-weight": "attribution_by_weight", "pair": "attribution_by_pair"}
-# A stratum's counts as those views spell them: stylizations, distinct pairs and images, each outcome.
-COUNTS = (
-    "count(*) AS n, "
-    "count(DISTINCT CAST(content_image_id AS TEXT) || ':' || CAST(style_image_id AS TEXT)) AS pairs, "
-    "count(DISTINCT content_image_id) AS content_images, count(DISTINCT style_image_id) AS style_images, "
-    + ", ".join(f"sum(CASE WHEN outcome = '{o}' THEN 1 ELSE 0 END) AS {o}" for o in OUTCOMES)
-)
+@dataclass
+class Study:
+    info: dict
+    records: pd.DataFrame
+    controls: pd.DataFrame
+    intro: list[str]
+    condition: str
+    by: str = "dose"
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    contrasts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    baselines: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def level_name(self) -> str:
+        return analysis.LEVEL_NAMES[self.info["treatment"]]
+
+    def kept_rows(self) -> list[dict]:
+        return analysis.kept(self.records, self.condition).to_dict("records")
 
 
-def pairs_sql(condition: str) -> str:
-    """The rows behind every table: a batch's cross-artist stylizations that pass the conditioning."""
-    if condition not in CONDITIONS:
-        raise ConfigError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
-    return f"SELECT * FROM attribution_pairs WHERE batch_id = :batch AND outcome <> 'same' AND {CONDITIONS[condition]}"
+def read_study(session, ref: str, condition: str = "both") -> Study:
+    """The batch's records, controls and the lines that say what produced them, read in one snapshot."""
+    from db.models import Run
+
+    one_snapshot(session)
+    info = analysis.batch_info(session, ref)
+    records = analysis.load_batch(session, info["batch_id"])
+    controls = analysis.load_controls(session, info["batch_id"])
+    from db.models import StyleBatch
+
+    batch, run = session.get(StyleBatch, info["batch_id"]), session.get(Run, info["run_id"])
+    totals = batch_totals(session, batch.id)
+    kept = len(analysis.kept(records, condition))
+    intro = [
+        f"batch {batch.id} on {info['dataset']}: {totals['asked']} stylizations asked, {totals['cross']} "
+        f"cross-artist done, {totals['same']} same-artist (their own arm, never pooled)",
+        *describe_batch(batch, run, len(info["classes"])),
+        f"kept {kept} of {totals['cross']} cross-artist stylizations: {analysis.CONDITION_TEXT[condition]}",
+    ]
+    return Study(info, records, controls, intro, condition)
 
 
-def counts_sql(condition: str, by: str) -> str:
-    """A batch's counts per stratum: the view that holds them (default conditioning, per dose or per dose and
-    artist pair), else the same GROUP BY over the rows of ``pairs_sql``. Rows carry the GROUPS keys and COUNTS."""
-    rows = pairs_sql(condition)
-    if by not in GROUPS:
-        raise ConfigError(f"unknown grouping {by!r}; choose from {', '.join(GROUPS)}")
-    if condition == "both" and by in VIEWS:
-        return f"SELECT * FROM {VIEWS[by]} WHERE batch_id = :batch"
-    keys = ", ".join(GROUPS[by])
-    return f"SELECT {keys}, {COUNTS} FROM ({rows}) AS kept GROUP BY {keys}"
+def analyse(study: Study, by: str) -> Study:
+    """The attribution table, the contrasts, the baselines and the pairs kept per cell, for ``by``."""
+    study.by = by
+    study.table = analysis.attribution_table(study.records, by, study.condition)
+    study.contrasts = analysis.contrasts(study.records, by, study.condition)
+    study.baselines = analysis.baselines(study.records, study.controls, study.info["classes"], by, study.condition)
+    study.cells = analysis.kept_per_cell(study.records, study.condition)
+    return study
 
 
-@dataclass(frozen=True)
-class Stratum:
-    key: tuple  # (style_weight, ...) as GROUPS names it
-    n: int  # stylizations
-    pairs: int  # distinct (content image, style image)
-    content_images: int
-    style_images: int
-    counts: dict[str, int]  # per outcome
-    wilson: dict[str, tuple[float, float]]  # per cell, as if every stylization were independent
-    bootstrap: dict[str, tuple[float, float]]  # resampling content images: the interval to report
-    median_loss_ratio: float | None  # achieved beta*style / alpha*content
-
-    def rate(self, outcome: str) -> float:
-        return self.counts[outcome] / self.n if self.n else 0.0
+def number(v: Any, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def strata(
-    counts: list[dict], rows: list[dict], by: str = "style-weight", resamples: int = 2000, seed: int = 0
-) -> list[Stratum]:
-    """Each stratum of ``counts`` (rows of ``counts_sql``, always within a dose) with its intervals: Wilson from
-    its counts; the cluster bootstrap and the median loss ratio from its stylizations in ``rows`` (``pairs_sql``)."""
-    if by not in GROUPS:
-        raise ConfigError(f"unknown grouping {by!r}; choose from {', '.join(GROUPS)}")
-    if any(r["outcome"] == "same" for r in rows):
-        raise ConfigError("same-artist stylizations cannot be pooled with cross-artist ones")
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in GROUPS[by]), []).append(r)
-    counted = {tuple(c[k] for k in GROUPS[by]): c for c in counts}
-    if (
-        len(counted) != len(counts)
-        or set(counted) != set(groups)
-        or any(counted[k]["n"] != len(groups[k]) for k in groups)
-    ):
-        raise RuntimeError(
-            f"the counts per {by} ({len(counts)} strata, {sum(c['n'] for c in counts)} stylizations) "
-            f"disagree with the rows ({len(groups)} strata, {len(rows)} stylizations)"
-        )
-    out = []
-    for key in sorted(groups, key=lambda k: (float(k[0]), *map(str, k[1:]))):
-        c, members = counted[key], groups[key]
-        ratios = [r["loss_ratio"] for r in members if r.get("loss_ratio") is not None]
-        out.append(
-            Stratum(
-                key=key,
-                n=c["n"],
-                pairs=c["pairs"],
-                content_images=c["content_images"],
-                style_images=c["style_images"],
-                counts={o: c[o] for o in OUTCOMES},
-                wilson={o: wilson_interval(c[o], c["n"]) for o in OUTCOMES},
-                bootstrap=cluster_bootstrap(
-                    [r["outcome"] for r in members], [r["content_image_id"] for r in members], resamples, seed
-                ),
-                median_loss_ratio=statistics.median(ratios) if ratios else None,
+def estimate(value: Any, low: Any, high: Any, note: str = "", digits: int = 2) -> str:
+    """'0.42 (0.33–0.51)', marked '*' when the stratum has few images, '(no interval)' when none stands."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if low is None or (isinstance(low, float) and math.isnan(low)):
+        return f"{value:.{digits}f} (no interval)"
+    mark = "*" if (note or "").startswith(FEW) else ""
+    return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f}){mark}"
+
+
+def level_text(row: dict, level_name: str) -> str:
+    if row["treatment"] == "control":
+        return "control (unstylized)"
+    return f"{level_name} {row['level']:g}" + (" (null: a reconstruction)" if row["level"] == 0 else "")
+
+
+def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
+    keys = analysis.GROUPS[study.by]
+    head = ["arm", *(KEY_COLUMNS[k] for k in keys), "n", "pairs", "content imgs", "style imgs"]
+    head += [*OUTCOMES, "changed in last ½", "median balance"]
+    rows = []
+    for r in study.table.to_dict("records"):
+        cells = [level_text(r, study.level_name), *(r[k] for k in keys)]
+        cells += [str(r["n"]), str(r["pairs"]), str(r["content_images"]), str(r["style_images"])]
+        cells += [estimate(r[f"{o}_rate"], r[f"{o}_low"], r[f"{o}_high"], r[f"{o}_note"]) for o in OUTCOMES]
+        cells += [number(r["changed_last_half"]), number(r["median_balance"], 3)]
+        rows.append(cells)
+    return head, rows
+
+
+def contrast_rows(study: Study) -> tuple[list[str], list[list[str]]]:
+    keys = analysis.GROUPS[study.by]
+    head = [*(KEY_COLUMNS[k] for k in keys), study.level_name, "against", *(f"Δ {o}" for o in OUTCOMES), "pairs"]
+    rows = []
+    c = study.contrasts
+    if c.empty:
+        return head, rows
+    for _key, part in c.groupby([*keys, "against", "level"], sort=False):
+        by_outcome = {r["outcome"]: r for r in part.to_dict("records")}
+        first = next(iter(by_outcome.values()))
+        against = "control" if first["against"] == "control" else f"{study.level_name} {first['against_level']:g}"
+        cells = [*(first[k] for k in keys), f"{first['level']:g}", against]
+        cells += [
+            estimate(
+                by_outcome[o]["difference"], by_outcome[o]["low"], by_outcome[o]["high"], by_outcome[o]["interval_note"]
             )
+            for o in OUTCOMES
+        ]
+        rows.append([*cells, str(first["pairs"])])
+    return head, rows
+
+
+def baseline_rows(study: Study) -> tuple[list[str], list[list[str]]]:
+    keys = analysis.GROUPS[study.by]
+    head = [study.level_name, *(KEY_COLUMNS[k] for k in keys), "control: content / style"]
+    head += [f"{study.level_name} 0: style", "classifier confuses content artist's works as style artist's"]
+    head += ["uniform chance 1/K", "style, equal weight per cell", "style, --condition none", "pairs kept"]
+    head += ["same-artist: artist still named"]
+    rows = []
+    for r in study.baselines.to_dict("records"):
+        cells = [f"{r['level']:g}", *(r[k] for k in keys)]
+        cells += [f"{number(r['control_content_rate'])} / {number(r['control_style_rate'])}"]
+        cells += [number(r["null_style_rate"]), number(r["confused_content_as_style"])]
+        cells += [number(r["chance_uniform"])]
+        cells += [estimate(r["equal_weight_style_rate"], r["equal_weight_style_low"], r["equal_weight_style_high"])]
+        cells += [estimate(r["unconditioned_style_rate"], r["unconditioned_style_low"], r["unconditioned_style_high"])]
+        cells += [f"{r['pairs_kept']} of {r['pairs_all']} ({number(r['kept_fraction'])})"]
+        cells += [estimate(r["same_artist_named"], r["same_artist_low"], r["same_artist_high"], r["same_artist_note"])]
+        rows.append(cells)
+    return head, rows
+
+
+def d50_rows(fits: pd.DataFrame, level_name: str) -> tuple[list[str], list[list[str]]]:
+    keys = [k for k in ("style_artist", "content_artist") if k in fits.columns]
+    head = [*(KEY_COLUMNS[k] for k in keys), "outcome", "n", "content imgs", "style imgs"]
+    head += [f"slope per log {level_name}", f"d50 ({level_name})", "note"]
+    rows = []
+    for r in fits.to_dict("records"):
+        cells = [*(r[k] for k in keys), r["outcome"], str(r["n"]), str(r["content_images"]), str(r["style_images"])]
+        cells += [estimate(r.get("slope"), r.get("slope_low"), r.get("slope_high"), r["note"])]
+        cells += [estimate(r["d50"], r.get("d50_low"), r.get("d50_high"), r["note"], digits=3), r["note"] or ""]
+        rows.append(cells)
+    return head, rows
+
+
+def plain(frame: pd.DataFrame) -> list[dict]:
+    """DataFrame rows as JSON-ready dicts: NaN as null, tuples as lists."""
+    out = []
+    for r in frame.to_dict("records"):
+        out.append(
+            {
+                k: None
+                if isinstance(v, float) and math.isnan(v)
+                else list(v)
+                if isinstance(v, tuple)
+                else v.item()
+                if hasattr(v, "item")
+                else v
+                for k, v in r.items()
+            }
         )
     return out
 
 
-def chance_text(k: int) -> str:
-    c = chance_levels(k)
-    return f"chance for {k} artists: content {c['content']:.2f}, style {c['style']:.2f}, other {c['other']:.2f}"
+def control_images(session, study: Study) -> dict[int, str]:
+    """Image id -> the PNG of its matched control, as the classifier saw it (for the contact sheet)."""
+    from orchestrator.batches import control_paths
+
+    return control_paths(session, study.info["run_id"], study.info["spec"]["style"]["size"])

@@ -1,22 +1,16 @@
 """Reading a style batch from the store: finding it by id prefix, what produced it, its counts and totals.
 
-`atelier results attribution` and the batch report read a batch the same way, so both take these from here.
+`atelier results attribution` and the batch report read a batch the same way, so both take these from here; the
+numbers themselves come from the analysis package.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from core import weights as names
 from core.errors import ConfigError
 from db.models import Run, StyleBatch, StyleBatchPair, StyleControl, Stylization
-from orchestrator.attribution import counts_sql
-
-METHOD = (
-    "95 % intervals: first a cluster bootstrap over content images ({resamples} resamples, seed {seed}, "
-    "percentile), the one to report, since content and style images recur across pairs and doses; "
-    "then W, the per-cell Wilson interval, which treats every stylization as independent"
-)
 
 
 def find_batch(session, ref: str) -> StyleBatch:
@@ -43,11 +37,6 @@ def describe_batch(batch: StyleBatch, run: Run, k: int) -> list[str]:
     if vgg.is_random:
         lines.append(names.random_warning("the style VGG", st["vgg"]))
     return lines
-
-
-def read_counts(session, batch_id: str, condition: str, by: str) -> list[dict]:
-    """The batch's counts per stratum, from the views where they hold them (``counts_sql``)."""
-    return [dict(r) for r in session.execute(text(counts_sql(condition, by)), {"batch": batch_id}).mappings()]
 
 
 def batch_totals(session, batch_id: str) -> dict[str, int]:

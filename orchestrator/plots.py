@@ -90,60 +90,93 @@ def _dose_axis(ax, doses: list[float]) -> None:
     ax.set_xticks(doses, [f"{d:g}" for d in doses])
 
 
-def attribution_plots(
-    rows: list[dict],
-    doses: list,
-    chance: dict[str, float],
-    artifacts: Path,
-    controls: dict[int, str],
-    out: Path,
-    tag: str,
-) -> list[Path]:
-    """Dose-response with bootstrap bands and chance lines, a style-attribution heatmap per dose, and a contact
-    sheet: each pair's content and style images as classified (controls) beside its stylizations across doses."""
+def attribution_plots(study, artifacts: Path, controls: dict[int, str], out: Path) -> list[Path]:
+    """Rates per dose with their two-way clustered bands, the control and null-dose levels and uniform chance; a
+    style-attribution heatmap per dose; a contact sheet: each pair's content and style images as classified
+    (controls) beside its stylizations across doses. ``study``: an analysed ``orchestrator.attribution.Study``."""
+    tag, rows = study.info["batch_id"][:8], study.kept_rows()
+    doses = study.table if study.by == "dose" else None
     written = [
-        dose_response(doses, chance, out / f"attribution-{tag}-dose-response.png", tag),
-        style_heatmaps(rows, out / f"attribution-{tag}-heatmap.png", tag),
-        contact_sheet(rows, artifacts, controls, out / f"attribution-{tag}-contact-sheet.png", tag),
+        dose_response(
+            doses, len(study.info["classes"]), study.level_name, out / f"attribution-{tag}-dose-response.png", tag
+        )
+        if doses is not None
+        else None,
+        style_heatmaps(rows, study.level_name, out / f"attribution-{tag}-heatmap.png", tag),
+        contact_sheet(rows, study.level_name, artifacts, controls, out / f"attribution-{tag}-contact-sheet.png", tag),
     ]
     return [p for p in written if p is not None]
 
 
-def dose_response(doses: list, chance: dict[str, float], path: Path, tag: str) -> Path | None:
-    """Each outcome's rate per dose (strata of orchestrator.attribution) with its bootstrap band and chance line."""
-    if not doses:
+OUTCOME_COLORS = (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:gray"))
+
+
+def dose_response(table, k: int, level_name: str, path: Path, tag: str) -> Path | None:
+    """Each outcome's rate per dose (``analysis.attribution_table``) with its two-way clustered band; dashed: the
+    control arm's rate (unstylized), dotted: uniform chance 1/K."""
+    arms = table[table["treatment"] != "control"]
+    if arms.empty:
         return None
+    control = table[table["treatment"] == "control"].iloc[0]
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    betas = [d.key[0] for d in doses]
-    for outcome, color in (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:gray")):
-        ax.plot(betas, [d.rate(outcome) for d in doses], marker="o", color=color, label=outcome)
-        ax.fill_between(
-            betas,
-            [d.bootstrap[outcome][0] for d in doses],
-            [d.bootstrap[outcome][1] for d in doses],
-            color=color,
-            alpha=0.15,
-        )
-        ax.axhline(chance[outcome], color=color, linestyle=":", linewidth=1)
-    _dose_axis(ax, betas)
+    levels = [float(v) for v in arms["level"]]
+    for outcome, color in OUTCOME_COLORS:
+        ax.plot(levels, arms[f"{outcome}_rate"], marker="o", color=color, label=outcome)
+        ax.fill_between(levels, arms[f"{outcome}_low"], arms[f"{outcome}_high"], color=color, alpha=0.15)
+        ax.axhline(control[f"{outcome}_rate"], color=color, linestyle="--", linewidth=1)
+    ax.axhline(1 / k, color="black", linestyle=":", linewidth=1, label="uniform chance 1/K")
+    _dose_axis(ax, levels)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("style weight β (α fixed)")
-    ax.set_ylabel("share of stylizations (cluster bootstrap 95 %)")
+    ax.set_xlabel(f"{level_name} (α fixed)" if level_name == "β" else f"{level_name} (scale-free)")
+    ax.set_ylabel("share of stylizations (two-way clustered 95 %)")
     ax.legend(title="classifier names", fontsize=8)
-    ax.set_title(f"batch {tag}: dose-response (dotted: chance)")
+    ax.set_title(f"batch {tag}: dose-response (dashed: controls, unstylized)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
-def style_heatmaps(rows: list[dict], path: Path, tag: str) -> Path | None:
+def d50_curves(curves, fits, by: str, level_name: str, path: Path, tag: str) -> Path | None:
+    """Per outcome ('named', 'probs') a panel: each group's fitted curve in log dose with its band (none where the
+    group has too few images), its observed means per dose, and its d50 (the dose where the curve crosses ½)."""
+    if curves.empty:
+        return None
+    keys = [k for k in ("style_artist", "content_artist") if k in curves.columns]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), squeeze=False)
+    groups = sorted({tuple(r[k] for k in keys) for r in curves.to_dict("records")})
+    colors = _artist_colors([" × ".join(g) or "all" for g in groups])
+    titles = {"named": "P(style artist | one of the two named)", "probs": "p_style / (p_style + p_content)"}
+    for ax, outcome in zip(axes[0], ("named", "probs")):
+        mine = curves[curves["outcome"] == outcome]
+        for g in groups:
+            part = mine
+            for k, v in zip(keys, g):
+                part = part[part[k] == v]
+            name, color = " × ".join(g) or "all", colors[" × ".join(g) or "all"]
+            line, dots = part[~part["observed"].astype(bool)], part[part["observed"].astype(bool)]
+            if not line.empty:
+                ax.plot(line["level"], line["fit"], color=color, label=name)
+                if line["low"].notna().any():
+                    ax.fill_between(line["level"], line["low"], line["high"], color=color, alpha=0.12)
+            ax.scatter(dots["level"], dots["fit"], color=color, s=12)
+        ax.axhline(0.5, color="black", linestyle=":", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"{level_name} (log scale; > 0)")
+        ax.set_title(titles[outcome], fontsize=9)
+    _legend_outside(axes[0][1], len(groups), title=by)
+    fig.suptitle(f"batch {tag}: where the style artist overtakes the content artist (dotted: ½, d50)", fontsize=9)
+    return _save(fig, path)
+
+
+def style_heatmaps(rows: list[dict], level_name: str, path: Path, tag: str) -> Path | None:
     """Per dose, the share of each (style artist, content artist) cell's stylizations named the style artist."""
     if not rows:
         return None
     styles = sorted({r["style_artist"] for r in rows})
     contents = sorted({r["content_artist"] for r in rows})
-    betas = sorted({r["style_weight"] for r in rows})
+    betas = sorted({r["level"] for r in rows})
     fig, axes = plt.subplots(
         1, len(betas), figsize=(0.6 * len(contents) * len(betas) + 3, 0.45 * len(styles) + 2.5), squeeze=False
     )
@@ -151,16 +184,14 @@ def style_heatmaps(rows: list[dict], path: Path, tag: str) -> Path | None:
         m = np.full((len(styles), len(contents)), np.nan)
         for i, s in enumerate(styles):
             for j, c in enumerate(contents):
-                cell = [
-                    r for r in rows if r["style_artist"] == s and r["content_artist"] == c and r["style_weight"] == beta
-                ]
+                cell = [r for r in rows if r["style_artist"] == s and r["content_artist"] == c and r["level"] == beta]
                 if cell:
                     m[i, j] = sum(r["outcome"] == "style" for r in cell) / len(cell)
         im = ax.imshow(m, cmap="magma", vmin=0, vmax=1)
         ax.set_xticks(range(len(contents)), contents, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(styles)), styles if ax is axes[0][0] else [], fontsize=7)
         ax.set_xlabel("content artist")
-        ax.set_title(f"β = {beta:g}", fontsize=9)
+        ax.set_title(f"{level_name} = {beta:g}", fontsize=9)
     axes[0][0].set_ylabel("style artist")
     fig.colorbar(im, ax=list(axes[0]), label="named the style artist")
     fig.suptitle(f"batch {tag}: style attribution per dose (same-artist cells are not analysed)", fontsize=9)
@@ -169,16 +200,18 @@ def style_heatmaps(rows: list[dict], path: Path, tag: str) -> Path | None:
     return path
 
 
-def contact_sheet(rows: list[dict], artifacts: Path, controls: dict[int, str], path: Path, tag: str) -> Path | None:
+def contact_sheet(
+    rows: list[dict], level_name: str, artifacts: Path, controls: dict[int, str], path: Path, tag: str
+) -> Path | None:
     """The first few pairs (content, style) in a stable order: both controls, then the pair at every dose."""
     from PIL import Image
 
-    betas = sorted({r["style_weight"] for r in rows})
+    betas = sorted({r["level"] for r in rows})
     by_pair: dict[tuple, dict[float, dict]] = {}
     for r in sorted(
         rows, key=lambda r: (r["content_artist"], r["style_artist"], r["content_image_id"], r["style_image_id"])
     ):
-        by_pair.setdefault((r["content_image_id"], r["style_image_id"]), {})[r["style_weight"]] = r
+        by_pair.setdefault((r["content_image_id"], r["style_image_id"]), {})[r["level"]] = r
     shown = list(by_pair.items())[:6]
     if not shown:
         return None
@@ -194,7 +227,7 @@ def contact_sheet(rows: list[dict], artifacts: Path, controls: dict[int, str], p
         panels += [
             (
                 works[b]["image_path"] if b in works else None,
-                f"β={b:g}: {works[b]['outcome']}" if b in works else f"β={b:g}: -",
+                f"{level_name}={b:g}: {works[b]['outcome']}" if b in works else f"{level_name}={b:g}: -",
             )
             for b in betas
         ]

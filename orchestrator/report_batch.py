@@ -1,5 +1,7 @@
-"""A style batch's report: the attribution table by dose, the plots, where the stylized works fall in the
+"""A style batch's report: the attribution table by dose (with the control arm), the contrasts on the same pairs,
+the baselines, the d50 per style artist and its curves, the plots, where the stylized works fall in the
 classifier's feature space, and the stylized works grouped by whom the classifier named, over several pages.
+The numbers are the analysis package's, as `atelier results attribution` and `dose-response` print them.
 
 Reading (``collect``) and writing (``write``) are apart: every query, the analysis and the inspect job run
 before the output folder exists, so a bad reference or a failed job leaves nothing behind.
@@ -10,15 +12,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from sqlalchemy import func, select
 
+import analysis
+from analysis.records import OUTCOMES
+from orchestrator import attribution as view
 from orchestrator import report
-from orchestrator.attribution import CONDITION_TEXT, Stratum, chance_text, counts_sql, pairs_sql, strata
-from orchestrator.batches import METHOD, batch_totals, control_paths, describe_batch
 from orchestrator.report import Section, escape
-from orchestrator.stats import OUTCOMES, chance_levels
 
-RESAMPLES = 2000
+D50_BY = "style-artist"  # the headline: per style artist
 OUTCOME_TEXT = {
     "content": "the classifier named the content artist",
     "style": "the classifier named the style artist",
@@ -33,7 +36,8 @@ class BatchData:
     classes: list[str]
     intro: list[str]
     rows: list[dict]  # the kept cross-artist stylizations (attribution_pairs)
-    result: list[Stratum]
+    study: view.Study
+    fits: pd.DataFrame  # d50 per style artist
     controls: dict[int, str]
     queries: list[str]
     run_id: int
@@ -43,57 +47,57 @@ class BatchData:
 
 
 def collect(session, batch_id: str, seed: int) -> BatchData:
-    """The batch's rows and counts, read with the queries the page prints, and the analysis."""
-    from db.models import FINISHED_STATES, Dataset, Job, Run, StyleBatch
+    """The batch's records and the analysis, read in one snapshot (``orchestrator.attribution.read_study``)."""
+    from db.models import FINISHED_STATES, Job
 
-    batch = session.get(StyleBatch, batch_id)  # resolved by the command (lookups.find_report_target)
-    run, ds = session.get(Run, batch.classifier_run_id), session.get(Dataset, batch.dataset_id)
-    rows, q_pairs = report.fetch(session, pairs_sql("both"), batch=batch.id)
-    counts, q_counts = report.fetch(session, counts_sql("both", "style-weight"), batch=batch.id)
-    totals = batch_totals(session, batch.id)
-    k = len(ds.classes)
-    intro = [
-        f"batch {batch.id} on {ds.name}: {totals['asked']} stylizations asked, {totals['cross']} cross-artist "
-        f"done, {totals['same']} same-artist (their own outcome, never pooled)",
-        *describe_batch(batch, run, k),
-        f"kept {len(rows)} of {totals['cross']} cross-artist stylizations: {CONDITION_TEXT['both']}",
-    ]
+    study = view.analyse(view.read_study(session, batch_id, "both"), "dose")
+    q_rows = report.inline(analysis.ROWS_SQL, {"batch": study.info["batch_id"]})
+    # the default conditioning's counts per (treatment, level), as the SQL view holds them
+    q_counts = report.inline("SELECT * FROM attribution_by_weight WHERE batch_id = :batch", {"batch": batch_id})
     unfinished = session.scalar(
-        select(func.count()).select_from(Job).where(Job.group_id == batch.id, Job.status.not_in(FINISHED_STATES))
+        select(func.count()).select_from(Job).where(Job.group_id == batch_id, Job.status.not_in(FINISHED_STATES))
     )
     return BatchData(
         unfinished=unfinished,
         no_map=f"{unfinished} job(s) of the batch are still queued or running; the map is drawn once it has ended"
         if unfinished
         else report.NO_MAP,
-        batch_id=batch.id,
-        dataset=ds.name,
-        classes=list(ds.classes),
-        intro=intro,
-        rows=rows,
-        result=strata(counts, rows, "style-weight", RESAMPLES, seed),
-        controls=control_paths(session, run.id, batch.spec["style"]["size"]),
-        queries=[q_counts, q_pairs],
-        run_id=run.id,
+        batch_id=study.info["batch_id"],
+        dataset=study.info["dataset"],
+        classes=list(study.info["classes"]),
+        intro=study.intro,
+        rows=study.kept_rows(),
+        study=study,
+        fits=analysis.dose_response(study.records, D50_BY, "both"),
+        controls=view.control_images(session, study),
+        queries=[q_counts, q_rows],
+        run_id=study.info["run_id"],
     )
 
 
-def strata_table(result: list[Stratum]) -> str:
-    """One row per dose: n, distinct pairs and images, each outcome's rate with both intervals."""
-    head = "".join(
-        f"<th>{escape(h)}</th>"
-        for h in ("β", "n", "pairs", "content imgs", "style imgs", *OUTCOMES, "median β·style/α·content")
-    )
-    rows = []
-    for r in result:
-        cells = [f"{v:g}" if isinstance(v, float) else str(v) for v in r.key]
-        cells += [str(r.n), str(r.pairs), str(r.content_images), str(r.style_images)]
-        for o in OUTCOMES:
-            (bl, bh), (wl, wh) = r.bootstrap[o], r.wilson[o]
-            cells.append(f"{r.rate(o):.2f} ({bl:.2f}–{bh:.2f}; W {wl:.2f}–{wh:.2f})")
-        cells.append("" if r.median_loss_ratio is None else f"{r.median_loss_ratio:.3g}")
-        rows.append("<tr>" + "".join(f'<td class="num">{escape(c)}</td>' for c in cells) + "</tr>")
-    return f'<table id="attribution"><tr>{head}</tr>{"".join(rows)}</table>'
+def html_rows(table_id: str, head_rows: tuple[list[str], list[list]]) -> str:
+    head, rows = head_rows
+    return report.html_table(table_id, head, rows)
+
+
+def study_sections(data: BatchData, pictures: list[Path], curves: Path | None) -> list[Section]:
+    """The attribution table, the contrasts, the baselines and the d50 table, each with its method."""
+    study = data.study
+    method = f"<p>{escape(analysis.METHOD)}</p><p>{escape(view.MARK_NOTE)}</p>"
+    return [
+        Section(
+            "Whom the classifier names, by dose", html_rows("attribution", view.rate_rows(study)) + method, data.queries
+        ),
+        Section("Contrasts on the same pairs", html_rows("contrasts", view.contrast_rows(study)) + method),
+        Section("Baselines", html_rows("baselines", view.baseline_rows(study))),
+        Section(
+            "The dose at which the style artist takes over (d50), per style artist",
+            html_rows("d50", view.d50_rows(data.fits, study.level_name))
+            + f"<p>{escape(analysis.FIT_METHOD)}</p>"
+            + report.plot_images([curves] if curves else []),
+        ),
+        Section("Dose-response, heatmaps and contact sheet", report.plot_images(pictures)),
+    ]
 
 
 def map_section(data: BatchData, out: Path) -> Section:
@@ -132,7 +136,8 @@ def work_figure(r: dict, controls: dict[int, str], artifacts: Path, out: Path) -
         if p
     ]
     caption = (
-        f"{r['content_artist']} (content) × {r['style_artist']} (style), β = {r['style_weight']:g}: "
+        f"{r['content_artist']} (content) × {r['style_artist']} (style), "
+        f"{analysis.LEVEL_NAMES[r['treatment']]} = {r['level']:g}: "
         f"named {r['predicted']}"
     )
     return report.figure(images, caption)
@@ -189,16 +194,18 @@ def write(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pages: 
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("gallery-*-*.html"):  # a folder reused for a report with more pages than this one
         stale.unlink()
-    k, tag = len(data.classes), data.batch_id[:8]
-    pictures = plots.attribution_plots(data.rows, data.result, chance_levels(k), artifacts, data.controls, out, tag)
-    method = METHOD.format(resamples=RESAMPLES, seed=seed)
+    tag = data.batch_id[:8]
+    pictures = plots.attribution_plots(data.study, artifacts, data.controls, out)
+    curves = plots.d50_curves(
+        analysis.dose_curves(data.study.records, D50_BY, "both"),
+        data.fits,
+        D50_BY,
+        data.study.level_name,
+        out / f"dose-response-{tag}-{D50_BY}.png",
+        tag,
+    )
     sections = [
-        Section(
-            "Whom the classifier names, by dose",
-            strata_table(data.result) + f"<p>{escape(chance_text(k))}</p><p>{escape(method)}</p>",
-            data.queries,
-        ),
-        Section("Dose-response, heatmaps and contact sheet", report.plot_images(pictures)),
+        *study_sections(data, pictures, curves),
         map_section(data, out),
         Section("Stylized works by outcome", galleries(data, artifacts, out, per_outcome, pages, seed)),
     ]

@@ -1,216 +1,160 @@
-"""`atelier results attribution`: whom the classifier names when artist A's style is painted onto B's work."""
+"""`atelier results attribution`, `dose-response` and `export`: whom the classifier names when artist A's style is
+painted onto B's work, the dose at which A takes over, and the raw records. The numbers are the analysis package's."""
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
 import click
-from sqlalchemy import text
 
-from db.engine import one_snapshot
-from db.models import Dataset, Run, StyleBatch
-from orchestrator.attribution import (
-    CONDITION_TEXT,
-    CONDITIONS,
-    GROUPS,
-    Stratum,
-    chance_text,
-    counts_sql,
-    pairs_sql,
-    strata,
-)
-from orchestrator.batches import (
-    METHOD,
-    batch_totals,
-    control_paths,
-    describe_batch,
-    find_batch,
-    read_counts,
-)
+import analysis
+from core.errors import ConfigError
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from orchestrator.stats import OUTCOMES, chance_levels
 
-KEY_COLUMNS = {"style_weight": "β", "style_artist": "style artist", "content_artist": "content artist"}
+CONDITION = click.option(
+    "--condition",
+    type=click.Choice(tuple(analysis.CONDITIONS)),
+    default="both",
+    show_default=True,
+    help="Which unstylized images (matched controls) the classifier must recognise for a pair to count.",
+)
+FORMAT = click.option(
+    "--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True
+)
+PLOT = click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+PARTS = ("rates", "contrasts", "baselines", "cells")
 
 
 @click.command("attribution")
 @click.argument("batch_ref")
 @click.option(
     "--by",
-    "by",
-    type=click.Choice(tuple(GROUPS)),
-    default="style-weight",
+    type=click.Choice(tuple(analysis.GROUPS)),
+    default="dose",
     show_default=True,
     help="Rows per dose, or per dose and artist pair / style artist / content artist.",
 )
+@CONDITION
 @click.option(
-    "--condition",
-    type=click.Choice(tuple(CONDITIONS)),
-    default="both",
-    show_default=True,
-    help="Which unstylized images (matched controls) the classifier must recognise for a pair to count.",
+    "--part", type=click.Choice(PARTS), default="rates", show_default=True, help="Which table --format csv writes."
 )
-@click.option("--resamples", type=click.IntRange(100), default=2000, show_default=True, help="Bootstrap resamples.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
-@click.option(
-    "--plot",
-    "plot_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write the dose-response curve, per-dose heatmaps and a contact sheet as PNG here.",
-)
-@click.option("--format", "fmt", type=click.Choice(("table", "csv", "json")), default="table", show_default=True)
+@PLOT
+@FORMAT
 @pass_lab
-def attribution_cmd(lab, batch_ref, by, condition, resamples, seed, plot_dir, fmt) -> None:
-    """Content / style / other per dose, with cluster-bootstrap and Wilson 95 % intervals and chance levels."""
+def attribution_cmd(lab, batch_ref, by, condition, part, plot_dir, fmt) -> None:
+    """Content / style / other per dose with two-way clustered 95 % intervals, contrasts on the same pairs, baselines."""
+    from orchestrator import attribution as view  # pandas and statsmodels: only when a command computes
+
     with lab.sessions() as s:
-        one_snapshot(s)  # the counts and the rows they are drawn from: the same data
-        batch = find_batch(s, batch_ref)
-        run, ds = s.get(Run, batch.classifier_run_id), s.get(Dataset, batch.dataset_id)
-        rows = [dict(r) for r in s.execute(text(pairs_sql(condition)), {"batch": batch.id}).mappings()]
-        counts = read_counts(s, batch.id, condition, by)
-        totals = batch_totals(s, batch.id)
-        plotting = plot_dir is not None and fmt == "table"
-        dose_counts = (
-            read_counts(s, batch.id, condition, "style-weight") if plotting and by != "style-weight" else counts
-        )
-        controls = control_paths(s, run.id, batch.spec["style"]["size"]) if plotting else {}
-    k = len(ds.classes)
-    result = strata(counts, rows, by, resamples, seed)
+        study = view.analyse(view.read_study(s, batch_ref, condition), by)
+        controls = view.control_images(s, study) if plot_dir else {}
+    frames = {"rates": study.table, "contrasts": study.contrasts, "baselines": study.baselines, "cells": study.cells}
     if fmt == "json":
-        print_json(json_rows(result, by, condition, resamples, seed, k))
+        print_json(
+            {
+                "batch": study.info["batch_id"],
+                "treatment": study.info["treatment"],
+                "method": analysis.METHOD,
+                **{k: view.plain(v) for k, v in frames.items()},
+            }
+        )
     elif fmt == "csv":
-        write_csv(result, by, k)
+        frames[part].to_csv(sys.stdout, index=False)
     else:
-        print_table(result, batch, run, ds, by, condition, resamples, seed, len(rows), totals)
-    if plotting:
+        print_study(study)
+    if plot_dir:
         from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
 
         plot_dir.mkdir(parents=True, exist_ok=True)
-        doses = strata(dose_counts, rows, "style-weight", resamples, seed) if by != "style-weight" else result
-        for path in plots.attribution_plots(
-            rows, doses, chance_levels(k), lab.settings.artifacts, controls, plot_dir, batch.id[:8]
-        ):
+        for path in plots.attribution_plots(study, lab.settings.artifacts, controls, plot_dir):
             click.echo(f"wrote {path}")
 
 
-def json_rows(result: list[Stratum], by: str, condition: str, resamples: int, seed: int, k: int) -> list[dict]:
-    chance = chance_levels(k)
-    return [
-        {
-            **dict(zip(GROUPS[by], r.key)),
-            "stylizations": r.n,
-            "pairs": r.pairs,
-            "content_images": r.content_images,
-            "style_images": r.style_images,
-            "median_loss_ratio": r.median_loss_ratio,
-            **{
-                o: {
-                    "count": r.counts[o],
-                    "rate": r.rate(o),
-                    "bootstrap_95": list(r.bootstrap[o]),
-                    "wilson_95": list(r.wilson[o]),
-                    "chance": chance[o],
-                }
-                for o in OUTCOMES
-            },
-            "condition": condition,
-            "resamples": resamples,
-            "seed": seed,
-        }
-        for r in result
-    ]
+def print_study(study) -> None:
+    """The intro lines, the rates, contrasts and baselines tables, the method and the rows' query."""
+    from orchestrator import attribution as view
 
-
-def write_csv(result: list[Stratum], by: str, k: int) -> None:
-    chance = chance_levels(k)
-    w = csv.writer(sys.stdout)
-    w.writerow(
-        [
-            *GROUPS[by],
-            "stylizations",
-            "pairs",
-            "content_images",
-            "style_images",
-            "median_loss_ratio",
-            *(
-                f"{o}_{x}"
-                for o in OUTCOMES
-                for x in ("count", "rate", "boot_lo", "boot_hi", "wilson_lo", "wilson_hi", "chance")
-            ),
-        ]
-    )
-    for r in result:
-        w.writerow(
-            [
-                *r.key,
-                r.n,
-                r.pairs,
-                r.content_images,
-                r.style_images,
-                r.median_loss_ratio,
-                *(x for o in OUTCOMES for x in (r.counts[o], r.rate(o), *r.bootstrap[o], *r.wilson[o], chance[o])),
-            ]
-        )
-
-
-def print_table(
-    result: list[Stratum],
-    batch: StyleBatch,
-    run: Run,
-    ds: Dataset,
-    by: str,
-    condition: str,
-    resamples: int,
-    seed: int,
-    kept: int,
-    totals: dict[str, int],
-) -> None:
-    k = len(ds.classes)
-    console.print(
-        f"[bold]batch {batch.id}[/] on {ds.name}: {totals['asked']} stylizations asked, {totals['cross']} "
-        f"cross-artist done, {totals['same']} same-artist (their own outcome, never pooled)",
-        highlight=False,
-    )
-    for line in describe_batch(batch, run, k):
+    for line in study.intro:
         console.print(line, highlight=False, style="yellow" if line.startswith("warning") else None)
+    for title, (head, rows) in (
+        (f"whom the classifier names, by {study.by} ({analysis.METHOD_SHORT})", view.rate_rows(study)),
+        (
+            f"contrasts on the pairs complete at every {study.level_name} ({analysis.METHOD_SHORT})",
+            view.contrast_rows(study),
+        ),
+        ("baselines beside the rates", view.baseline_rows(study)),
+    ):
+        console.print(table(title, head, rows))
+    console.print(analysis.METHOD, highlight=False)
+    console.print(view.MARK_NOTE, highlight=False)
     console.print(
-        f"kept {kept} of {totals['cross']} cross-artist stylizations: {CONDITION_TEXT[condition]}", highlight=False
+        f'rows: atelier query "{analysis.ROWS_SQL.replace(":batch", repr(study.info["batch_id"]))}"', highlight=False
     )
-    columns = (
-        *(KEY_COLUMNS[c] for c in GROUPS[by]),
-        "n",
-        "pairs",
-        "content imgs",
-        "style imgs",
-        *(f"{o}: rate, bootstrap, Wilson" for o in OUTCOMES),
-        "β·style/α·content",
-    )
-    console.print(
-        table(
-            f"whom the classifier names, by {by}",
-            columns,
-            [
-                (
-                    *(f"{v:g}" if isinstance(v, float) else v for v in r.key),
-                    r.n,
-                    r.pairs,
-                    r.content_images,
-                    r.style_images,
-                    *(
-                        f"{r.rate(o):.2f} ({r.bootstrap[o][0]:.2f}-{r.bootstrap[o][1]:.2f}; W {r.wilson[o][0]:.2f}-{r.wilson[o][1]:.2f})"
-                        for o in OUTCOMES
-                    ),
-                    "" if r.median_loss_ratio is None else f"{r.median_loss_ratio:.3g}",
-                )
-                for r in result
-            ],
-        )
-    )
-    console.print(chance_text(k), highlight=False)
-    console.print(METHOD.format(resamples=resamples, seed=seed), highlight=False)
-    quoted = repr(batch.id)
-    console.print(f'rows: atelier query "{pairs_sql(condition).replace(":batch", quoted)}"', highlight=False)
-    console.print(f'counts: atelier query "{counts_sql(condition, by).replace(":batch", quoted)}"', highlight=False)
+
+
+@click.command("dose-response")
+@click.argument("batch_ref")
+@click.option("--by", type=click.Choice(tuple(analysis.D50_GROUPS)), default="style-artist", show_default=True)
+@CONDITION
+@PLOT
+@FORMAT
+@pass_lab
+def dose_response_cmd(lab, batch_ref, by, condition, plot_dir, fmt) -> None:
+    """d50 per group: the dose at which the style artist overtakes the content artist, on the named answer and on
+    the stored probabilities, fitted in log dose with a two-way clustered interval."""
+    from orchestrator import attribution as view
+
+    with lab.sessions() as s:
+        study = view.read_study(s, batch_ref, condition)
+    fits = analysis.dose_response(study.records, by, condition)
+    if fmt == "json":
+        print_json({"batch": study.info["batch_id"], "method": analysis.FIT_METHOD, "fits": view.plain(fits)})
+    elif fmt == "csv":
+        fits.to_csv(sys.stdout, index=False)
+    else:
+        for line in study.intro:
+            console.print(line, highlight=False, style="yellow" if line.startswith("warning") else None)
+        console.print(table(f"d50 by {by}", *view.d50_rows(fits, study.level_name)))
+        console.print(analysis.FIT_METHOD, highlight=False)
+        console.print(view.MARK_NOTE, highlight=False)
+    if plot_dir:
+        from orchestrator import plots
+
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        curves = analysis.dose_curves(study.records, by, condition)
+        tag = study.info["batch_id"][:8]
+        path = plots.d50_curves(curves, fits, by, study.level_name, plot_dir / f"dose-response-{tag}-{by}.png", tag)
+        if path:
+            click.echo(f"wrote {path}")
+
+
+@click.command("export")
+@click.argument("batch_ref")
+@click.option("--format", "fmt", type=click.Choice(("csv", "parquet")), default="csv", show_default=True)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="The file to write (default for csv: standard output; parquet needs it).",
+)
+@pass_lab
+def export_cmd(lab, batch_ref, fmt, out) -> None:
+    """Every stylization and matched control of a batch with its full record (one table; `record` says which)."""
+    if fmt == "parquet" and out is None:
+        raise ConfigError("--format parquet writes a file: give --out FILE")
+    with lab.sessions() as s:
+        frame = analysis.export_frame(s, batch_ref)
+    if fmt == "csv":
+        frame.to_csv(out if out else sys.stdout, index=False)
+    else:
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError as exc:
+            raise ConfigError(f"parquet needs pyarrow ({exc}); pip install pyarrow, or use --format csv") from None
+    if out:
+        click.echo(f"wrote {out}: {len(frame)} records", err=True)
+
+
+COMMANDS = [attribution_cmd, dose_response_cmd, export_cmd]

@@ -274,6 +274,21 @@ def show_cmd(lab, name, n_groups) -> None:
             [(lbl, c["train"], c["val"], c["test"], sum(c.values())) for lbl, c in sorted(per.items())],
         )
     )
+    print_groups(grouped, n_groups)
+    if skipped:
+        kinds = Counter((attrs or {}).get("skip", "unusable") for _, _, attrs in skipped)
+        why = ", ".join(f"{kinds[k]} {k}" for k in ("ambiguous", "duplicate") if kinds[k])
+        console.print(
+            table(
+                f"{len(skipped)} skipped files" + (f" ({why})" if why else ""),
+                ("path", "reason"),
+                [(path, error) for path, error, _ in skipped],
+            )
+        )
+
+
+def print_groups(grouped: list, n_groups: int | None) -> None:
+    """The near-duplicate groups (each kept in one split), those mixing labels first."""
     groups: dict[int, list] = {}
     for g, path, label, split in grouped:
         groups.setdefault(g, []).append((path, label, split))
@@ -306,16 +321,6 @@ def show_cmd(lab, name, n_groups) -> None:
                     )
                     for g, members in shown
                 ],
-            )
-        )
-    if skipped:
-        kinds = Counter((attrs or {}).get("skip", "unusable") for _, _, attrs in skipped)
-        why = ", ".join(f"{kinds[k]} {k}" for k in ("ambiguous", "duplicate") if kinds[k])
-        console.print(
-            table(
-                f"{len(skipped)} skipped files" + (f" ({why})" if why else ""),
-                ("path", "reason"),
-                [(path, error) for path, error, _ in skipped],
             )
         )
 

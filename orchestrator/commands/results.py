@@ -12,7 +12,7 @@ from core import weights as names
 from core.config import METRIC_NAMES
 from core.errors import ConfigError
 from db.models import Dataset, EpochMetric, Job, Run, SweepCell
-from orchestrator.commands.attribution import attribution_cmd
+from orchestrator.commands.attribution import COMMANDS as STUDY_COMMANDS
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.gridspec import split_constant
 from orchestrator.lookups import find_sweep
@@ -128,21 +128,7 @@ def run_cmd(lab, run_id, plot_dir) -> None:
             raise ConfigError(f"no run {run_id}")
         ds = s.get(Dataset, run.dataset_id)
         job = s.get(Job, run.job_id)
-        epochs = [
-            dict(
-                epoch=e.epoch,
-                phase=e.phase,
-                stage=e.stage,
-                loss=e.loss,
-                top1=e.top1,
-                top2=e.top2,
-                macro_f1=e.macro_f1,
-                lr=e.lr,
-            )
-            for e in s.scalars(
-                select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase)
-            )
-        ]
+        epochs = epoch_rows(s, run_id)
     console.print(f"[bold]run {run.id}[/] on {ds.name}: {run.arch}, job {job.id} {job.status}")
     name, sha = run_weights(run)
     console.print(f"weights: {names.describe(name, sha)}", highlight=False)
@@ -170,25 +156,48 @@ def run_cmd(lab, run_id, plot_dir) -> None:
         )
         console.print(table("per-class F1", ("class", "F1"), zip(ds.classes, run.test_per_class_f1)))
     if plot_dir:
-        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+        plot_run(run, ds, epochs, plot_dir)
 
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        written = [
-            plots.training_curves(
-                epochs, plot_dir / f"run-{run_id}-curves.png", f"run {run_id} {run.arch} on {ds.name}"
+
+def epoch_rows(session, run_id: int) -> list[dict]:
+    """A run's per-epoch metrics, in epoch and phase order."""
+    return [
+        dict(
+            epoch=e.epoch,
+            phase=e.phase,
+            stage=e.stage,
+            loss=e.loss,
+            top1=e.top1,
+            top2=e.top2,
+            macro_f1=e.macro_f1,
+            lr=e.lr,
+        )
+        for e in session.scalars(
+            select(EpochMetric).where(EpochMetric.run_id == run_id).order_by(EpochMetric.epoch, EpochMetric.phase)
+        )
+    ]
+
+
+def plot_run(run: Run, ds: Dataset, epochs: list[dict], plot_dir: Path) -> None:
+    """Training curves and the test confusion matrix as PNG."""
+    from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
+    run_id = run.id
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        plots.training_curves(epochs, plot_dir / f"run-{run_id}-curves.png", f"run {run_id} {run.arch} on {ds.name}")
+    ]
+    if run.test_confusion:
+        written.append(
+            plots.confusion_matrix(
+                run.test_confusion,
+                ds.classes,
+                plot_dir / f"run-{run_id}-confusion.png",
+                f"run {run_id}: test confusion",
             )
-        ]
-        if run.test_confusion:
-            written.append(
-                plots.confusion_matrix(
-                    run.test_confusion,
-                    ds.classes,
-                    plot_dir / f"run-{run_id}-confusion.png",
-                    f"run {run_id}: test confusion",
-                )
-            )
-        for p in written:
-            click.echo(f"wrote {p}")
+        )
+    for p in written:
+        click.echo(f"wrote {p}")
 
 
 # The columns of `results grid` and the grid_leaderboard columns they show.
@@ -267,42 +276,53 @@ def grid_cmd(lab, sweep_ref, top, plot_dir, x_axis, y_axis, as_json) -> None:
             ]
         )
     else:
-        constant, varying = split_constant([r["cell"] for r in rows])
-        if constant:
-            click.echo(f"every cell: {' '.join(f'{k}={v}' for k, v in constant.items())}")
-        console.print(
-            table(
-                f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}",
-                tuple(GRID_COLUMNS),
-                [
-                    tuple(
-                        " ".join(f"{k}={r[c][k]}" for k in varying if k in r[c]) or "-" if c == "cell" else r[c]
-                        for c in GRID_COLUMNS
-                    )
-                    for r in rows
-                ],
-            )
-        )
-        used = sorted({names.describe(name, sha) for _, name, sha in weights.values()})
-        click.echo(f"weights: {', '.join(used) or '-'}")
+        print_grid(sweep, rows, weights)
     warn_random([(run_id, arch, name) for run_id, (arch, name, _) in sorted(weights.items())], err=as_json)
     if plot_dir:
-        from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+        plot_grid(sweep, rows, plot_dir, x_axis, y_axis)
 
-        plot_dir.mkdir(parents=True, exist_ok=True)
-        value = METRIC_COLUMNS[sweep.metric]
-        path = plots.grid_heatmap(
-            [(r["cell"], r[value]) for r in rows if r["stage"] == "grid"],
-            x_axis,
-            y_axis,
-            plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
-            f"sweep {sweep.id[:8]}: best val {METRIC_NAMES[sweep.metric]} over the other parameters",
+
+def print_grid(sweep, rows: list[dict], weights: dict) -> None:
+    """The leaderboard with only what varies between cells, and the weights the cells used."""
+    constant, varying = split_constant([r["cell"] for r in rows])
+    if constant:
+        click.echo(f"every cell: {' '.join(f'{k}={v}' for k, v in constant.items())}")
+    console.print(
+        table(
+            f"sweep {sweep.id}: ranked by validation {METRIC_NAMES[sweep.metric]}",
+            tuple(GRID_COLUMNS),
+            [
+                tuple(
+                    " ".join(f"{k}={r[c][k]}" for k in varying if k in r[c]) or "-" if c == "cell" else r[c]
+                    for c in GRID_COLUMNS
+                )
+                for r in rows
+            ],
         )
-        click.echo(f"wrote {path}")
+    )
+    used = sorted({names.describe(name, sha) for _, name, sha in weights.values()})
+    click.echo(f"weights: {', '.join(used) or '-'}")
 
 
-# The attribution analysis has its own module; it is a results subcommand like the others.
-results_group.add_command(attribution_cmd)
+def plot_grid(sweep, rows: list[dict], plot_dir: Path, x_axis: str, y_axis: str) -> None:
+    """A heatmap of the sweep's validation metric over two axes (each square: the best cell)."""
+    from orchestrator import plots  # matplotlib costs half a second of start-up: only when plotting
+
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    value = METRIC_COLUMNS[sweep.metric]
+    path = plots.grid_heatmap(
+        [(r["cell"], r[value]) for r in rows if r["stage"] == "grid"],
+        x_axis,
+        y_axis,
+        plot_dir / f"sweep-{sweep.id[:8]}-{y_axis}-{x_axis}.png",
+        f"sweep {sweep.id[:8]}: best val {METRIC_NAMES[sweep.metric]} over the other parameters",
+    )
+    click.echo(f"wrote {path}")
+
+
+# The attribution study has its own module; its commands are results subcommands like the others.
+for command in STUDY_COMMANDS:
+    results_group.add_command(command)
 
 
 COMMANDS = [results_group]

@@ -6,24 +6,9 @@ import stat
 
 import pytest
 
-from tests.conftest import unique
 from tests.integration.test_stylize import TINY, wait_batch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def trained(sqlite_stack):
-    """3 synthetic artists and a small classifier trained on them, to the end."""
-    stack = sqlite_stack
-    name = unique("dose")
-    stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
-    run = stack.json(
-        "train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "1", "--image-size", "32",
-        "--batch-size", "8",
-    )  # fmt: skip
-    assert stack.wait_job(run["job"])["status"] == "succeeded"
-    return name, run["run"]
 
 
 def decoded(value):
@@ -38,8 +23,8 @@ def stylize(stack, name, run, *extra):
     )  # fmt: skip
 
 
-def test_a_dose_batch_records_its_dose_beta_balance_checkpoint_and_probabilities(sqlite_stack, trained):
-    stack, (name, run) = sqlite_stack, trained
+def test_a_dose_batch_records_its_dose_beta_balance_checkpoint_and_probabilities(sqlite_stack, classifier):
+    stack, (name, run) = sqlite_stack, classifier
     out = stylize(stack, name, run, "--dose", "0,1")
     wait_batch(stack, out["batch"])
     rows = stack.query(f"SELECT * FROM attribution_pairs WHERE batch_id = '{out['batch']}'")
@@ -70,8 +55,8 @@ def test_a_dose_batch_records_its_dose_beta_balance_checkpoint_and_probabilities
     assert all(sum(decoded(c["probs"]).values()) == pytest.approx(1, abs=1e-4) for c in controls)
 
 
-def test_raw_betas_stay_for_the_paper_and_never_share_a_stratum_with_doses(sqlite_stack, trained):
-    stack, (name, run) = sqlite_stack, trained
+def test_raw_betas_stay_for_the_paper_and_never_share_a_stratum_with_doses(sqlite_stack, classifier):
+    stack, (name, run) = sqlite_stack, classifier
     out = stylize(stack, name, run, "--style-weight", "1")
     wait_batch(stack, out["batch"])
     rows = stack.query(f"SELECT * FROM attribution_pairs WHERE batch_id = '{out['batch']}'")
@@ -79,8 +64,8 @@ def test_raw_betas_stay_for_the_paper_and_never_share_a_stratum_with_doses(sqlit
     assert all(r["style_weight"] == 1 and r["balance"] > 0 for r in rows)
 
 
-def test_refusals_are_one_line_and_write_nothing(sqlite_stack, trained):
-    stack, (name, run) = sqlite_stack, trained
+def test_refusals_are_one_line_and_write_nothing(sqlite_stack, classifier):
+    stack, (name, run) = sqlite_stack, classifier
     before = stack.query("SELECT count(*) AS n FROM jobs")[0]["n"]
     base = ["stylize", "--dataset", name, "--classifier", str(run), "--vgg-weights", "random", *TINY]
     for extra, says in (

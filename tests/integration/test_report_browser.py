@@ -65,10 +65,11 @@ def test_batch_report_in_a_browser(sqlite_stack, batch_report, chromium):
     batch, page = batch_report
     check, _ = open_report(chromium, page)
     doses = sqlite_stack.query(
-        "SELECT DISTINCT style_weight FROM attribution_pairs WHERE batch_id = "
+        "SELECT DISTINCT level FROM attribution_pairs WHERE batch_id = "
         f"'{batch}' AND outcome != 'same' AND content_correct AND style_correct"
     )
-    assert check.tables["attribution"] == 1 + len(doses)  # a header, then a row per dose with kept stylizations
+    # a header, the control arm, then a row per dose with kept stylizations
+    assert check.tables["attribution"] == 1 + (1 if doses else 0) + len(doses)
 
 
 def test_the_screenshot_script_photographs_a_report(batch_report, chromium, tmp_path):

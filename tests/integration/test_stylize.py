@@ -5,7 +5,6 @@ import json
 import pytest
 from PIL import Image
 
-from tests.conftest import unique
 from tests.report_page import read_page
 from tests.services import wait_until
 
@@ -46,8 +45,8 @@ def check_report(stack, batch: str, out, kept: list[dict]) -> None:
     assert f"wrote {out / 'index.html'}" in shown
     page = read_page(out / "index.html")
     assert page.images
-    doses = {r["style_weight"] for r in kept}
-    assert page.rows["attribution"] == 1 + len(doses)
+    doses = {r["level"] for r in kept}
+    assert page.rows["attribution"] == 1 + (1 if kept else 0) + len(doses)  # a header, the control arm, the doses
     for outcome in ("content", "style", "other"):
         n = sum(r["outcome"] == outcome for r in kept)
         assert page.figures[outcome] == min(2, n)
@@ -63,31 +62,6 @@ def check_report(stack, batch: str, out, kept: list[dict]) -> None:
     assert (out / f"map-{batch[:8]}.png").is_file() and "not computed" not in (out / "index.html").read_text()
     counts, pairs = page.queries
     assert sum(r["n"] for r in stack.query(counts)) == len(kept) == len(stack.query(pairs))
-
-
-@pytest.fixture(scope="module")
-def classifier(sqlite_stack):
-    """A dataset of 3 synthetic artists and a small classifier trained on it."""
-    stack = sqlite_stack
-    name = unique("style")
-    stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
-    run = stack.json(
-        "train",
-        "--dataset",
-        name,
-        "--arch",
-        "baseline-cnn",
-        "--epochs",
-        "2",
-        "--image-size",
-        "32",
-        "--lr",
-        "1e-3",
-        "--batch-size",
-        "8",
-    )
-    assert stack.wait_job(run["job"])["status"] == "succeeded"
-    return name, run["run"]
 
 
 def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_stack, classifier, tmp_path):
@@ -163,19 +137,20 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
         f"SELECT style_artist, content_artist FROM attribution_by_pair WHERE batch_id = '{out['batch']}'"
     )
     assert all(p["style_artist"] != p["content_artist"] for p in by_pair)
-    table = json.loads(
+    found = json.loads(
         stack.atelier("results", "attribution", out["batch"], "--condition", "none", "--format", "json").stdout
     )
-    assert {t["style_weight"] for t in table} == {0.0, 100.0}  # doses are strata
-    assert sum(t["stylizations"] for t in table) == 12  # the 6 same-artist stylizations are left out
+    table = [t for t in found["rates"] if t["treatment"] != "control"]
+    assert {t["level"] for t in table} == {r["level"] for r in rows}  # doses are strata
+    assert sum(t["n"] for t in table) == 12  # the 6 same-artist stylizations are left out
     for t in table:
-        assert sum(t[o]["count"] for o in ("content", "style", "other")) == t["stylizations"]
-        assert t["pairs"] == 6 and t["content"]["chance"] == pytest.approx(1 / 3)
-        lo, hi = t["style"]["bootstrap_95"]
-        assert lo <= t["style"]["rate"] <= hi
+        assert sum(t[f"{o}_count"] for o in ("content", "style", "other")) == t["n"]
+        assert t["pairs"] == 6
+        assert t["style_low"] is None or t["style_low"] <= t["style_rate"] <= t["style_high"]
+    assert all(b["chance_uniform"] == pytest.approx(1 / 3) for b in found["baselines"])
 
     text = stack.atelier("results", "attribution", out["batch"], "--plot", str(tmp_path)).stdout
-    assert "chance for 3 artists" in text and "cluster bootstrap" in text and "random init" in text
+    assert "uniform chance" in text and "two-way cluster-robust" in text and "random init" in text
     assert "same-artist" in text and "attribution_pairs" in text
     assert len(list(tmp_path.glob("attribution-*.png"))) == 3
 

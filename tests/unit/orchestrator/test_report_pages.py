@@ -23,7 +23,7 @@ from orchestrator.confusion import per_class_scores, row_normalised
 from orchestrator.lookups import find_group, find_job, find_report_target, find_sweep
 from tests.conftest import backend_env
 from tests.report_page import read_page
-from tests.unit.orchestrator.test_results_attribution import STYLE, add_batch
+from tests.unit.orchestrator.test_results_attribution import SHA, STYLE, add_batch
 
 ARTISTS = ["Bosch", "Cézanne", "Monet", "Vermeer"]
 # rows: true artist, columns: named artist (Vermeer has no test image; nobody is ever named Monet)
@@ -273,6 +273,8 @@ def add_controls(s, run: Run, images: list[Image], artifacts: Path) -> None:
                 predicted=img.label,
                 correct=img.id not in (2, 7),
                 top3=[],
+                checkpoint_sha256=SHA,
+                probs={img.label: 0.9},
                 image_path=path,
             )
         )
@@ -419,7 +421,8 @@ def test_batch_pages(store, tmp_path):
     data.inspection = fabricated_inspection(artifacts, seeded["images"], [1, 5])
     index = report_batch.write(data, artifacts, tmp_path, per_outcome=4, pages=2, seed=0)
     page = read_page(index)
-    assert page.rows["attribution"] == 1 + 3  # three doses
+    assert page.rows["attribution"] == 1 + 1 + 3  # the control arm, then three doses
+    assert page.rows["d50"] == 1 + 2 * 4 and page.rows["contrasts"] > 1 and page.rows["baselines"] == 1 + 3
     assert (tmp_path / f"map-{seeded['batch'][:8]}.png").is_file()
     counts = Counter(r["outcome"] for r in data.rows)
     for outcome in ("content", "style", "other"):
@@ -557,7 +560,7 @@ def test_a_running_batch_is_reported_and_its_map_waits(store, tmp_path):
     assert r.exit_code == 0, r.output
     html = (tmp_path / "b" / "index.html").read_text(encoding="utf-8")
     assert "1 job(s) of the batch are still queued or running" in html
-    assert read_page(tmp_path / "b" / "index.html").rows["attribution"] == 1 + 3
+    assert read_page(tmp_path / "b" / "index.html").rows["attribution"] == 1 + 1 + 3
 
 
 def test_a_work_removed_by_hand_leaves_the_report_whole(store, tmp_path):
@@ -576,5 +579,5 @@ def test_a_work_removed_by_hand_leaves_the_report_whole(store, tmp_path):
     finally:
         for r in data.rows:
             (away / r["image_path"]).rename(artifacts / r["image_path"])
-    assert read_page(index).rows["attribution"] == 1 + 3
+    assert read_page(index).rows["attribution"] == 1 + 1 + 3
     assert (tmp_path / "page" / f"attribution-{seeded['batch'][:8]}-contact-sheet.png").is_file()

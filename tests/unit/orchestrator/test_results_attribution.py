@@ -9,17 +9,17 @@ from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import text
 
-from core.errors import ConfigError
+import analysis
+from analysis.records import OUTCOMES
 from core.settings import Settings
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Dataset, Image, Job, Run, StyleBatch, StyleBatchPair, StyleControl, Stylization, Sweep, SweepCell
-from orchestrator.attribution import CONDITIONS, GROUPS, counts_sql, pairs_sql, strata
-from orchestrator.stats import OUTCOMES
 from tests.conftest import backend_env
 
 ARTISTS = ("Bosch", "Cézanne", "Monet", "Vermeer")
-DOSES = (0.0, 10.0, 1000.0)
+DOSES = (0.0, 0.5, 2.0)
+SHA = "5e" * 32  # the classifier checkpoint that answered
 STYLE = {
     "loss": "gatys",
     "pool": "avg",
@@ -84,6 +84,8 @@ def seed_store(env: dict) -> tuple[str, str]:
                         predicted=img.label,
                         correct=img.id not in (2, 7, 11),
                         top3=[],
+                        checkpoint_sha256=SHA,
+                        probs={a: (0.7 if a == img.label else 0.1) for a in ARTISTS},
                         image_path=path,
                     )
                 )
@@ -126,7 +128,9 @@ def add_batch(s, ds: Dataset, run: Run, images: list[Image], artifacts) -> str:
     rng = random.Random(7)
     batches = [
         StyleBatch(
-            dataset_id=ds.id, classifier_run_id=run.id, spec={"style": STYLE, "vgg_weights": None, "vgg_norm": None}
+            dataset_id=ds.id,
+            classifier_run_id=run.id,
+            spec={"style": STYLE, "vgg_weights": None, "vgg_norm": None, "doses": list(DOSES)},
         )
         for _ in range(2)
     ]
@@ -147,7 +151,15 @@ def add_batch(s, ds: Dataset, run: Run, images: list[Image], artifacts) -> str:
                 style_image_id=st.id,
                 style_artist=st.label,
                 content_weight=1.0,
-                style_weight=beta,
+                style_weight=beta * 1e4,
+                dose=beta,
+                balance=beta * (0.8 + 0.4 * rng.random()),
+                checkpoint_sha256=SHA,
+                p_content=rng.random() / 2,
+                p_style=rng.random() / 2,
+                probs={},
+                answers=[],
+                predicted_half=c.label,
                 steps=3,
                 size=STYLE["size"],
                 optimizer="adam",
@@ -208,81 +220,107 @@ def recount(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, dict]:
     }
 
 
-@pytest.mark.parametrize("by", GROUPS)
-@pytest.mark.parametrize("condition", CONDITIONS)
-def test_counts_per_stratum_come_from_sql_and_match_the_rows(store, by, condition):
+@pytest.mark.parametrize("by", analysis.GROUPS)
+@pytest.mark.parametrize("condition", analysis.CONDITIONS)
+def test_the_api_and_the_cli_agree_and_match_a_recount_of_the_rows(store, by, condition):
     env, batch, _ = store
-    engine = make_engine(Settings.from_env(env).database_url)
-    with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(text(pairs_sql(condition)), {"batch": batch}).mappings()]
-        counted = [dict(r) for r in conn.execute(text(counts_sql(condition, by)), {"batch": batch}).mappings()]
-    engine.dispose()
-    keys = GROUPS[by]
-    assert rows and all(r["outcome"] != "same" for r in rows)
-    expected = recount(rows, keys)
-    assert len(counted) == len(expected)  # one row per stratum: a batch has one content weight
-    for c in counted:
-        assert {k: c[k] for k in ("n", "pairs", "content_images", "style_images", *OUTCOMES)} == expected[
-            tuple(c[k] for k in keys)
-        ]
-    table = json.loads(
-        atelier(
-            env,
-            "results",
-            "attribution",
-            batch[:8],
-            "--by",
-            by,
-            "--condition",
-            condition,
-            "--format",
-            "json",
-            "--resamples",
-            "200",
-        )
+    url = Settings.from_env(env).database_url
+    records = analysis.load_batch(url, batch[:8])
+    assert len(records) == 12 * 12 * 3 and set(records["arm"]) == {"cross", "same"}
+    assert (records["treatment"] == "dose").all() and set(records["level"]) == set(DOSES)
+    assert records["content_control_p_content"].eq(0.7).all()  # the controls' probabilities joined by checkpoint
+    rows = analysis.kept(records, condition)
+    keys = analysis.GROUPS[by]
+    expected = recount(rows.to_dict("records"), ("level", *keys))
+    out = json.loads(
+        atelier(env, "results", "attribution", batch[:8], "--by", by, "--condition", condition, "--format", "json")
     )
-    assert [tuple(t[k] for k in keys) for t in table] == sorted(expected, key=lambda k: (float(k[0]), *map(str, k[1:])))
-    for t in table:
-        e = expected[tuple(t[k] for k in keys)]
-        assert (t["stylizations"], t["pairs"], t["content_images"], t["style_images"]) == (
+    assert "two-way cluster-robust" in out["method"] and out["treatment"] == "dose"
+    doses = [t for t in out["rates"] if t["treatment"] == "dose"]
+    assert len(doses) == len(expected)
+    for t in doses:
+        e = expected[(t["level"], *(t[k] for k in keys))]
+        assert (t["n"], t["pairs"], t["content_images"], t["style_images"]) == (
             e["n"],
             e["pairs"],
             e["content_images"],
             e["style_images"],
         )
         for o in OUTCOMES:
-            assert (t[o]["count"], t[o]["rate"]) == (e[o], e[o] / e["n"])
-            assert t[o]["bootstrap_95"][0] <= t[o]["rate"] <= t[o]["bootstrap_95"][1]
+            assert (t[f"{o}_count"], t[f"{o}_rate"]) == (e[o], pytest.approx(e[o] / e["n"]))
+            assert t[f"{o}_low"] is None or t[f"{o}_low"] <= t[f"{o}_rate"] <= t[f"{o}_high"]
+    api = analysis.attribution_table(records, by, condition)
+    assert list(api.loc[api["treatment"] == "dose", "style_rate"]) == pytest.approx([t["style_rate"] for t in doses])
+    controls = [t for t in out["rates"] if t["treatment"] == "control"]
+    assert len(controls) == max(1, len({tuple(t[k] for k in keys) for t in doses}))
+    assert len(out["baselines"]) == len(doses) and all(b["chance_uniform"] == 0.25 for b in out["baselines"])
 
 
-def test_the_default_counts_are_the_documented_views(store):
-    assert "FROM attribution_by_weight" in counts_sql("both", "style-weight")
-    assert "FROM attribution_by_pair" in counts_sql("both", "pair")
-    for by in ("style-artist", "content-artist"):
-        assert "FROM attribution_pairs" in counts_sql("both", by)
+def test_the_views_count_what_the_api_counts(store):
     env, batch, _ = store
-    text_out = atelier(env, "results", "attribution", batch[:8], "--resamples", "200")
-    assert (
-        "attribution_by_weight" in text_out and "attribution_pairs" in text_out and "chance for 4 artists" in text_out
+    url = Settings.from_env(env).database_url
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        view = [
+            dict(r)
+            for r in conn.execute(
+                text("SELECT * FROM attribution_by_weight WHERE batch_id = :b"), {"b": batch}
+            ).mappings()
+        ]
+    engine.dispose()
+    table = analysis.attribution_table(analysis.load_batch(url, batch), "dose", "both")
+    doses = table[table["treatment"] == "dose"]
+    assert sorted((v["level"], v["n"], v["style"]) for v in view) == sorted(
+        zip(doses["level"], doses["n"], doses["style_count"])
     )
 
 
-def test_table_csv_and_plots(store, tmp_path):
+def test_table_csv_plots_dose_response_and_export(store, tmp_path):
     env, batch, _ = store
-    for by in GROUPS:
-        shown = atelier(
-            env, "results", "attribution", batch[:8], "--by", by, "--condition", "none", "--resamples", "200"
-        )
-        assert "kept 324 of 324 cross-artist stylizations" in shown
-        lines = atelier(env, "results", "attribution", batch[:8], "--by", by, "--format", "csv", "--resamples", "200")
-        assert lines.splitlines()[0].startswith(",".join(GROUPS[by]) + ",stylizations,pairs")
-    shown = atelier(
-        env, "results", "attribution", batch[:8], "--by", "pair", "--plot", str(tmp_path), "--resamples", "200"
-    )
+    for by in analysis.GROUPS:
+        shown = atelier(env, "results", "attribution", batch[:8], "--by", by, "--condition", "none")
+        assert "kept 324 of 324 cross-artist stylizations" in shown and "uniform chance" in shown
+        assert "two-way cluster-robust" in shown and "control (unstylized)" in shown
+        lines = atelier(env, "results", "attribution", batch[:8], "--by", by, "--format", "csv")
+        assert lines.splitlines()[0].startswith(",".join(("treatment", "level", *analysis.GROUPS[by])))
+    for part in ("contrasts", "baselines", "cells"):
+        assert atelier(env, "results", "attribution", batch[:8], "--format", "csv", "--part", part).count("\n") > 1
+    shown = atelier(env, "results", "attribution", batch[:8], "--by", "dose", "--plot", str(tmp_path))
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         f"attribution-{batch[:8]}-{name}.png" for name in ("contact-sheet", "dose-response", "heatmap")
     ]
     assert shown.count("wrote ") == 3
+    fits = json.loads(atelier(env, "results", "dose-response", batch[:8], "--condition", "none", "--format", "json"))
+    assert {(f["style_artist"], f["outcome"]) for f in fits["fits"]} == {
+        (a, o) for a in ARTISTS for o in ("named", "probs")
+    }
+    assert "d50" in atelier(env, "results", "dose-response", batch[:8], "--by", "all", "--plot", str(tmp_path))
+    assert (tmp_path / f"dose-response-{batch[:8]}-all.png").is_file()
+    out = tmp_path / "all.csv"
+    atelier(env, "results", "export", batch[:8], "--out", str(out))
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert (frame["record"] == "stylization").sum() == 12 * 12 * 3 and (frame["record"] == "control").sum() == 12
+    assert {"dose", "style_weight", "p_style", "checkpoint_sha256", "probs", "seed", "vgg_weights"} <= set(
+        frame.columns
+    )
+    atelier(env, "results", "export", batch[:8], "--format", "parquet", "--out", str(tmp_path / "all.parquet"))
+    assert len(pd.read_parquet(tmp_path / "all.parquet")) == len(frame)
+
+
+def test_bad_inputs_are_one_line_errors(store):
+    from orchestrator.cli import cli
+
+    env, batch, _ = store
+    for args in (
+        ["results", "attribution", "nope"],
+        ["results", "dose-response", "nope"],
+        ["results", "export", batch[:8], "--format", "parquet"],
+    ):
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code != 0 and result.exception is None or isinstance(result.exception, SystemExit)
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
 
 
 def test_results_runs_and_grid_read_named_rows(store):
@@ -307,29 +345,3 @@ def test_results_runs_and_grid_read_named_rows(store):
     # What every cell shares is said once above the table; the cell column shows only what varies.
     assert "every cell: augment=keras" in shown and "weights:" in shown
     assert "lr=0.0001" in shown and "augment=keras" not in shown.split("every cell:")[1].split("\n", 1)[1]
-
-
-def test_strata_refuse_counts_that_disagree_with_their_rows():
-    rows = [
-        {"style_weight": 1.0, "outcome": o, "content_image_id": i, "style_image_id": 9, "loss_ratio": None}
-        for i, o in enumerate(("content", "style", "style"))
-    ]
-    counts = [
-        {
-            "style_weight": 1.0,
-            "n": 3,
-            "pairs": 3,
-            "content_images": 3,
-            "style_images": 1,
-            "content": 1,
-            "style": 2,
-            "other": 0,
-        }
-    ]
-    (stratum,) = strata(counts, rows, resamples=100)
-    assert (stratum.n, stratum.counts, stratum.median_loss_ratio) == (3, {"content": 1, "style": 2, "other": 0}, None)
-    for wrong in ([{**counts[0], "n": 4}], [*counts, {**counts[0], "style_weight": 2.0}], counts * 2, []):
-        with pytest.raises(RuntimeError, match="disagree"):
-            strata(wrong, rows, resamples=100)
-    with pytest.raises(ConfigError, match="same-artist"):
-        strata(counts, [*rows, {**rows[0], "outcome": "same"}])

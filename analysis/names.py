@@ -1,0 +1,34 @@
+"""The analysis package's names, without its imports: the CLI builds its options from these at start-up, and
+pandas and statsmodels load only when a command computes something."""
+
+from __future__ import annotations
+
+OUTCOMES = ("content", "style", "other")
+# Which matched controls must be recognised for a pair to count (DESIGN: the conditioning is a choice, shown).
+CONDITIONS = {
+    "both": ("content_correct", "style_correct"),
+    "content": ("content_correct",),
+    "style": ("style_correct",),
+    "none": (),
+}
+CONDITION_TEXT = {
+    "both": "the classifier names both the content and the style image correctly unstylized",
+    "content": "the classifier names the content image correctly unstylized",
+    "style": "the classifier names the style image correctly unstylized",
+    "none": "every cross-artist pair, whatever the classifier makes of the unstylized images",
+}
+LEVEL_NAMES = {"dose": "dose", "beta": "β"}  # how a table labels a batch's treatment level
+# Group keys of the attribution table beside (treatment, level): the level always comes first.
+GROUPS = {
+    "dose": (),
+    "pair": ("style_artist", "content_artist"),
+    "style-artist": ("style_artist",),
+    "content-artist": ("content_artist",),
+}
+# Groups of the d50 fits.
+D50_GROUPS = {
+    "all": (),
+    "style-artist": ("style_artist",),
+    "content-artist": ("content_artist",),
+    "pair": ("style_artist", "content_artist"),
+}
