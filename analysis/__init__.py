@@ -30,6 +30,7 @@ _WHERE = {
     "batch_info": "records",
     "export_frame": "records",
     "kept": "records",
+    "kept_sql": "records",
     "load_batch": "records",
     "load_controls": "records",
     "attribution_table": "tables",

@@ -172,6 +172,15 @@ def _with_controls(records: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFram
 
 
 ROWS_SQL = "SELECT * FROM attribution_pairs WHERE batch_id = :batch"
+
+
+def kept_sql(condition: str) -> str:
+    """The SQL of ``kept``: a batch's cross-artist rows whose controls pass ``condition``, as a reader reruns it."""
+    if condition not in CONDITIONS:
+        raise ConfigError(f"unknown condition {condition!r}; choose from {', '.join(CONDITIONS)}")
+    return " AND ".join([ROWS_SQL, "outcome <> 'same'", *CONDITIONS[condition]])
+
+
 VIEW_COLUMNS = (
     "batch_id pair_hash content_image_id content_artist style_image_id style_artist treatment level dose balance "
     "content_weight style_weight steps size outcome predicted predicted_half p_content p_style checkpoint_sha256 "

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU figure in one run (bench/gpu.py): `bench/gpu.sh` on the GPU box, `bench/gpu.sh --smoke` anywhere.
+# Every GPU figure in one run (bench/gpu.py), style transfer first, within 8 minutes of device time:
+# `bench/gpu.sh` on the GPU box, `bench/gpu.sh --smoke` anywhere.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 python="${PYTHON:-$here/../.venv/bin/python}"

@@ -1,23 +1,38 @@
-"""Style transfer throughput: the tutorial's one pair at a time against atelier's batches.
+"""Style transfer throughput: the tutorial's one pair at a time against atelier's optimisers, side by side.
 
-The same (content, style) pairs, at each size, stylized twice in one process:
+The same (content, style) pairs, at each size, stylized in one process:
   - tutorial: one pair at a time, fp32, torch.optim.LBFGS over the image, the
     image clamped inside the closure (the PyTorch neural-style tutorial's loop,
-    written out below), `--steps` closure evaluations per pair;
-  - atelier: worker.ml.style.stylize_batch on `--batch` pairs at once (per-pair
-    batched L-BFGS, bf16 convolutions on CUDA), `--steps` iterations.
-Both optimise the same objective (content MSE at relu4_2, Gram MSE at relu1_1 ..
-relu5_1, alpha/beta) through the same VGG, from the content image. The final
-loss of every result is recomputed in fp32 by one function, so the columns compare.
-Prints pairs/hour, forward+backward passes per pair, mean final loss and the speed-up.
+    written out below), `--steps` closure evaluations per pair, on the first
+    `--tutorial-pairs` pairs (its pace is one pair's, so a few pairs measure it);
+  - atelier, once per optimiser in `--optimizers` (default: today's batched L-BFGS,
+    which re-evaluates the batch until every pair has accepted its step, and the
+    one-evaluation-per-iteration L-BFGS variants of worker.ml.style.lbfgs_one_pass):
+    stylize_batch on device batches of `--batch` pairs (0: sized from the card's
+    free memory by device_batch_for, as the workers do), `--steps` iterations.
+All optimise the same objective (content MSE at relu4_2, Gram MSE at relu1_1 ..
+relu5_1, alpha/beta) through the same VGG, from the content image. The final loss
+of every result is recomputed in fp32 by one function, so the columns compare.
 
-    python bench/stylize.py                                        # GPU box: 32 pairs, 256 and 512 px, 300 steps
+Per optimiser: evaluations (forward+backward passes of the batch) per pair per step,
+pairs/hour, peak memory, the fraction of the compute floor (VGG to relu5_1, forward
+plus the gradient w.r.t. the image = 4 x the forward MACs in FLOPs, one evaluation
+per step, at the measured dense-matmul peak of the run's precision, or
+--peak-tflops), the mean final loss, and the evaluations per pair it spent to reach
+the tutorial's final loss (read from its own loss trace on the tutorial's pairs).
+
+--cpu-bf16 runs atelier's convolutions under torch.autocast("cpu", bfloat16), the
+CPU stand-in for the bf16 autocast the workers use on CUDA (targets and reported
+losses stay fp32, as there); the tutorial stays fp32.
+
+    python bench/stylize.py                                         # GPU box: one device batch, 256 px, 300 steps
     python bench/stylize.py --pairs 2 --sizes 32 --steps 3 --batch 2   # CPU smoke test
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -25,17 +40,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import StyleConfig  # noqa: E402
+import worker.ml.style as style_module  # noqa: E402
+from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
 from corpus.synth import make_artists, paint  # noqa: E402
 from worker.ml.style import (  # noqa: E402
     CONTENT_LAYER,
     STYLE_LAYERS,
     build_vgg,
     content_loss,
+    device_batch_for,
     from_pil,
     gram_matrix,
     style_loss,
@@ -101,8 +119,11 @@ def run_tutorial(content, style, vgg, cfg) -> tuple[torch.Tensor, int]:
     return torch.stack(images), evals
 
 
-def run_atelier(content, style, vgg, cfg, batch: int, betas: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
-    """Batches of ``batch`` pairs in order; ``betas`` (n,): each pair's own dose, mixed inside a batch."""
+def run_atelier(
+    content, style, vgg, cfg, batch: int, betas: torch.Tensor | None = None, results: list | None = None
+) -> tuple[torch.Tensor, int]:
+    """Batches of ``batch`` pairs in order; ``betas`` (n,): each pair's own dose, mixed inside a batch.
+    ``results``: if given, each batch's StyleResult is appended (traces, evaluations per iterate)."""
     images, evals = [], 0
     for start in range(0, len(content), batch):
         part = slice(start, start + batch)
@@ -112,7 +133,64 @@ def run_atelier(content, style, vgg, cfg, batch: int, betas: torch.Tensor | None
         )
         images.append(r.images)
         evals += r.evaluations * len(r.images)  # one batched pass serves every pair in it
+        if results is not None:
+            results.append(r)
     return torch.cat(images), evals
+
+
+def use_cpu_bf16() -> None:
+    """Run stylize_batch's fast path (its convolutions) under CPU bf16 autocast, as it does on CUDA.
+
+    stylize_batch asks ``_autocast`` for its optimisation passes only; targets, the dose's reference losses and
+    the reported losses are fp32 (fast=False), so this reproduces the CUDA bf16 path's numerics on a CPU.
+    """
+    style_module._autocast = lambda device, bf16=True: (
+        torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+
+
+def forward_macs(vgg, height: int, width: int) -> float:
+    """Multiply-accumulates of one forward pass of ``vgg``'s body (to relu5_1) on one (3, height, width) image:
+    23.7 G for VGG19 at 256 x 256."""
+    macs, h, w = 0.0, height, width
+    for m in vgg.body:
+        if isinstance(m, nn.Conv2d):
+            macs += m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] * h * w
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            h, w = h // 2, w // 2
+    return macs
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
+    """Measured dense-matmul FLOP/s in ``dtype``: the ceiling the compute-floor fraction is taken against."""
+    n = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        a @ b
+        reps += 1
+        sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t0)
+
+
+def evals_to_reach(results: list, tutorial_losses: torch.Tensor) -> float | None:
+    """Evaluations per pair atelier spent before its mean loss, over the tutorial's pairs (the first
+    len(tutorial_losses)), first went at or below the tutorial's mean final loss; None if it never did."""
+    n = len(tutorial_losses)
+    traces, taken = [], 0
+    for r in results:
+        if taken >= n:
+            break
+        traces.append(r.trace[:, : n - taken])
+        taken += traces[-1].shape[1]
+    if len({r.evaluations_at is not None and tuple(r.evaluations_at) for r in results[: len(traces)]}) != 1:
+        return None  # the batches spent differently: no one count per iterate (not seen: batch sizes are equal)
+    mean = torch.cat(traces, 1).mean(1)  # (steps + 1,) the loss each iterate had, as the optimiser saw it
+    hit = (mean <= tutorial_losses.mean()).nonzero()
+    return float(results[0].evaluations_at[int(hit[0])]) if len(hit) else None
 
 
 def run_split_by_beta(content, style, vgg, cfg, batch: int, betas: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -155,29 +233,39 @@ def sync(device: torch.device) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pairs", type=int, default=32)
-    p.add_argument("--sizes", default="256,512", help="long sides in px, comma-separated")
+    p.add_argument("--pairs", type=int, default=0, help="pairs per size; 0: one device batch (CUDA) or 4 (CPU)")
+    p.add_argument("--tutorial-pairs", type=int, default=4, help="the first pairs, run through the tutorial's loop")
+    p.add_argument("--sizes", default="256", help="long sides in px, comma-separated")
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=16, help="pairs per stylize_batch call")
+    p.add_argument("--batch", type=int, default=0,
+                   help="pairs per stylize_batch call; 0: device_batch_for the card's free memory (CUDA), 4 (CPU)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--vgg", default="vgg19", choices=("vgg19", "vgg16"))
     p.add_argument("--vgg-weights", default=None, help="a VGG features file (torchvision names); random init if unset")
-    p.add_argument("--optimizer", default="lbfgs", choices=("lbfgs", "adam"), help="atelier's optimiser")
+    p.add_argument("--optimizers", default="lbfgs,lbfgs-onepass,lbfgs-unit",
+                   help=f"atelier's optimisers to compare, comma-separated, of {', '.join(STYLE_OPTIMIZERS)}")  # fmt: skip
+    p.add_argument("--cpu-bf16", action="store_true", help="atelier's convolutions under CPU bf16 autocast")
+    p.add_argument("--peak-tflops", type=float, default=0, help="the device's peak; 0: a measured dense matmul")
     p.add_argument("--style-weight", type=float, default=1e5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--doses", default="1e4,1e5,1e6", help="betas for the mixed-dose comparison (round-robin)")
-    p.add_argument("--match-steps", default="10,20,40,80,160",
-                   help="atelier step counts tried, fewest first, for the fewest that reach the tutorial's loss")  # fmt: skip
+    p.add_argument("--doses", default="1e4,1e5,1e6",
+                   help="betas for the mixed-dose comparison (round-robin), with the last optimiser; '' skips it")  # fmt: skip
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     sizes = [int(s) for s in args.sizes.split(",")]
+    optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+    if unknown := [o for o in optimizers if o not in STYLE_OPTIMIZERS]:
+        p.error(f"unknown optimizers {unknown}; known: {', '.join(STYLE_OPTIMIZERS)}")
+    if args.cpu_bf16:
+        if device.type != "cpu":
+            p.error("--cpu-bf16 is for CPU runs; on CUDA atelier runs bf16 autocast already")
+        use_cpu_bf16()
     # The tutorial's objective on both sides, so the comparison is of optimisers and batching only.
     cfg = StyleConfig(
         vgg=args.vgg,
         style_weight=args.style_weight,
         steps=args.steps,
-        optimizer=args.optimizer,
         init="content",
         pool="max",
         loss="tutorial",
@@ -191,146 +279,167 @@ def main() -> None:
             f"torch's default)"
         )
     else:
-        name, precision = f"cpu ({torch.get_num_threads()} threads)", "both fp32"
+        name = f"cpu ({torch.get_num_threads()} threads)"
+        precision = "atelier bf16 autocast (CPU), tutorial fp32" if args.cpu_bf16 else "both fp32"
     torch.manual_seed(args.seed)
     vgg = build_vgg(args.vgg, args.vgg_weights, device, pool="max")  # the tutorial's network: max pooling
+    # bf16 on CUDA; a CPU without bf16 units emulates bf16 matmuls (~100x slower than its fp32 ones) while its
+    # bf16 convolutions compute in fp32, so fp32 is the CPU's ceiling either way.
+    peak = args.peak_tflops * 1e12 or matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     weights = args.vgg_weights or "random init"
     print(
-        f"device {name}; {args.vgg} ({weights}); {args.pairs} pairs, {args.steps} steps, batch {args.batch}, "
-        f"beta {args.style_weight:g}; {precision}"
+        f"device {name}; {args.vgg} ({weights}); {args.steps} steps, beta {args.style_weight:g}; {precision}; "
+        f"peak {peak / 1e12:.3g} TFLOP/s ({'given' if args.peak_tflops else 'measured matmul'})",
+        flush=True,
     )
 
-    rows, mixed, equal = [], [], []
+    sections, mixed = [], []
     for size in sizes:
-        content, style = make_pairs(args.pairs, size, args.seed)
+        w, h = size, max(16, round(size * 3 / 4))  # make_pairs' 4:3
+        if args.batch:
+            batch = args.batch
+        elif device.type == "cuda":
+            batch = device_batch_for(torch.cuda.mem_get_info(device)[0], h, w, args.vgg, cfg.history)
+        else:
+            batch = 4
+        n = args.pairs or batch
+        batch = min(batch, n)
+        content, style = make_pairs(n, size, args.seed)
+        n_tut = min(args.tutorial_pairs, n)
+        floor_flops = 4 * forward_macs(vgg, h, w) * args.steps  # per pair, one evaluation per step
+        print(f"  {w}x{h}: {n} pairs, device batch {batch}, tutorial on {n_tut}", flush=True)
         # Warm-up on this shape (cuDNN autotuning, allocator) outside the timed runs.
         warm = StyleConfig(**{**vars(cfg), "steps": 2})
         run_tutorial(content[:1], style[:1], vgg, warm)
-        run_atelier(content[: args.batch], style[: args.batch], vgg, warm, args.batch)
-        # Bound now (default arguments): the lambdas run inside this iteration, on this size's pairs.
-        methods = (
-            ("tutorial LBFGS, 1 pair", lambda c=content, s=style: run_tutorial(c, s, vgg, cfg)),
-            (
-                f"atelier {args.optimizer}, batch {args.batch}",
-                lambda c=content, s=style: run_atelier(c, s, vgg, cfg, args.batch),
-            ),
-        )
-        for method, fn in methods:
+        run_atelier(content[:batch], style[:batch], vgg, warm, batch)
+
+        def timed(fn, *fn_args):
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             sync(device)
             t0 = time.perf_counter()
-            images, evals = fn()
+            out = fn(*fn_args)
             sync(device)
             seconds = time.perf_counter() - t0
-            peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-            loss = final_losses(images, content, style, vgg, cfg, args.batch).mean().item()
+            gib = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+            return out, seconds, gib
+
+        (images, evals), seconds, gib = timed(run_tutorial, content[:n_tut], style[:n_tut], vgg, cfg)
+        tut_losses = final_losses(images, content[:n_tut], style[:n_tut], vgg, cfg, batch)
+        rows = [
+            {
+                "method": "tutorial LBFGS, 1 pair",
+                "optimizer": "torch.optim.LBFGS",
+                "pairs": n_tut,
+                "seconds": seconds,
+                "pairs_per_hour": n_tut / seconds * 3600,
+                "evals_per_pair_per_step": evals / n_tut / args.steps,
+                "peak_gib": gib,
+                "floor_fraction": floor_flops / peak / (seconds / n_tut),
+                "mean_final_loss": tut_losses.mean().item(),
+                "loss_on_tutorial_pairs": tut_losses.mean().item(),
+                "evals_to_tutorial_loss": evals / n_tut,
+            }
+        ]
+        print(f"    {rows[-1]['method']:28s} {seconds:9.2f} s", flush=True)
+        for opt in optimizers:
+            ocfg = StyleConfig(**{**vars(cfg), "optimizer": opt})
+            results: list = []
+            (images, evals), seconds, gib = timed(run_atelier, content, style, vgg, ocfg, batch, None, results)
+            losses = final_losses(images, content, style, vgg, cfg, batch)
             rows.append(
-                (
-                    f"{size}x{content.shape[2]}",
-                    method,
-                    args.pairs,
-                    seconds,
-                    args.pairs / seconds * 3600,
-                    evals / args.pairs,
-                    loss,
-                    peak,
-                )
+                {
+                    "method": f"atelier {opt}, batch {batch}",
+                    "optimizer": opt,
+                    "pairs": n,
+                    "seconds": seconds,
+                    "pairs_per_hour": n / seconds * 3600,
+                    "evals_per_pair_per_step": (evals / n - 1) / args.steps,  # the start's evaluation aside
+                    "peak_gib": gib,
+                    "floor_fraction": floor_flops / peak / (seconds / n),
+                    "mean_final_loss": losses.mean().item(),
+                    "loss_on_tutorial_pairs": losses[:n_tut].mean().item(),
+                    "evals_to_tutorial_loss": evals_to_reach(results, tut_losses),
+                }
             )
-            print(f"  {rows[-1][0]:>9} {method:26s} {seconds:9.2f} s")
-        tutorial = rows[-2]
-        equal.append(equal_loss(content, style, vgg, cfg, args, device, tutorial[6], tutorial[4]))
-        mixed.append(mixed_doses(content, style, vgg, cfg, args, device))
+            print(f"    {rows[-1]['method']:28s} {seconds:9.2f} s", flush=True)
+        sections.append({"size": f"{w}x{h}", "batch": batch, "rows": rows})
+        if args.doses:
+            mixed.append(mixed_doses(content, style, vgg, StyleConfig(**{**vars(cfg), "optimizer": optimizers[-1]}),
+                                     args, device, batch))  # fmt: skip
 
     print()
     print(
-        f"{'size':>9}  {'method':26s} {'pairs':>5} {'seconds':>9} {'pairs/hour':>11} {'evals/pair':>10} "
-        f"{'mean final loss':>15} {'peak GiB':>8}"
+        f"{'size':>9}  {'method':30s} {'pairs':>5} {'evals/pair/step':>15} {'pairs/hour':>11} {'peak GiB':>8} "
+        f"{'of floor':>8} {'mean final loss':>15} {'tutorial pairs':>14} {'evals to tut. loss':>18}"
     )
-    for i in range(0, len(rows), 2):
-        for size, method, n, seconds, per_hour, evals, loss, peak in rows[i : i + 2]:
-            peak_text = f"{peak:8.2f}" if peak == peak else f"{'-':>8}"  # NaN off CUDA
+    for sec in sections:
+        for r in sec["rows"]:
+            gib = f"{r['peak_gib']:8.2f}" if r["peak_gib"] is not None else f"{'-':>8}"
+            reach = r["evals_to_tutorial_loss"]
+            reach_text = f"{reach:18.0f}" if reach is not None else f"{'not reached':>18}"
             print(
-                f"{size:>9}  {method:26s} {n:5d} {seconds:9.2f} {per_hour:11.1f} {evals:10.1f} {loss:15.6g} {peak_text}"
+                f"{sec['size']:>9}  {r['method']:30s} {r['pairs']:5d} {r['evals_per_pair_per_step']:15.3f} "
+                f"{r['pairs_per_hour']:11.1f} {gib} {r['floor_fraction']:8.2%} {r['mean_final_loss']:15.6g} "
+                f"{r['loss_on_tutorial_pairs']:14.6g} {reach_text}"
             )
-        tutorial, ours = rows[i], rows[i + 1]
-        print(
-            f"{ours[0]:>9}  {'speed-up (pairs/hour)':26s} {ours[4] / tutorial[4]:>43.1f}x"
-            f"   loss ratio atelier/tutorial {ours[6] / tutorial[6]:.3f}"
-        )
-
-    for e in equal:
-        reached = f"reached it in {e['steps']} steps" if e["reached"] else f"did not reach it in {e['steps']} steps"
-        print(
-            f"{e['size']:>9}  at the tutorial's final loss {e['tutorial_loss']:.4g}: atelier {reached} "
-            f"(loss {e['loss']:.4g}), {e['pairs_per_hour']:.1f} pairs/h, "
-            + (f"{e['speedup']:.1f}x the tutorial" if e["reached"] else "no speed-up at equal loss")
-        )
     for m in mixed:
         print(
-            f"{m['size']:>9}  mixed doses {m['doses']}: one optimisation per device batch "
+            f"{m['size']:>9}  mixed doses {m['doses']} ({m['optimizer']}): one optimisation per device batch "
             f"{m['mixed_pairs_per_hour']:.1f} pairs/h, split by dose {m['split_pairs_per_hour']:.1f} pairs/h, "
             f"{m['speedup']:.2f}x (final loss ratio mixed/split {m['loss_ratio']:.3f})"
         )
     if args.json:
         figures = {
             "device": name,
-            "sizes": [
-                {
-                    "size": rows[i][0],
-                    "tutorial_pairs_per_hour": rows[i][4],
-                    "atelier_pairs_per_hour": rows[i + 1][4],
-                    "speedup": rows[i + 1][4] / rows[i][4],
-                    "loss_ratio_atelier_over_tutorial": rows[i + 1][6] / rows[i][6],
-                    "atelier_peak_gib": rows[i + 1][7] if rows[i + 1][7] == rows[i + 1][7] else None,
-                    "equal_loss": equal[i // 2],
-                }
-                for i in range(0, len(rows), 2)
-            ],
+            "precision": precision,
+            "peak_tflops": peak / 1e12,
+            "steps": args.steps,
+            "weights": weights,
+            "sizes": [summary(sec) for sec in sections],
             "mixed_doses": mixed,
         }
         args.json.write_text(json.dumps(figures, indent=1))
 
 
-def equal_loss(content, style, vgg, cfg, args, device, tutorial_loss: float, tutorial_per_hour: float) -> dict:
-    """The yardstick the targets mean: atelier's pairs/hour at the tutorial's final loss. Equal steps is not it:
-    atelier's line search spends several evaluations per step and ends far lower. Tries --match-steps, fewest
-    first, then --steps; ``speedup`` is None when even --steps does not reach the tutorial's loss."""
-    candidates = sorted({int(n) for n in args.match_steps.split(",") if n.strip()} | {cfg.steps})
-    for steps in (n for n in candidates if n <= cfg.steps):
-        fewer = StyleConfig(**{**vars(cfg), "steps": steps})
-        sync(device)
-        t0 = time.perf_counter()
-        images, _ = run_atelier(content, style, vgg, fewer, args.batch)
-        sync(device)
-        per_hour = len(content) / (time.perf_counter() - t0) * 3600
-        loss = final_losses(images, content, style, vgg, cfg, args.batch).mean().item()
-        if loss <= tutorial_loss:
-            break
-    reached = loss <= tutorial_loss
+def summary(sec: dict) -> dict:
+    """A size's rows with the headline figures of the last optimiser (the new one) and of today's (lbfgs)."""
+    tutorial, rows = sec["rows"][0], sec["rows"][1:]
+    new = rows[-1]
+    old = next((r for r in rows if r["optimizer"] == "lbfgs"), rows[0])
     return {
-        "size": f"{content.shape[3]}x{content.shape[2]}",
-        "tutorial_loss": tutorial_loss,
-        "steps": steps,
-        "loss": loss,
-        "reached": reached,
-        "pairs_per_hour": per_hour,
-        "speedup": per_hour / tutorial_per_hour if reached else None,
+        "size": sec["size"],
+        "batch": sec["batch"],
+        "rows": sec["rows"],
+        "tutorial_pairs_per_hour": tutorial["pairs_per_hour"],
+        "atelier_optimizer": new["optimizer"],
+        "atelier_pairs_per_hour": new["pairs_per_hour"],
+        "atelier_evals_per_pair_per_step": new["evals_per_pair_per_step"],
+        "atelier_floor_fraction": new["floor_fraction"],
+        "atelier_peak_gib": new["peak_gib"],
+        "speedup_over_tutorial": new["pairs_per_hour"] / tutorial["pairs_per_hour"],
+        "speedup_over_lbfgs": new["pairs_per_hour"] / old["pairs_per_hour"],
+        "loss_ratio_atelier_over_tutorial": new["loss_on_tutorial_pairs"] / tutorial["loss_on_tutorial_pairs"],
+        "evals_to_tutorial_loss_new_over_lbfgs": (
+            new["evals_to_tutorial_loss"] / old["evals_to_tutorial_loss"]
+            if new["evals_to_tutorial_loss"] and old["evals_to_tutorial_loss"]
+            else None
+        ),
     }
 
 
-def mixed_doses(content, style, vgg, cfg, args, device) -> dict:
+def mixed_doses(content, style, vgg, cfg, args, device, batch: int) -> dict:
     """A device batch whose pairs carry different betas: one optimisation, against one per beta."""
     doses = [float(d) for d in args.doses.split(",")]
     betas = torch.tensor([doses[i % len(doses)] for i in range(len(content))])
-    out = {"size": f"{content.shape[3]}x{content.shape[2]}", "doses": args.doses}
+    out = {"size": f"{content.shape[3]}x{content.shape[2]}", "doses": args.doses, "optimizer": cfg.optimizer}
     for label, fn in (("mixed", run_atelier), ("split", run_split_by_beta)):
         sync(device)
         t0 = time.perf_counter()
-        images, _ = fn(content, style, vgg, cfg, args.batch, betas)
+        images, _ = fn(content, style, vgg, cfg, batch, betas)
         sync(device)
         out[f"{label}_pairs_per_hour"] = len(content) / (time.perf_counter() - t0) * 3600
-        out[f"{label}_loss"] = final_losses(images, content, style, vgg, cfg, args.batch, betas).mean().item()
+        out[f"{label}_loss"] = final_losses(images, content, style, vgg, cfg, batch, betas).mean().item()
     out["speedup"] = out["mixed_pairs_per_hour"] / out["split_pairs_per_hour"]
     out["loss_ratio"] = out["mixed_loss"] / out["split_loss"]
     return out

@@ -208,6 +208,10 @@ MIN_SIDE = 16
 STYLE_LOSSES = ("gatys", "tutorial")
 STYLE_POOLS = ("avg", "max")
 STYLE_INITS = ("noise", "content")
+# lbfgs: per-pair Armijo backtracking, the batch re-evaluated until every pair accepts; lbfgs-onepass: the same
+# trials, one batch evaluation per iteration, each pair backtracking on its own iterations; lbfgs-unit: unit step,
+# no line search (the public Gatys implementations); adam. See worker.ml.style.lbfgs_one_pass.
+STYLE_OPTIMIZERS = ("lbfgs", "lbfgs-onepass", "lbfgs-unit", "adam")
 
 
 @dataclass(frozen=True)
@@ -219,7 +223,7 @@ class StyleConfig:
     init: str = "noise"  # noise (the paper's white noise) | content: the image the optimisation starts from
     pool: str = "avg"  # avg (the paper: "slightly more appealing results") | max (the network as trained)
     loss: str = "gatys"  # gatys: the paper's E_l and 1/2 sum content loss | tutorial: PyTorch tutorial's MSEs
-    optimizer: str = "lbfgs"  # lbfgs (batched, per pair) | adam
+    optimizer: str = "lbfgs"  # lbfgs (batched, per pair) | lbfgs-onepass | lbfgs-unit | adam (STYLE_OPTIMIZERS)
     steps: int = 300  # optimiser iterations; an L-BFGS iteration costs >= 1 forward+backward
     size: int = 256  # long side of the output in px, aspect kept (the caller resizes)
     lr: float = 0.02  # Adam step size, in pixel units of [0, 1]; L-BFGS sets its own step by line search
@@ -229,8 +233,8 @@ class StyleConfig:
     def __post_init__(self) -> None:
         if self.vgg not in VGG_NAMES:
             raise ConfigError(f"unknown vgg {self.vgg!r}; choose from {', '.join(VGG_NAMES)}")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from lbfgs, adam")
+        if self.optimizer not in STYLE_OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(STYLE_OPTIMIZERS)}")
         for name, allowed in (("init", STYLE_INITS), ("pool", STYLE_POOLS), ("loss", STYLE_LOSSES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose from {', '.join(allowed)}")

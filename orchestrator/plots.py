@@ -257,7 +257,8 @@ def _artist_colors(classes: list[str]) -> dict[str, tuple]:
 
 def _legend_outside(ax, n: int, **kwargs) -> None:
     """A legend right of the axes, in as many columns as 50 names need to stay on the figure."""
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), ncol=max(1, -(-n // 25)), fontsize=7, **kwargs)
+    if ax.get_legend_handles_labels()[0]:  # nothing drawn with a label (no fitted curve): no empty legend box
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), ncol=max(1, -(-n // 25)), fontsize=7, **kwargs)
 
 
 def _save(fig, path: Path, dpi: int = 120) -> Path:

@@ -51,7 +51,7 @@ def collect(session, batch_id: str, seed: int) -> BatchData:
     from db.models import FINISHED_STATES, Job
 
     study = view.analyse(view.read_study(session, batch_id, "both"), "dose")
-    q_rows = report.inline(analysis.ROWS_SQL, {"batch": study.info["batch_id"]})
+    q_rows = report.inline(analysis.kept_sql("both"), {"batch": study.info["batch_id"]})  # the rows it counts
     # the default conditioning's counts per (treatment, level), as the SQL view holds them
     q_counts = report.inline("SELECT * FROM attribution_by_weight WHERE batch_id = :batch", {"batch": batch_id})
     unfinished = session.scalar(

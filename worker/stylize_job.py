@@ -239,6 +239,9 @@ def _stylize_chunk(
     largest = max((items[0][1].shape for items in buckets.values()), key=lambda s: s[-2] * s[-1])
     batch = pick_device_batch(p, cfg, device, largest)
     dosed = p.get("doses") is not None  # a dose batch: each pair's beta from its own loss scales
+    # One VGG and one size per chunk: a style image's Grams serve every pair and every dose that names it (a
+    # dose batch repeats each pair once per dose).
+    targets: dict = {}
     for items in buckets.values():
         for start in range(0, len(items), batch):
             part = items[start : start + batch]
@@ -253,6 +256,8 @@ def _stylize_chunk(
                 doses=[q["dose"] for q, _ in part] if dosed else None,
                 on_eval=step_ticker(ctx, cfg, finished, len(part)),
                 snapshot_steps=snapshot_steps(cfg.steps),
+                target_keys=[(q["content"], q["style"]) for q, _ in part],
+                target_cache=targets,
             )
             works = [to_pil(img) for img in result.images]
             probs = classify.probabilities(works)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core import weights as names
 from core.artifacts import artifact_path
-from core.config import STYLE_INITS, STYLE_LOSSES, STYLE_POOLS, StyleConfig
+from core.config import STYLE_INITS, STYLE_LOSSES, STYLE_OPTIMIZERS, STYLE_POOLS, StyleConfig
 from core.errors import ConfigError
 from core.params import batch_spec
 from core.weights import sha256_file
@@ -69,7 +69,13 @@ DEFAULT_NORM_IMAGES = 64
 @click.option("--tv-weight", type=click.FloatRange(0), default=0.0, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=300, show_default=True)
 @click.option("--size", type=click.IntRange(16), default=256, show_default=True, help="Long side in pixels.")
-@click.option("--optimizer", type=click.Choice(("lbfgs", "adam")), default="lbfgs", show_default=True)
+@click.option(
+    "--optimizer",
+    type=click.Choice(STYLE_OPTIMIZERS),
+    default="lbfgs",
+    show_default=True,
+    help="lbfgs: per-pair line search; lbfgs-onepass / lbfgs-unit: one evaluation per step (bench/stylize.py).",
+)
 @click.option(
     "--init",
     type=click.Choice(STYLE_INITS),

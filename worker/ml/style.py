@@ -23,6 +23,8 @@ result must not depend on which pairs sit next to it. So:
   - torch.optim.LBFGS is *not*: one history, one step length, one line search
     for the whole tensor. ``batched_lbfgs`` below keeps a history, a direction,
     a step length and an Armijo line search per pair, vectorised over B;
+    ``lbfgs_one_pass`` does the same at one evaluation of the batch per iteration
+    (each pair's accept/backtrack decision a mask, or no line search at all);
   - noise init draws each pair's noise from its own generator (cfg.seed and a
     per-pair key), so it does not depend on the pair's position.
 The kernels are another matter: float32 convolutions (oneDNN, cuDNN) and batched
@@ -46,7 +48,7 @@ losses are always fp32. The final losses reported are recomputed in fp32.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -463,6 +465,96 @@ def batched_lbfgs(
     return x, torch.stack(trace), calls
 
 
+def lbfgs_one_pass(
+    x: torch.Tensor,
+    objective: Objective,
+    steps: int,
+    history: int = 10,
+    c1: float = 1e-4,
+    max_backtracks: int = 10,
+    guard: bool = True,
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
+    check_every: int = 50,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-pair L-BFGS at exactly one evaluation of the batch per iteration, with no host sync in the loop.
+
+    ``batched_lbfgs`` re-evaluates the whole batch until every pair has accepted its step, so the batch pays
+    the worst pair's backtracking at every iteration. Here each iteration evaluates every pair once, at its own
+    trial point, and each pair decides alone, by a mask:
+      - guard=True: the trial passes the projected Armijo test -> the pair moves there and takes a new
+        direction at unit step; it fails -> the pair stays, and its next iteration tries half the step along
+        the same direction. So a pair's sequence of trials is ``batched_lbfgs``'s own (same direction, same
+        halvings, same restarts and "done" rule after ``max_backtracks`` failures), but its backtracks are spread
+        over iterations instead of stalling its batch-mates;
+      - guard=False: every trial is accepted, a fixed unit step and no line search, as in the public Gatys
+        implementations (torch.optim.LBFGS with lr=1, neural-style, pystiche): the loss may rise on a step.
+    The history is kept as (history, B, D) tensors in which a pair's newest usable curvature pair is shifted in
+    only when that pair moved, so a pair that backtracks keeps its memory (a shared list would get a zero
+    entry per iteration and lose it). Every branch is a ``torch.where``: nothing reads a tensor on the host,
+    so the step can later be captured by CUDA graphs; ``check_every`` iterations apart (and only with the
+    guard) the loop looks whether every pair is done.
+    Same arguments and returns as ``batched_lbfgs``; the number of calls is steps + 1 unless every pair is done.
+    """
+    f, g = objective(x)
+    calls = 1
+    b, dim = x.shape
+    s_hist = x.new_zeros(history, b, dim)  # oldest first; a slot with rho 0 is skipped by the two-loop
+    y_hist = x.new_zeros(history, b, dim)
+    rho_hist = f.new_zeros(history, b)
+    memory = _PairMemory.empty(f)
+    tries = torch.zeros_like(f, dtype=torch.int32)  # halvings so far along the current direction
+    memory.history = list(zip(s_hist, y_hist, rho_hist))  # views of the slots, updated in place below
+    d, t, small = _search_direction(x, f, g, memory)
+    trace = [f]
+    for k in range(1, steps + 1):
+        trial = (x + t[:, None] * d).clamp(0, 1)
+        f_t, g_t = objective(trial)
+        calls += 1
+        step = trial - x
+        if guard:
+            ok = ~memory.done & (f_t <= f + c1 * (g * step).sum(1))
+        else:
+            ok = ~memory.done & torch.isfinite(f_t)
+        failed = ~memory.done & ~ok & (tries + 1 >= max_backtracks)
+        s = step * ok[:, None]
+        y = (g_t - g) * ok[:, None]
+        sy = (s * y).sum(1)
+        usable = ok & (sy > 1e-8 * s.norm(dim=1) * y.norm(dim=1))  # as _PairMemory.update: H stays positive
+        # Shift the usable pairs' memories by one slot, slot by slot in place (oldest first, so each slot reads
+        # its successor before that is overwritten): one (B, D) temporary, not a copy of the whole history.
+        rho_new = torch.where(usable, 1.0 / torch.where(usable, sy, 1.0), 0.0)
+        for j in range(history):
+            newer = (s_hist[j + 1], y_hist[j + 1], rho_hist[j + 1]) if j + 1 < history else (s, y, rho_new)
+            s_hist[j] = torch.where(usable[:, None], newer[0], s_hist[j])
+            y_hist[j] = torch.where(usable[:, None], newer[1], y_hist[j])
+            rho_hist[j] = torch.where(usable, newer[2], rho_hist[j])
+        rho_hist.masked_fill_(failed[None], 0)  # a failed search forgets its history, as batched_lbfgs
+        gamma = torch.where(usable, sy / torch.where(usable, (y * y).sum(1), 1.0), memory.gamma)
+        memory.gamma = gamma.masked_fill(failed, 1.0)
+        memory.done = memory.done | (failed & small)
+        memory.fresh = (memory.fresh & ~usable) | failed
+        x = torch.where(ok[:, None], trial, x)
+        f = torch.where(ok, f_t, f)
+        g = torch.where(ok[:, None], g_t, g)
+        trace.append(f)
+        # A pair that moved or gave up takes a new direction; one still backtracking halves its step.
+        renew = ok | failed | memory.done
+        d_new, t_new, small_new = _search_direction(x, f, g, memory)
+        d = torch.where(renew[:, None], d_new, d)
+        t = torch.where(renew, t_new, t * 0.5)
+        small = torch.where(renew, small_new, small)
+        tries = torch.where(renew, 0, tries + 1)
+        if on_step is not None:
+            on_step(k, x)
+        if guard and k % check_every == 0 and bool(memory.done.all()):  # one sync per check_every iterations
+            break
+    if on_step is not None:
+        for later in range(len(trace), steps + 1):  # converged early: the iterate stays
+            on_step(later, x)
+    trace += [f] * (steps + 1 - len(trace))
+    return x, torch.stack(trace), calls
+
+
 def adam(
     x: torch.Tensor,
     objective: Objective,
@@ -503,6 +595,7 @@ class StyleResult:
     beta: torch.Tensor | None = None  # (B,) the style weight used: a dose's, or the raw one given
     balance: torch.Tensor | None = None  # (B,) beta * L_style / (alpha * L_content) at the reference noise
     snapshots: dict[int, torch.Tensor] | None = None  # {step: (B, 3, H, W) CPU} the image after that step
+    evaluations_at: list[int] | None = None  # (steps + 1) evaluations spent when each iterate of trace was reached
 
     @property
     def loss_ratio(self) -> torch.Tensor:
@@ -581,22 +674,41 @@ def _check_pairs(
 
 @torch.no_grad()
 def _targets(
-    vgg: VGGFeatures, content: torch.Tensor, styles: list[torch.Tensor], device: torch.device
+    vgg: VGGFeatures,
+    content: torch.Tensor,
+    styles: list[torch.Tensor],
+    device: torch.device,
+    keys: list[tuple[Hashable, Hashable]] | None = None,
+    cache: dict | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """What each pair's painting is matched against: its content image's relu4_2 activations (B, 512, H/8, W/8)
     and its style image's Grams {layer: (B, C, C)}, in fp32 on every device (bf16 targets would make the
-    same pair's objective depend on the card it ran on)."""
+    same pair's objective depend on the card it ran on).
+
+    keys: (content key, style key) per pair, e.g. image ids; with ``cache`` (a dict the caller keeps for one
+    network and size, e.g. one chunk) each style image's Grams are computed once and reused by every pair and
+    dose that names it. Content targets are not cached: computed in this very batch they are bitwise the
+    activations the first evaluation sees at a content init, so a zero dose has exactly zero gradient and its
+    image stays the content image (its control) to the bit; computed in another batch (another kernel
+    blocking) they differ by rounding, and the first small step, scaled to move a pixel by 0.1 whatever the
+    gradient's size, would move it. They cost one forward pass per batch (~1/600 of 300 steps).
+    """
+    if keys is None or cache is None:
+        cache, keys = {}, [(("pair", i), ("pair", i)) for i in range(len(styles))]  # a cache for this call only
     target_content = vgg(content)[CONTENT_LAYER].float()
+    style_keys = [("style", sk, tuple(t.shape)) for (_, sk), t in zip(keys, styles)]
     # Style images of one shape go through together; a Gram is (C, C) whatever the image's size.
-    target_grams = {n: torch.empty(len(styles), *(2 * (vgg_channels(n),)), device=device) for n in STYLE_LAYERS}
-    by_shape: dict[tuple, list[int]] = {}
-    for i, t in enumerate(styles):
-        by_shape.setdefault(tuple(t.shape), []).append(i)
-    for idx in by_shape.values():
-        feats = vgg(torch.stack([styles[i] for i in idx]).to(device, torch.float32))
-        for n in STYLE_LAYERS:
-            target_grams[n][idx] = gram_matrix(feats[n])
+    by_shape: dict[tuple, dict] = {}
+    for i, k in enumerate(style_keys):
+        if k not in cache:
+            by_shape.setdefault(k[2], {})[k] = i
+    for todo in by_shape.values():
+        feats = vgg(torch.stack([styles[i] for i in todo.values()]).to(device, torch.float32))
+        grams = {n: gram_matrix(feats[n]) for n in STYLE_LAYERS}
+        for j, k in enumerate(todo):
+            cache[k] = {n: grams[n][j] for n in STYLE_LAYERS}
         del feats
+    target_grams = {n: torch.stack([cache[k][n] for k in style_keys]) for n in STYLE_LAYERS}
     return target_content, target_grams
 
 
@@ -632,6 +744,8 @@ def stylize_batch(
     precision: str = "bf16",
     doses: torch.Tensor | list[float] | None = None,
     snapshot_steps: tuple[int, ...] = (),
+    target_keys: list[tuple[Hashable, Hashable]] | None = None,
+    target_cache: dict | None = None,
 ) -> StyleResult:
     """Paint style[i] onto content[i] for every i; each pair's result is independent of the others.
 
@@ -647,6 +761,8 @@ def stylize_batch(
     precision: "bf16" (convolutions under bf16 autocast on CUDA, the default) or "fp32"; targets, the dose's
     reference losses and the reported final losses are fp32 either way.
     snapshot_steps: iterations after which the image is kept (``StyleResult.snapshots``).
+    target_keys, target_cache: (content key, style key) per pair and a dict kept across calls with the same
+    network and size (a chunk): style Grams are computed once per style key (``_targets``).
     """
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be bf16 or fp32, got {precision!r}")
@@ -658,7 +774,7 @@ def stylize_batch(
     alpha = _per_pair(cfg.content_weight if content_weights is None else content_weights, b, device, "content weights")
     shape = content.shape
     content = content.to(device, torch.float32)
-    target_content, target_grams = _targets(vgg, content, styles, device)
+    target_content, target_grams = _targets(vgg, content, styles, device, target_keys, target_cache)
 
     def parts(img: torch.Tensor, fast: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, H, W) -> content and style losses, each (B,). fast: bf16 convolutions on CUDA."""
@@ -695,14 +811,19 @@ def stylize_batch(
         return total.detach(), grad.flatten(1)
 
     snapshots: dict[int, torch.Tensor] = {}
+    evaluations_at = [1]  # the start costs one evaluation
 
     def on_step(k: int, x: torch.Tensor) -> None:
+        evaluations_at.append(evaluations)  # a host integer: no sync
         if k in snapshot_steps:
             snapshots[k] = x.detach().view(shape).cpu().clone()
 
     x = (reference if cfg.init == "noise" else initial_image(content, cfg, pair_seeds)).flatten(1)  # (B, 3*H*W)
     if cfg.optimizer == "lbfgs":
         x, trace, calls = batched_lbfgs(x, objective, cfg.steps, cfg.history, on_step=on_step)
+    elif cfg.optimizer in ("lbfgs-onepass", "lbfgs-unit"):
+        guard = cfg.optimizer == "lbfgs-onepass"
+        x, trace, calls = lbfgs_one_pass(x, objective, cfg.steps, cfg.history, guard=guard, on_step=on_step)
     else:
         x, trace, calls = adam(x, objective, cfg.steps, cfg.lr, on_step=on_step)
 
@@ -721,6 +842,7 @@ def stylize_batch(
         beta=beta.cpu(),
         balance=dose_balance(beta, alpha, content_ref, style_ref).cpu(),
         snapshots=snapshots,
+        evaluations_at=evaluations_at,
     )
 
 

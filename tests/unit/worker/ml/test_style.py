@@ -21,6 +21,7 @@ from worker.ml.style import (
     gram_matrix,
     initial_image,
     layer_indices,
+    lbfgs_one_pass,
     mean_activation_scales,
     resize_long_side,
     style_loss,
@@ -234,6 +235,68 @@ def test_batched_lbfgs_a_stuck_pair_stops_and_costs_its_batch_nothing_more():
     assert torch.allclose(x[0], centre[0], atol=1e-5)
     # one failed line search (10 calls) and then one call per step: stuck pairs do not make every step backtrack
     assert calls <= 1 + 30 + 10
+
+
+def _quadratics():
+    """Three box-constrained quadratics, float64, evaluated row by row (see the test above): (objective_for, x0,
+    centre); problem 1's minimum lies outside the box."""
+    gen = torch.Generator().manual_seed(0)
+    b, d = 3, 8
+    q = torch.randn(b, d, d, generator=gen).double()
+    hess = q @ q.transpose(1, 2) + 0.5 * torch.eye(d, dtype=torch.float64)
+    centre = torch.rand(b, d, generator=gen).double() * 0.8 + 0.1
+    centre[1, :3] = torch.tensor([-0.5, 1.7, 2.0])
+
+    def objective_for(rows):
+        def objective(x):
+            fs, gs = [], []
+            for row, problem in zip(x, rows):
+                r = row - centre[problem]
+                grad = hess[problem] @ r
+                fs.append(0.5 * (r @ grad))
+                gs.append(grad)
+            return torch.stack(fs), torch.stack(gs)
+
+        return objective
+
+    return objective_for, torch.full((b, d), 0.5, dtype=torch.float64), centre
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_lbfgs_one_pass_solves_the_quadratics_independently_at_one_evaluation_per_step(guard):
+    objective_for, x0, centre = _quadratics()
+    x, trace, calls = lbfgs_one_pass(x0, objective_for([0, 1, 2]), steps=60, guard=guard)
+    assert calls == 60 + 1  # one evaluation of the batch per iteration, whatever each pair's line search does
+    assert torch.allclose(x[[0, 2]], centre[[0, 2]], atol=1e-4)
+    assert (x[1] >= 0).all() and (x[1] <= 1).all() and x[1, 0] == 0 and x[1, 1] == 1
+    if guard:
+        assert (trace.diff(dim=0) <= 0).all()  # a rejected trial leaves the pair where it was: never uphill
+    alone, alone_trace, _ = lbfgs_one_pass(x0[1:2], objective_for([1]), steps=60, guard=guard)
+    assert torch.equal(alone[0], x[1]) and torch.equal(alone_trace[:, 0], trace[:, 1])
+
+
+def test_lbfgs_one_pass_a_stuck_pair_costs_no_extra_evaluations():
+    centre = torch.tensor([[0.2, 0.7, 0.4]])
+
+    def objective(x):  # as in the batched_lbfgs test: row 1 promises a decrease it never shows
+        quad = ((x - centre) ** 2).sum(1)
+        return torch.stack([quad[0], torch.tensor(1.0)]), torch.stack([2 * (x[0] - centre[0]), torch.ones(3)])
+
+    x0 = torch.full((2, 3), 0.5)
+    x, trace, calls = lbfgs_one_pass(x0, objective, steps=30, max_backtracks=10)
+    assert torch.equal(x[1], x0[1]) and (trace[:, 1] == 1).all()  # it never moved...
+    assert torch.allclose(x[0], centre[0], atol=1e-5)  # ...and its batch-mate converged meanwhile
+    assert calls == 30 + 1
+
+
+def test_lbfgs_one_pass_with_the_guard_tries_what_batched_lbfgs_tries():
+    """Alone, a pair's trials are batched_lbfgs's (same directions, halvings, restarts): each accepted iterate of
+    the one-pass run is an iterate of batched_lbfgs, reached after the same number of evaluations."""
+    objective_for, x0, _ = _quadratics()
+    for problem in range(3):
+        _, reference, ref_calls = batched_lbfgs(x0[:1], objective_for([problem]), steps=8)
+        _, trace, _ = lbfgs_one_pass(x0[:1], objective_for([problem]), steps=ref_calls - 1)
+        assert torch.equal(trace[-1, 0], reference[-1, 0])
 
 
 # ---------------------------------------------------------------------------- stylize_batch
@@ -505,3 +568,49 @@ def test_resize_and_png_round_trip(tmp_path):
     to_pil(t).save(tmp_path / "x.png")
     back = from_pil(Image.open(tmp_path / "x.png"))
     assert back.shape == (3, 5, 7) and torch.equal(back, t)
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs-onepass", "lbfgs-unit"])
+def test_one_pass_optimisers_keep_a_pair_the_same_alone_and_in_a_batch(avg_vgg, optimizer):
+    """The pinned-kernel independence test of ``runs``, for the one-evaluation-per-step L-BFGS variants."""
+    mkldnn, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+    torch.backends.mkldnn.enabled = False
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(1)
+        content, style = torch.rand(3, 3, 16, 20, generator=g), torch.rand(3, 3, 24, 24, generator=g)
+        cfg = StyleConfig(optimizer=optimizer, steps=6, style_weight=1e3, tv_weight=1e-4, init="noise", seed=5)
+        seeds, betas = [3, 7, 9], [1e1, 1e3, 1e5]
+        batch = stylize_batch(content, style, cfg, avg_vgg, pair_seeds=seeds, style_weights=betas)
+        assert batch.evaluations == cfg.steps + 1 and batch.evaluations_at == list(range(1, cfg.steps + 2))
+        for i in range(3):
+            single = stylize_batch(
+                content[i : i + 1], style[i : i + 1], cfg, avg_vgg, pair_seeds=seeds[i : i + 1], style_weights=betas[i]
+            )
+            assert_same_pair(single, batch, i, "pinned", "lbfgs")
+        assert (batch.trace[-1] < 0.8 * batch.trace[0]).all()
+    finally:
+        torch.backends.mkldnn.enabled = mkldnn
+        torch.set_num_threads(threads)
+
+
+def test_targets_are_computed_once_per_image_and_reused(vgg):
+    """A chunk's cache: a style image named by two pairs (two doses of one pair) has its Grams computed once, and
+    the results are those computed without the cache."""
+    torch.manual_seed(6)
+    content, styles = torch.rand(3, 3, 16, 24), [torch.rand(3, 24, 24), torch.rand(3, 16, 16), torch.rand(3, 24, 24)]
+    content[1] = content[0]
+    styles[1] = styles[0]  # pairs 0 and 1: the same pair at two doses
+    keys = [(10, 20), (10, 20), (11, 21)]
+    cfg = StyleConfig(steps=2)
+    cache: dict = {}
+    cached = stylize_batch(content, styles, cfg, vgg, pair_seeds=[1, 2, 3], doses=[0.5, 2.0, 1.0], target_keys=keys,
+                           target_cache=cache)  # fmt: skip
+    assert sorted(k[:2] for k in cache) == [("style", 20), ("style", 21)]  # content targets stay per batch
+    plain = stylize_batch(content, styles, cfg, vgg, pair_seeds=[1, 2, 3], doses=[0.5, 2.0, 1.0])
+    assert torch.allclose(cached.total_loss, plain.total_loss, rtol=1e-4)
+    marker = {n: torch.zeros_like(g) for n, g in cache["style", 21, (3, 24, 24)].items()}
+    cache["style", 21, (3, 24, 24)] = marker  # a later call reads the cache instead of recomputing
+    again = stylize_batch(content[2:], styles[2:], cfg, vgg, pair_seeds=[3], target_keys=keys[2:], target_cache=cache)
+    alone = stylize_batch(content[2:], styles[2:], cfg, vgg, pair_seeds=[3])
+    assert not torch.allclose(again.style_loss, alone.style_loss, rtol=1e-2)
