@@ -50,13 +50,15 @@ def fit_glm(rows: pd.DataFrame):
         return None, "every answer agrees: no fit"
     X = np.column_stack([np.ones(len(rows)), np.log(rows["level"].to_numpy(dtype=float))])
     groups = clustered.groups_of(rows["content_image_id"], rows["style_image_id"])
+    # One content or style image is one cluster: no clustered covariance exists (statsmodels divides by G - 1).
+    # The point estimate still stands; d50() gives it no interval (clustered.few_clusters says why).
+    one_cluster = min(rows["content_image_id"].nunique(), rows["style_image_id"].nunique()) < 2
+    cov = {"cov_type": "nonrobust"} if one_cluster else {"cov_type": "cluster", "cov_kwds": {"groups": groups}}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # separation and non-convergence: no d50 rather than a wrong one
         try:
-            res = sm.GLM(rows["y"].to_numpy(dtype=float), X, family=sm.families.Binomial()).fit(
-                cov_type="cluster", cov_kwds={"groups": groups}, use_t=True
-            )
-        except (Warning, ValueError, np.linalg.LinAlgError) as exc:
+            res = sm.GLM(rows["y"].to_numpy(dtype=float), X, family=sm.families.Binomial()).fit(**cov, use_t=True)
+        except (Warning, ValueError, ZeroDivisionError, np.linalg.LinAlgError) as exc:
             return None, f"the fit failed ({type(exc).__name__}): no d50"
     return res, ""
 
@@ -67,7 +69,7 @@ def d50(res, levels: np.ndarray, note: str) -> dict:
 
     a, b = (float(v) for v in res.params)
     cov = np.asarray(res.cov_params())
-    df = float(res.df_resid_inference)
+    df = float(getattr(res, "df_resid_inference", res.df_resid))  # clustered: G - 1; else the residual df
     q = stats.t.ppf(0.5 + clustered.LEVEL / 2, df)
     slope_se = float(np.sqrt(cov[1, 1])) if cov[1, 1] > 0 else float("nan")  # two-way: can be negative
     slope_low, slope_high = b - q * slope_se, b + q * slope_se

@@ -82,14 +82,16 @@ def number(v: Any, digits: int = 2) -> str:
     return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def estimate(value: Any, low: Any, high: Any, note: str = "", digits: int = 2) -> str:
-    """'0.42 (0.33–0.51)', marked '*' when the stratum has few images, '(no interval)' when none stands."""
+def estimate(value: Any, low: Any, high: Any, note: str = "", digits: int = 2, spec: str = "f") -> str:
+    """'0.42 (0.33–0.51)', marked '*' when the stratum has few images, '(no interval)' when none stands.
+    spec "g": significant digits, for doses that span orders of magnitude."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
+    fmt = f".{digits}{spec}"
     if low is None or (isinstance(low, float) and math.isnan(low)):
-        return f"{value:.{digits}f} (no interval)"
+        return f"{value:{fmt}} (no interval)"
     mark = "*" if (note or "").startswith(FEW) else ""
-    return f"{value:.{digits}f} ({low:.{digits}f}–{high:.{digits}f}){mark}"
+    return f"{value:{fmt}} ({low:{fmt}}–{high:{fmt}}){mark}"
 
 
 def level_text(row: dict, level_name: str) -> str:
@@ -162,7 +164,10 @@ def d50_rows(fits: pd.DataFrame, level_name: str) -> tuple[list[str], list[list[
     for r in fits.to_dict("records"):
         cells = [*(r[k] for k in keys), r["outcome"], str(r["n"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r.get("slope"), r.get("slope_low"), r.get("slope_high"), r["note"])]
-        cells += [estimate(r["d50"], r.get("d50_low"), r.get("d50_high"), r["note"], digits=3), r["note"] or ""]
+        cells += [
+            estimate(r["d50"], r.get("d50_low"), r.get("d50_high"), r["note"], digits=3, spec="g"),
+            r["note"] or "",
+        ]
         rows.append(cells)
     return head, rows
 

@@ -145,3 +145,13 @@ def test_every_public_name_is_the_function_not_a_module_of_the_same_name():
     for module in ("baseline", "clustered", "doseresponse", "names", "records", "tables"):
         importlib.import_module(f"analysis.{module}")  # a loaded submodule shadows a lazy name it shares
     assert [n for n in analysis.__all__ if isinstance(getattr(analysis, n), types.ModuleType)] == []
+
+
+def test_a_group_with_one_style_image_gets_a_d50_and_no_interval():
+    """Real batches have style artists with one style image: a single cluster, no clustered covariance. The fit
+    still gives its point estimate, says why there is no interval, and does not fail."""
+    records = simulate.batch(seed=3, artists=3, images=1, per_cell=4, slope=3.0, sd_content=0.0, sd_style=0.0)
+    fits = analysis.dose_response(records, "style-artist", "none")
+    named = fits[fits["outcome"] == "named"]
+    assert len(named) == 3 and named["note"].str.contains("no interval|no fit").all()
+    assert named["d50_low"].isna().all()
