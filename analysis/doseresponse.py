@@ -161,7 +161,7 @@ def dose_curves(records: pd.DataFrame, by: str = "all", condition: str = "both",
             X = np.column_stack([np.ones(points), np.log(grid)])
             eta = X @ np.asarray(res.params)
             se = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", X, np.asarray(res.cov_params()), X), 0, None))
-            q = stats.t.ppf(0.5 + clustered.LEVEL / 2, float(res.df_resid_inference))
+            q = stats.t.ppf(0.5 + clustered.LEVEL / 2, float(getattr(res, "df_resid_inference", res.df_resid)))
             few = not clustered.stands(clustered.few_clusters(data["content_image_id"], data["style_image_id"]))
             for g, e, s in zip(grid, eta, se):
                 band = (np.nan, np.nan) if few else (float(expit(e - q * s)), float(expit(e + q * s)))

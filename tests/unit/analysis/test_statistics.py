@@ -155,3 +155,5 @@ def test_a_group_with_one_style_image_gets_a_d50_and_no_interval():
     named = fits[fits["outcome"] == "named"]
     assert len(named) == 3 and named["note"].str.contains("no interval|no fit").all()
     assert named["d50_low"].isna().all()
+    curves = analysis.dose_curves(records, "style-artist", "none")  # the plot's curves too
+    assert not curves.empty
