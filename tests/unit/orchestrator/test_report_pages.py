@@ -8,11 +8,13 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import text
 
+import analysis
 from core.errors import ConfigError
 from core.settings import Settings
 from db.engine import make_engine, make_sessionmaker
@@ -417,10 +419,15 @@ def test_batch_pages(store, tmp_path):
     engine, make = sessions(env)
     with make() as s:
         data = report_batch.collect(s, seeded["batch"], 0)
+        api = analysis.attribution_table(analysis.load_batch(s, seeded["batch"]), "dose", "both")
     engine.dispose()
     data.inspection = fabricated_inspection(artifacts, seeded["images"], [1, 5])
     index = report_batch.write(data, artifacts, tmp_path, per_outcome=4, pages=2, seed=0)
     page = read_page(index)
+    # The page's numbers are the Python API's: the same table, and each of its rates printed on the page.
+    pd.testing.assert_frame_equal(data.study.table.reset_index(drop=True), api.reset_index(drop=True))
+    html = index.read_text()
+    assert all(f"{r:.2f}" in html for r in api["style_rate"].dropna())
     assert page.rows["attribution"] == 1 + 1 + 3  # the control arm, then three doses
     assert page.rows["d50"] == 1 + 2 * 4 and page.rows["contrasts"] > 1 and page.rows["baselines"] == 1 + 3
     assert (tmp_path / f"map-{seeded['batch'][:8]}.png").is_file()
