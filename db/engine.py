@@ -74,8 +74,13 @@ def one_snapshot(session) -> None:
     """Let every statement of the session's transaction read the same data. PostgreSQL's default (READ COMMITTED)
     gives each statement its own snapshot, so a worker finishing a pair between two reads would make them disagree;
     a SQLite transaction reads one snapshot already."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    if session.in_transaction():  # a caller already began it: fine if it is one snapshot already (nested readers)
+        if session.connection().get_isolation_level() == "REPEATABLE READ":
+            return
+        raise RuntimeError("one_snapshot must come before the session's first statement")
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
 
 
 def in_slices(values: list) -> list[list]:
