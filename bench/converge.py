@@ -3,17 +3,20 @@
 The attribution study classifies each stylization once, after the last step; an answer that still
 changes in the last half of the optimisation is not yet the method's. This script takes a trained
 classifier (a finished run of an atelier store) and pairs of its test split, stylizes them with
-the study's defaults (noise init, L-BFGS, normalised VGG19) at ``--doses``, keeps the image after
-every step of ``--checkpoints``, classifies each, and prints, for each k, the share of answers that
-differ between step k and step 2k (the "changed over the last half" of a run of 2k steps).
+the study's defaults (noise init, L-BFGS, normalised VGG19, fp32) at ``--doses``, keeps the image after
+every step of ``--checkpoints``, classifies each, and prints, for each k whose 2k was kept, the share of
+answers that differ between step k and step 2k (the "changed over the last half" of a run of 2k steps)
+with its exact (Clopper-Pearson) 95 % interval, beside what explains it: how much the loss still fell
+over that half, how far the pixels moved, and how many answers were near-ties (top-2 margin < 0.1).
 
     python bench/converge.py --home HOME --run 3 --weights DIR/vgg19-imagenet-features.safetensors \\
-        --size 64 --pairs 8 --doses 1,100 --checkpoints 50,100,200,400
+        --size 128 --pairs 12 --doses 0.1,1,10 --checkpoints 50,100,200,400,800
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import torch
 from sqlalchemy import select
+from statsmodels.stats.proportion import proportion_confint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,16 +44,66 @@ from worker.ml.style import (  # noqa: E402
 from worker.residents import load_classifier  # noqa: E402
 
 
+def choose_pairs(test: list, n: int, rng: random.Random) -> list:
+    """n cross-artist (content, style) pairs of the test split, the style artists taken in turn so that every
+    artist's style is in the sample; the content image is any other artist's."""
+    by_artist: dict[str, list] = {}
+    for im in test:
+        by_artist.setdefault(im.label, []).append(im)
+    artists = sorted(by_artist)
+    pairs = []
+    for i in range(n):
+        style_artist = artists[i % len(artists)]
+        pairs.append((rng.choice([im for im in test if im.label != style_artist]), rng.choice(by_artist[style_artist])))
+    return pairs
+
+
+def settle(answers: dict, probs: dict, trace: torch.Tensor, snaps: dict, ks: list[int]) -> list[dict]:
+    """For each k with 2k kept: what changed between step k and step 2k."""
+    rows = []
+    for k in ks:
+        if 2 * k not in answers:
+            continue
+        n = len(answers[k])
+        changed = sum(a != b for a, b in zip(answers[k], answers[2 * k]))
+        lo, hi = proportion_confint(changed, n, alpha=0.05, method="beta")
+        fell = ((trace[k] - trace[2 * k]) / trace[k]).median().item()
+        moved = (snaps[2 * k] - snaps[k]).flatten(1).pow(2).mean(1).sqrt().median().item()
+        top2 = probs[2 * k].topk(2, dim=1).values
+        ties = ((top2[:, 0] - top2[:, 1]) < 0.1).float().mean().item()
+        rows.append(
+            {
+                "k": k,
+                "n": n,
+                "changed": changed / n,
+                "ci": [lo, hi],
+                "loss_fell": fell,
+                "rms_moved": moved,
+                "near_ties": ties,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, required=True, help="ATELIER_HOME of a store with a finished classifier")
     ap.add_argument("--run", type=int, required=True)
     ap.add_argument("--weights", type=Path, required=True, help="the VGG19 ImageNet safetensors file")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--pairs", type=int, default=8)
-    ap.add_argument("--doses", default="1,100")
-    ap.add_argument("--checkpoints", default="50,100,200,400")
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--doses", default="0.1,1,10")
+    ap.add_argument("--checkpoints", default="50,100,200,400,800")
+    ap.add_argument("--init", default="noise", choices=("noise", "content"))
+    ap.add_argument("--optimizer", default="lbfgs")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="stylize only the first N of the --pairs chosen (same pairs and normalisation as the full run)",
+    )
+    ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = ap.parse_args()
     doses = [float(d) for d in args.doses.split(",")]
     ks = sorted(int(k) for k in args.checkpoints.split(","))
@@ -61,35 +115,65 @@ def main() -> None:
         images = s.scalars(select(Image).where(Image.dataset_id == ds.id, Image.status == "ok")).all()
         root = Path(ds.root)
     picture = {im.id: from_pil(resize_long_side(open_rgb(root / im.path), args.size)) for im in images}
-    test = [im for im in images if im.split == "test"]
-    train = [im for im in images if im.split == "train"]
     rng = random.Random(args.seed)
-    pairs = []
-    while len(pairs) < args.pairs:
-        c, st = rng.sample(test, 2)
-        if c.label != st.label and picture[c.id].shape == picture[st.id].shape:
-            pairs.append((c, st))
+    pairs = choose_pairs([im for im in images if im.split == "test"], args.pairs, rng)
+    train = [im for im in images if im.split == "train"]
     vgg = build_vgg("vgg19", args.weights, pool="avg")
     vgg.rescale(mean_activation_scales(vgg, [picture[im.id] for im in rng.sample(train, min(64, len(train)))]))
-    content = torch.stack([picture[c.id] for c, _ in pairs for _ in doses])
-    styles = [picture[st.id] for _, st in pairs for _ in doses]
+    cfg = StyleConfig(steps=ks[-1], size=args.size, init=args.init, optimizer=args.optimizer)
     t0 = time.perf_counter()
-    r = stylize_batch(
-        content,
-        styles,
-        StyleConfig(steps=ks[-1], size=args.size),
-        vgg,
-        pair_seeds=[c.id * 1000 + st.id for c, st in pairs for _ in doses],
-        doses=doses * len(pairs),
-        snapshot_steps=tuple(ks),
+    rows, answers_all, stylizations = [], {}, []
+    for c, st in pairs[
+        : args.first or None
+    ]:  # one pair (all its doses) per call: each content image keeps its own shape
+        r = stylize_batch(
+            torch.stack([picture[c.id]] * len(doses)),
+            [picture[st.id]] * len(doses),
+            cfg,
+            vgg,
+            pair_seeds=[c.id * 1000 + st.id] * len(doses),
+            doses=doses,
+            snapshot_steps=tuple(ks),
+            precision="fp32",
+        )
+        probs = {k: classify.probabilities([to_pil(x) for x in r.snapshots[k]]) for k in ks}
+        answers = {k: [classify.classes[i] for i in p.argmax(1).tolist()] for k, p in probs.items()}
+        rows.append((answers, probs, r.trace, r.snapshots))
+        for i, dose in enumerate(doses):
+            stylizations.append(
+                {"content": c.path, "style": st.path, "content_artist": c.label, "style_artist": st.label,
+                 "dose": dose, "answers": {k: answers[k][i] for k in ks},
+                 "loss": {k: r.trace[k, i].item() for k in ks},
+                 "evaluations": {k: r.evaluations_at[k] for k in ks}}
+            )  # fmt: skip
+        for k in ks:
+            answers_all.setdefault(k, []).extend(answers[k])
+        print(f"  {c.label} <- {st.label}: answers {[answers[ks[-1]]]} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    merged = settle(
+        answers_all,
+        {k: torch.cat([r[1][k] for r in rows]) for k in ks},
+        torch.cat([r[2] for r in rows], dim=1),
+        {k: torch.cat([r[3][k] for r in rows]) for k in ks},
+        ks,
     )
-    answers = {k: [a[0][0] for a in classify([to_pil(x) for x in r.snapshots[k]])] for k in ks}
-    n = len(content)
-    print(f"{n} stylizations ({len(pairs)} pairs x doses {doses}), {args.size} px, {time.perf_counter() - t0:.0f} s")
-    for k in ks:
-        if 2 * k in answers:
-            changed = sum(a != b for a, b in zip(answers[k], answers[2 * k])) / n
-            print(f"  answers changed between step {k} and {2 * k}: {changed:.2f}")
+    n = len(answers_all[ks[-1]])
+    print(
+        f"{n} stylizations ({len(rows)} pairs x doses {doses}), {args.size} px, init {args.init}, "
+        f"{args.optimizer}, {time.perf_counter() - t0:.0f} s"
+    )
+    print("   k -> 2k   changed  (95% CI)       loss fell  rms moved  near-ties at 2k")
+    for m in merged:
+        print(
+            f"{m['k']:>5} -> {2 * m['k']:<5}{m['changed']:>6.2f}  ({m['ci'][0]:.2f}-{m['ci'][1]:.2f})"
+            f"{m['loss_fell']:>13.3f}{m['rms_moved']:>11.4f}{m['near_ties']:>10.2f}"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "rows": merged, "stylizations": stylizations},
+                indent=1,
+            )
+        )
 
 
 if __name__ == "__main__":

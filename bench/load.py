@@ -158,7 +158,7 @@ def main() -> int:
     # The defaults measure the queue (tiny work per pair); a GPU run gives real work: --size 256 --steps 300.
     ap.add_argument("--size", type=int, default=16, help="long side of the stylized works in px")
     ap.add_argument("--steps", type=int, default=1)
-    ap.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs"))
+    ap.add_argument("--optimizer", default="adam", choices=("adam", "lbfgs", "lbfgs-onepass", "lbfgs-unit"))
     ap.add_argument("--device-batch", type=int, default=64, help="0: the worker picks it from free GPU memory")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args()

@@ -212,6 +212,9 @@ STYLE_INITS = ("noise", "content")
 # trials, one batch evaluation per iteration, each pair backtracking on its own iterations; lbfgs-unit: unit step,
 # no line search (the public Gatys implementations); adam. See worker.ml.style.lbfgs_one_pass.
 STYLE_OPTIMIZERS = ("lbfgs", "lbfgs-onepass", "lbfgs-unit", "adam")
+# The most pairs one optimisation holds (an H200 fits about this many at 256 px); a stylize chunk defaults to it so
+# that one job can fill the device batch that the worker sizes from its free memory.
+MAX_DEVICE_BATCH = 256
 
 
 @dataclass(frozen=True)

@@ -139,14 +139,15 @@ def contrast_rows(study: Study) -> tuple[list[str], list[list[str]]]:
 def baseline_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     keys = analysis.GROUPS[study.by]
     head = [study.level_name, *(KEY_COLUMNS[k] for k in keys), "control: content / style"]
-    head += [f"{study.level_name} 0: style", "classifier confuses content artist's works as style artist's"]
+    # The null arm is dose 0 when the batch has one; otherwise its lowest level, named in the cell, never "0".
+    head += [f"lowest {study.level_name}: style", "classifier confuses content artist's works as style artist's"]
     head += ["uniform chance 1/K", "style, equal weight per cell", "style, --condition none", "pairs kept"]
     head += ["same-artist: artist still named"]
     rows = []
     for r in study.baselines.to_dict("records"):
         cells = [f"{r['level']:g}", *(r[k] for k in keys)]
         cells += [f"{number(r['control_content_rate'])} / {number(r['control_style_rate'])}"]
-        cells += [number(r["null_style_rate"]), number(r["confused_content_as_style"])]
+        cells += [f"{number(r['null_style_rate'])} ({r['null_level']:g})", number(r["confused_content_as_style"])]
         cells += [number(r["chance_uniform"])]
         cells += [estimate(r["equal_weight_style_rate"], r["equal_weight_style_low"], r["equal_weight_style_high"])]
         cells += [estimate(r["unconditioned_style_rate"], r["unconditioned_style_low"], r["unconditioned_style_high"])]

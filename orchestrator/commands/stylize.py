@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core import weights as names
 from core.artifacts import artifact_path
-from core.config import STYLE_INITS, STYLE_LOSSES, STYLE_OPTIMIZERS, STYLE_POOLS, StyleConfig
+from core.config import MAX_DEVICE_BATCH, STYLE_INITS, STYLE_LOSSES, STYLE_OPTIMIZERS, STYLE_POOLS, StyleConfig
 from core.errors import ConfigError
 from core.params import batch_spec
 from core.weights import sha256_file
@@ -27,9 +27,10 @@ from orchestrator.submit import plan_pairs, submit_batch
 from orchestrator.weights import resolve as resolve_weights_spec
 
 # Scale-free doses (worker.ml.dose: the style term's size relative to the content term's at the pair's reference
-# noise). 0 is the null dose (a reconstruction); the rest span the flip from content to style artist measured on
-# real paintings with real weights (README, "Checked on real paintings"; bench/dose.py).
-DEFAULT_DOSES = "0,0.01,0.1,1,10"
+# noise). 0 is the null dose (a reconstruction); the rest, a decade apart, span the flip from content to style
+# artist measured on real paintings with real weights (README, "Checked on real paintings"): at 64 px the style
+# artist overtakes near dose 1, at 128 px between 10 and 1000, so the grid reaches 1000.
+DEFAULT_DOSES = "0,0.1,1,10,100,1000"
 # Filters' mean activations for the normalisation, over this many train images drawn across every artist.
 DEFAULT_NORM_IMAGES = 64
 
@@ -112,7 +113,13 @@ DEFAULT_NORM_IMAGES = 64
     help="Normalise the VGG as Gatys et al. did (each filter's mean activation 1; the network's function is "
     "unchanged) over this many train images drawn across every artist; 0 leaves the weights as they are.",
 )
-@click.option("--chunk", type=click.IntRange(1), default=64, show_default=True, help="Pairs per job.")
+@click.option(
+    "--chunk",
+    type=click.IntRange(1),
+    default=MAX_DEVICE_BATCH,
+    show_default=True,
+    help="Pairs per job: enough to fill a large GPU's device batch.",
+)
 @click.option(
     "--device-batch",
     type=click.IntRange(1),

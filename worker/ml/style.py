@@ -59,7 +59,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from safetensors.torch import load_file
 
-from core.config import MIN_SIDE, VGG_NAMES, StyleConfig
+from core.config import MAX_DEVICE_BATCH, MIN_SIDE, VGG_NAMES, StyleConfig
 from core.errors import ConfigError
 from worker.ml.dose import balance as dose_balance
 from worker.ml.dose import betas_for_doses
@@ -718,7 +718,7 @@ _VGG_BLOCKS = {"vgg19": ((2, 64, 1), (2, 128, 2), (4, 256, 4), (4, 512, 8), (1, 
 
 
 def device_batch_for(free_bytes: int, height: int, width: int, vgg: str = "vgg19", history: int = 10,
-                     cap: int = 256) -> int:  # fmt: skip
+                     cap: int = MAX_DEVICE_BATCH) -> int:  # fmt: skip
     """Pairs per optimisation that fit in ``free_bytes``: an estimate, with CUDA OOM halving as the net.
 
     Per pair: every conv output up to relu5_1 kept for the backward pass, its ReLU output and its gradient
