@@ -28,7 +28,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.config import StyleConfig  # noqa: E402
+from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from corpus.imageio import open_rgb  # noqa: E402
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--doses", default="0.1,1,10")
     ap.add_argument("--checkpoints", default="50,100,200,400,800")
     ap.add_argument("--init", default="noise", choices=("noise", "content"))
-    ap.add_argument("--optimizer", default="lbfgs")
+    ap.add_argument("--optimizer", default="lbfgs", choices=STYLE_OPTIMIZERS)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--first",
@@ -123,9 +123,8 @@ def main() -> None:
     cfg = StyleConfig(steps=ks[-1], size=args.size, init=args.init, optimizer=args.optimizer)
     t0 = time.perf_counter()
     rows, answers_all, stylizations = [], {}, []
-    for c, st in pairs[
-        : args.first or None
-    ]:  # one pair (all its doses) per call: each content image keeps its own shape
+    # One pair (all its doses) per call: each content image keeps its own shape.
+    for c, st in pairs[: args.first or None]:
         r = stylize_batch(
             torch.stack([picture[c.id]] * len(doses)),
             [picture[st.id]] * len(doses),
