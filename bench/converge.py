@@ -7,7 +7,9 @@ the study's defaults (noise init, L-BFGS, normalised VGG19, fp32) at ``--doses``
 every step of ``--checkpoints``, classifies each, and prints, for each k whose 2k was kept, the share of
 answers that differ between step k and step 2k (the "changed over the last half" of a run of 2k steps)
 with its exact (Clopper-Pearson) 95 % interval, beside what explains it: how much the loss still fell
-over that half, how far the pixels moved, and how many answers were near-ties (top-2 margin < 0.1).
+over that half, how far the pixels moved, how many answers were near-ties (top-2 margin < 0.1), and how
+many of the decisive answers (no near-tie at 2k) changed. The JSON keeps each checkpoint's probability
+for the content and the style artist and the top-2 margin.
 
     python bench/converge.py --home HOME --run 3 --weights DIR/vgg19-imagenet-features.safetensors \\
         --size 128 --pairs 12 --doses 0.1,1,10 --checkpoints 50,100,200,400,800
@@ -43,6 +45,8 @@ from worker.ml.style import (  # noqa: E402
 )
 from worker.residents import load_classifier  # noqa: E402
 
+NEAR_TIE = 0.1  # top-2 probability margin below which an answer is a near-tie
+
 
 def choose_pairs(test: list, n: int, rng: random.Random) -> list:
     """n cross-artist (content, style) pairs of the test split, the style artists taken in turn so that every
@@ -58,6 +62,12 @@ def choose_pairs(test: list, n: int, rng: random.Random) -> list:
     return pairs
 
 
+def margin(p: torch.Tensor) -> float:
+    """The top-2 probability margin of one answer."""
+    top2 = p.topk(2).values
+    return (top2[0] - top2[1]).item()
+
+
 def settle(answers: dict, probs: dict, trace: torch.Tensor, snaps: dict, ks: list[int]) -> list[dict]:
     """For each k with 2k kept: what changed between step k and step 2k."""
     rows = []
@@ -70,7 +80,12 @@ def settle(answers: dict, probs: dict, trace: torch.Tensor, snaps: dict, ks: lis
         fell = ((trace[k] - trace[2 * k]) / trace[k]).median().item()
         moved = (snaps[2 * k] - snaps[k]).flatten(1).pow(2).mean(1).sqrt().median().item()
         top2 = probs[2 * k].topk(2, dim=1).values
-        ties = ((top2[:, 0] - top2[:, 1]) < 0.1).float().mean().item()
+        tie = (top2[:, 0] - top2[:, 1]) < NEAR_TIE
+        ties = tie.float().mean().item()
+        # A near-tie at 2k can flip on any change of the picture; the decisive answers say whether the
+        # optimisation itself still moves the study's answer.
+        decisive = [i for i in range(n) if not tie[i]]
+        changed_decisive = sum(answers[k][i] != answers[2 * k][i] for i in decisive)
         rows.append(
             {
                 "k": k,
@@ -80,6 +95,8 @@ def settle(answers: dict, probs: dict, trace: torch.Tensor, snaps: dict, ks: lis
                 "loss_fell": fell,
                 "rms_moved": moved,
                 "near_ties": ties,
+                "decisive": len(decisive),
+                "changed_decisive": changed_decisive,
             }
         )
     return rows
@@ -143,7 +160,10 @@ def main() -> None:
                 {"content": c.path, "style": st.path, "content_artist": c.label, "style_artist": st.label,
                  "dose": dose, "answers": {k: answers[k][i] for k in ks},
                  "loss": {k: r.trace[k, i].item() for k in ks},
-                 "evaluations": {k: r.evaluations_at[k] for k in ks}}
+                 "evaluations": {k: r.evaluations_at[k] for k in ks},
+                 "p_content": {k: probs[k][i, classify.classes.index(c.label)].item() for k in ks},
+                 "p_style": {k: probs[k][i, classify.classes.index(st.label)].item() for k in ks},
+                 "margin": {k: margin(probs[k][i]) for k in ks}}
             )  # fmt: skip
         for k in ks:
             answers_all.setdefault(k, []).extend(answers[k])
@@ -160,11 +180,12 @@ def main() -> None:
         f"{n} stylizations ({len(rows)} pairs x doses {doses}), {args.size} px, init {args.init}, "
         f"{args.optimizer}, {time.perf_counter() - t0:.0f} s"
     )
-    print("   k -> 2k   changed  (95% CI)       loss fell  rms moved  near-ties at 2k")
+    print("   k -> 2k   changed  (95% CI)       loss fell  rms moved  near-ties at 2k  changed/decisive")
     for m in merged:
         print(
             f"{m['k']:>5} -> {2 * m['k']:<5}{m['changed']:>6.2f}  ({m['ci'][0]:.2f}-{m['ci'][1]:.2f})"
             f"{m['loss_fell']:>13.3f}{m['rms_moved']:>11.4f}{m['near_ties']:>10.2f}"
+            f"{m['changed_decisive']:>12}/{m['decisive']}"
         )
     if args.json:
         args.json.write_text(

@@ -38,7 +38,7 @@ ATTRIBUTION_SQL = (
     "round(style_rate, 3) AS style_rate, round(other_rate, 3) AS other_rate FROM attribution_by_weight "
     "WHERE batch_id = '{batch}' ORDER BY level"
 )
-# The demo's doses: from content-named to style-named on its synthetic paintings (measured: README, "Demo").
+# The demo's doses: from content-named to style-named on its synthetic paintings (measured: README, "Quick start").
 DEMO_DOSES = "0.01,1,100"
 
 

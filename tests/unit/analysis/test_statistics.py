@@ -62,6 +62,19 @@ def test_the_table_has_a_control_row_and_one_row_per_dose_with_its_method():
     assert by_pair["interval_note"].str.startswith("few images").all()  # a cell holds at most 5 of each
 
 
+def test_the_share_of_answers_that_changed_over_the_last_half_is_per_dose_and_absent_for_the_control():
+    records = simulate.batch(1)
+    dose = records["level"] == 1.0
+    flip = records.index[dose][::4]  # every fourth stylization at dose 1 named someone else at half the steps
+    records.loc[flip, "predicted_half"] = [f"not {p}" for p in records.loc[flip, "predicted"]]
+    records.loc[records["level"] == 3.0, "predicted_half"] = None  # older rows: no answer on the way
+    table = analysis.attribution_table(records).set_index("level", drop=False)
+    rows = table[table["treatment"] == "dose"]
+    assert rows.loc[1.0, "changed_last_half"] == len(flip) / dose.sum()
+    assert rows.loc[0.3, "changed_last_half"] == 0.0 and np.isnan(rows.loc[3.0, "changed_last_half"])
+    assert np.isnan(table[table["treatment"] == "control"]["changed_last_half"]).all()  # never optimised
+
+
 def test_contrasts_are_on_the_pairs_complete_at_every_dose():
     records = simulate.batch(1)
     dropped = records[~((records["pair"] == records["pair"].iloc[0]) & (records["level"] == 10.0))]
