@@ -26,6 +26,7 @@ _WHERE = {
     "FIT_METHOD": "doseresponse",
     "dose_curves": "doseresponse",
     "dose_response": "doseresponse",
+    "NEAR_TIE": "records",
     "ROWS_SQL": "records",
     "batch_info": "records",
     "export_frame": "records",
@@ -33,6 +34,7 @@ _WHERE = {
     "kept_sql": "records",
     "load_batch": "records",
     "load_controls": "records",
+    "top2_margin": "records",
     "attribution_table": "tables",
     "contrasts": "tables",
 }

@@ -108,6 +108,19 @@ def load_controls(source: Any, batch_ref: str) -> pd.DataFrame:
         return _controls(s, batch.classifier_run_id, _json(batch.spec)["style"]["size"])
 
 
+NEAR_TIE = 0.1  # a top-2 probability margin below this makes the named answer a near-tie
+
+
+def top2_margin(probs: Any) -> float:
+    """The gap between the classifier's two largest probabilities ({artist: p}, or its JSON); NaN if unknown.
+    Below ``NEAR_TIE`` the named answer is a near-tie that any small change of the picture can flip."""
+    probs = _json(probs)
+    if not isinstance(probs, dict) or len(probs) < 2:
+        return float("nan")
+    first, second = sorted(map(float, probs.values()), reverse=True)[:2]
+    return first - second
+
+
 def _prob(probs: Any, artist: str) -> float:
     probs = _json(probs)
     return float(probs[artist]) if isinstance(probs, dict) and artist in probs else float("nan")

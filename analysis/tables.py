@@ -11,7 +11,7 @@ import pandas as pd
 
 from analysis import clustered
 from analysis.names import GROUPS
-from analysis.records import OUTCOMES, control_outcomes, kept
+from analysis.records import NEAR_TIE, OUTCOMES, control_outcomes, kept, top2_margin
 from core.errors import ConfigError
 
 
@@ -45,20 +45,39 @@ def _stratum(part: pd.DataFrame) -> dict:
     for col, name in (("loss_ratio", "median_loss_ratio"), ("balance", "median_balance")):
         values = pd.to_numeric(part[col], errors="coerce").dropna() if col in part else pd.Series([], dtype=float)
         row[name] = float(values.median()) if len(values) else float("nan")
+    return row | _settling(part)
+
+
+def _settling(part: pd.DataFrame) -> dict:
+    """Whether the answers had settled: the share that changed over the last half of the optimisation, the share
+    of final answers that are near-ties, and the share that changed among the decisive (not near-tie) ones. The
+    split says whether the optimisation still moves the answer or the classifier cannot tell two artists apart."""
     half = part["predicted_half"] if "predicted_half" in part else pd.Series([None] * len(part))
     known = half.notna().to_numpy()
-    row["changed_last_half"] = (
-        float((half[known].to_numpy() != part["predicted"][known].to_numpy()).mean()) if known.any() else float("nan")
-    )
-    return row
+    changed = half.to_numpy() != part["predicted"].to_numpy()
+    probs = part["probs"] if "probs" in part else [None] * len(part)
+    margins = np.array([top2_margin(p) for p in probs], dtype=float)
+    rated = ~np.isnan(margins)
+    decisive = known & rated & (margins >= NEAR_TIE)
+
+    def share(mask: np.ndarray, of: np.ndarray) -> float:
+        return float(mask[of].mean()) if of.any() else float("nan")
+
+    return {
+        "changed_last_half": share(changed, known),
+        "near_ties": share(margins < NEAR_TIE, rated),
+        "decisive": int(decisive.sum()),
+        "changed_decisive": share(changed, decisive),
+    }
 
 
 def attribution_table(records: pd.DataFrame, by: str = "dose", condition: str = "both") -> pd.DataFrame:
     """One row per stratum of the kept cross-artist stylizations — (treatment, level, *group) — and, first in each
     group, the control arm (treatment 'control': the unstylized content image's answer on the same pairs).
     Columns: n, pairs, content_images, style_images, and per outcome its count, rate, low and high (two-way
-    clustered; NaN with ``interval_note`` where there is no interval), the median loss ratio and balance, and the
-    share of answers that changed over the last half of the optimisation."""
+    clustered; NaN with ``interval_note`` where there is no interval), the median loss ratio and balance, the
+    share of answers that changed over the last half of the optimisation, the share of near-ties (top-2 margin
+    below ``NEAR_TIE``) and the share that changed among the ``decisive`` answers."""
     keys = group_keys(by)
     rows = kept(records, condition)
     out = []
@@ -66,6 +85,7 @@ def attribution_table(records: pd.DataFrame, by: str = "dose", condition: str = 
         control = control_outcomes(part)
         # The control was never optimised: it has no balance, loss ratio or answer on the way.
         unoptimised = {"median_loss_ratio": np.nan, "median_balance": np.nan, "changed_last_half": np.nan}
+        unoptimised |= {"near_ties": np.nan, "decisive": 0, "changed_decisive": np.nan}
         out.append(
             {"treatment": "control", "level": np.nan, **dict(zip(keys, gkey)), **_stratum(control), **unoptimised}
         )

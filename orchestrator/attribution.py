@@ -103,13 +103,14 @@ def level_text(row: dict, level_name: str) -> str:
 def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     keys = analysis.GROUPS[study.by]
     head = ["arm", *(KEY_COLUMNS[k] for k in keys), "n", "pairs", "content imgs", "style imgs"]
-    head += [*OUTCOMES, "changed in last ½", "median balance"]
+    head += [*OUTCOMES, "changed in last ½", "near-ties", "changed, decisive", "median balance"]
     rows = []
     for r in study.table.to_dict("records"):
         cells = [level_text(r, study.level_name), *(r[k] for k in keys)]
         cells += [str(r["n"]), str(r["pairs"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r[f"{o}_rate"], r[f"{o}_low"], r[f"{o}_high"], r[f"{o}_note"]) for o in OUTCOMES]
-        cells += [number(r["changed_last_half"]), number(r["median_balance"], 3)]
+        decisive = f"{number(r['changed_decisive'])} of {int(r['decisive'])}" if r["decisive"] else "–"
+        cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive, number(r["median_balance"], 3)]
         rows.append(cells)
     return head, rows
 

@@ -3,6 +3,8 @@ covers at its nominal rate under crossed image effects, contrasts compare the sa
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -73,6 +75,22 @@ def test_the_share_of_answers_that_changed_over_the_last_half_is_per_dose_and_ab
     assert rows.loc[1.0, "changed_last_half"] == len(flip) / dose.sum()
     assert rows.loc[0.3, "changed_last_half"] == 0.0 and np.isnan(rows.loc[3.0, "changed_last_half"])
     assert np.isnan(table[table["treatment"] == "control"]["changed_last_half"]).all()  # never optimised
+
+
+def test_changes_split_into_near_ties_and_decisive_answers():
+    records = simulate.batch(2)
+    at = records.index[records["level"] == 1.0]
+    tie, clear = {"A0": 0.40, "A1": 0.22, "A2": 0.38}, {"A0": 0.80, "A1": 0.10, "A2": 0.10}
+    records["probs"] = [clear] * len(records)
+    records.loc[at[::2], "probs"] = pd.Series([json.dumps(tie)] * len(at[::2]), index=at[::2])  # stored as JSON
+    changed = at[::3]  # half of them near-ties (every sixth row), half decisive
+    records.loc[changed, "predicted_half"] = [f"not {p}" for p in records.loc[changed, "predicted"]]
+    row = analysis.attribution_table(records).set_index("level").loc[1.0]
+    decisive = [i for i in at if i not in set(at[::2])]
+    assert row["near_ties"] == len(at[::2]) / len(at)
+    assert row["decisive"] == len(decisive)
+    assert row["changed_decisive"] == len(set(changed) & set(decisive)) / len(decisive)
+    assert analysis.top2_margin(json.dumps(tie)) == pytest.approx(0.02) and np.isnan(analysis.top2_margin(None))
 
 
 def test_contrasts_are_on_the_pairs_complete_at_every_dose():
