@@ -30,6 +30,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from analysis import NEAR_TIE  # noqa: E402  (the study's own threshold, as its tables print it)
 from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from corpus.imageio import open_rgb  # noqa: E402
@@ -44,8 +45,6 @@ from worker.ml.style import (  # noqa: E402
     to_pil,
 )
 from worker.residents import load_classifier  # noqa: E402
-
-NEAR_TIE = 0.1  # top-2 probability margin below which an answer is a near-tie
 
 
 def choose_pairs(test: list, n: int, rng: random.Random) -> list:

@@ -98,7 +98,8 @@ def main() -> None:
     by_artist = paintings(args.paintings)
     weights = next(args.weights.glob("vgg19*.safetensors"))
     # The study's network: average pooling (the paper's choice for synthesis), which changes every
-    # activation after the first pool, so the factors and balances are measured on it.
+    # activation after the first pool, so the balances are measured on it. (The factors are measured on
+    # the network as trained, max pooling, whatever this says: see mean_activation_scales.)
     raw = build_vgg("vgg19", weights, pool="avg")
     norm_set = [
         from_pil(resize_long_side(open_rgb(p), args.size)) for p in across_artists(by_artist, args.norm_images, 1)
