@@ -112,7 +112,13 @@ def main() -> None:
     ap.add_argument("--checkpoints", default="50,100,200,400,800")
     ap.add_argument("--init", default="noise", choices=("noise", "content"))
     ap.add_argument("--optimizer", default="lbfgs", choices=STYLE_OPTIMIZERS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="chooses the pairs and the normalisation's images")
+    ap.add_argument(
+        "--noise-seed",
+        type=int,
+        default=0,
+        help="the style config's seed: another white-noise start (and dose reference) for the same pairs",
+    )
     ap.add_argument(
         "--first",
         type=int,
@@ -136,7 +142,7 @@ def main() -> None:
     train = [im for im in images if im.split == "train"]
     vgg = build_vgg("vgg19", args.weights, pool="avg")
     vgg.rescale(mean_activation_scales(vgg, [picture[im.id] for im in rng.sample(train, min(64, len(train)))]))
-    cfg = StyleConfig(steps=ks[-1], size=args.size, init=args.init, optimizer=args.optimizer)
+    cfg = StyleConfig(steps=ks[-1], size=args.size, init=args.init, optimizer=args.optimizer, seed=args.noise_seed)
     t0 = time.perf_counter()
     rows, answers_all, stylizations = [], {}, []
     # One pair (all its doses) per call: each content image keeps its own shape.

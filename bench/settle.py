@@ -4,6 +4,9 @@ For each dose of a finished style batch (an atelier store), from the answers eve
 and all of its steps (``answers``) and its final probabilities:
   - the share of answers that changed over the last half, the share of final answers that are near-ties (top-2
     margin < ``analysis.NEAR_TIE``) and how many of the decisive ones changed;
+  - the attribution table's content and style rates at half and all of the steps: whether the table moves
+    when single answers do;
+  - the study's answer, d50 on the probabilities, fitted on the pictures at half and at all of the steps;
   - the continuous outcome, p_style / (p_style + p_content), at half and all of the steps: its median and the
     median change per stylization (the d50 on probabilities reads this, not the named answer).
 With ``--classifier RUN`` the batch's final pictures are classified again by another finished run of the
@@ -37,7 +40,14 @@ def settling(rows) -> dict:
     ties = [analysis.top2_margin(p) < analysis.NEAR_TIE for p in rows["probs"]]
     changed = [h[1] != f[1] for h, f in half_final]
     decisive = [c for c, t in zip(changed, ties) if not t]
+    n = len(rows)
+
+    def rate(step: int, artist: str) -> float:  # the attribution table's row at half (0) or all (1) of the steps
+        return sum(hf[step][1] == a for hf, a in zip(half_final, rows[artist])) / n
+
     return {
+        "content": f"{rate(0, 'content_artist'):.2f} -> {rate(1, 'content_artist'):.2f}",
+        "style": f"{rate(0, 'style_artist'):.2f} -> {rate(1, 'style_artist'):.2f}",
         "n": len(rows),
         "changed": sum(changed) / len(rows),
         "near_ties": sum(ties) / len(rows),
@@ -82,6 +92,27 @@ def reclassify(settings: Settings, rows, run_id: int) -> dict:
     return out
 
 
+def at_half(records):
+    """The batch's records with each stylization's probabilities as they were at half of its steps."""
+    half = records.copy()
+    recorded = half["answers"].notna()
+    steps = half.loc[recorded, "answers"].map(lambda a: sorted(json.loads(a) if isinstance(a, str) else a)[-2])
+    half.loc[recorded, "p_content"] = steps.map(lambda r: r[2])
+    half.loc[recorded, "p_style"] = steps.map(lambda r: r[3])
+    return half[recorded | (half["arm"] != "cross")]
+
+
+def print_d50(records) -> None:
+    """The study's answer, d50 on the probabilities over all doses, from the pictures at half and all the steps."""
+    for when, rows in (("half", at_half(records)), ("all", records)):
+        fit = analysis.dose_response(rows, by="all", condition="none")  # every cross pair, as the table above
+        r = fit[fit["outcome"] == "probs"].iloc[0]
+        print(
+            f"  d50 on probabilities at {when} of the steps: {r['d50']:.3g} ({r['d50_low']:.3g}-{r['d50_high']:.3g}),"
+            f" slope {r['slope']:.3f} ({r['slope_low']:.3f}-{r['slope_high']:.3f}) per log dose, {r['n']} stylizations"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, required=True, help="ATELIER_HOME of the store")
@@ -94,15 +125,19 @@ def main() -> None:
     if rows.empty:
         sys.exit(f"batch {args.batch}: no cross-artist stylization recorded its answers on the way")
     print(f"{len(rows)} cross-artist stylizations; answers at half and all of the steps")
-    print("  dose      n  changed  near-ties  decisive changed  share half -> final  median |change|")
+    print(
+        "  dose      n  changed  near-ties  decisive changed  share half -> final  median |change|"
+        "  content half -> final  style half -> final"
+    )
     for level, part in rows.groupby("level"):
         f = settling(part)
         print(
             f"  {level:<8g}{f['n']:>3}{f['changed']:>9.2f}{f['near_ties']:>11.2f}{f['decisive_changed']:>18}"
-            f"{f['share']:>21}{f['median_abs_change']:>17.3f}"
+            f"{f['share']:>21}{f['median_abs_change']:>17.3f}{f['content']:>23}{f['style']:>21}"
         )
     f = settling(rows)
     print(f"  all     {f['n']:>3}{f['changed']:>9.2f}{f['near_ties']:>11.2f}{f['decisive_changed']:>18}")
+    print_d50(records)
     controls = analysis.load_controls(settings.database_url, args.batch)
     tied = sum(analysis.top2_margin(p) < analysis.NEAR_TIE for p in controls["probs"])
     print(f"  the batch's classifier on its {len(controls)} unstylized controls: {tied} near-ties")

@@ -162,19 +162,9 @@ def grid_cmd(
     with lab.sessions() as s:
         ds = get_dataset(s, dataset_name)
         dataset_id, num_classes = ds.id, len(ds.classes)
-    cells = []
-    for i, values in enumerate(expand(axes)):
-        values = {**{k: None for k in ("dense1", "dense2")}, **values}
-        cfg = cell_config(arch, num_classes, image_size, mode, metric, weights, values, views)
-        cfg.model_config().validate()
-        cells.append(Cell(i, {k: v for k, v in values.items() if v is not None}, cfg))
+    cells = build_cells(axes, arch, num_classes, image_size, mode, metric, weights, views)
     if dry_run:
-        axis_names = list(axes)
-        console.print(
-            table(
-                f"{n} cells", ("cell", *axis_names), [(c.index, *(c.values.get(k) for k in axis_names)) for c in cells]
-            )
-        )
+        print_cells(cells, list(axes))
         return
     weights = resolve_weights(lab, arch, weights)  # before any row: unavailable weights fail here and leave none
     spec = {
@@ -195,6 +185,24 @@ def grid_cmd(
         click.echo(f"sweep {sweep_id}: {n} cells queued ({reused} reused from earlier sweeps)")
     if wait:
         wait_for_group(lab, sweep_id, "sweep")
+
+
+def build_cells(
+    axes: dict, arch: str, num_classes: int, image_size: int, mode: str, metric: str, weights: str, views: int
+) -> list[Cell]:
+    """One validated cell per point of the grid; a bad combination fails here, before any row is written."""
+    cells = []
+    for i, values in enumerate(expand(axes)):
+        values = {**{k: None for k in ("dense1", "dense2")}, **values}
+        cfg = cell_config(arch, num_classes, image_size, mode, metric, weights, values, views)
+        cfg.model_config().validate()
+        cells.append(Cell(i, {k: v for k, v in values.items() if v is not None}, cfg))
+    return cells
+
+
+def print_cells(cells: list[Cell], axis_names: list[str]) -> None:
+    rows = [(c.index, *(c.values.get(k) for k in axis_names)) for c in cells]
+    console.print(table(f"{len(cells)} cells", ("cell", *axis_names), rows))
 
 
 def check_views(mode: str, augments: list[str], views: int) -> None:
