@@ -15,7 +15,7 @@ Two things bound what "the same answer" can reach, and the script prints both wh
     An optimiser that disagrees with today's no more than today's disagrees with itself has not changed the
     study's answer; it has drawn another start.
 
-    python bench/agree.py lbfgs.json lbfgs-unit.json --steps 400,400 [--floor lbfgs-seed1.json]
+    python bench/agree.py lbfgs.json lbfgs-unit.json [more parts of that run] --steps 400,400 [--floor lbfgs-seed1.json]
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis import NEAR_TIE  # noqa: E402  (the study's own threshold, as its tables print it)
 
 
-def outcomes(path: Path, step: int | None) -> tuple[pd.DataFrame, int, str]:
-    run = json.loads(path.read_text())
-    rows = pd.DataFrame(run["stylizations"])
+def outcomes(paths: Path | list[Path], step: int | None) -> tuple[pd.DataFrame, int, str]:
+    """The outcome of every stylization of one run at ``step``; a run may come in parts (``converge.py --skip``)."""
+    parts = [json.loads(p.read_text()) for p in (paths if isinstance(paths, list) else [paths])]
+    run, path = parts[0], paths[0] if isinstance(paths, list) else paths
+    rows = pd.DataFrame([s for part in parts for s in part["stylizations"]])
     kept = sorted(int(k) for k in rows["answers"].iloc[0])
     k = step or kept[-1]
     if k not in kept:
@@ -63,7 +65,7 @@ def same_share(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("first", type=Path, help="bench/converge.py --json of today's optimiser")
-    ap.add_argument("second", type=Path, help="the same stylizations by the other optimiser")
+    ap.add_argument("second", type=Path, nargs="+", help="the same stylizations by the other optimiser (its parts)")
     ap.add_argument("--steps", default="", help="K1,K2: the step of each run to compare (default: each run's last)")
     ap.add_argument("--floor", type=Path, default=None, help="the first optimiser's run from another noise seed")
     args = ap.parse_args()

@@ -125,6 +125,9 @@ def main() -> None:
         default=0,
         help="stylize only the first N of the --pairs chosen (same pairs and normalisation as the full run)",
     )
+    ap.add_argument(
+        "--skip", type=int, default=0, help="leave out the first N of the pairs (another run already has them)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = ap.parse_args()
     doses = [float(d) for d in args.doses.split(",")]
@@ -146,7 +149,7 @@ def main() -> None:
     t0 = time.perf_counter()
     rows, answers_all, stylizations = [], {}, []
     # One pair (all its doses) per call: each content image keeps its own shape.
-    for c, st in pairs[: args.first or None]:
+    for c, st in pairs[args.skip : args.first or None]:
         r = stylize_batch(
             torch.stack([picture[c.id]] * len(doses)),
             [picture[st.id]] * len(doses),
