@@ -35,8 +35,14 @@ from analysis import NEAR_TIE  # noqa: E402  (the study's own threshold, as its 
 
 def outcomes(paths: Path | list[Path], step: int | None) -> tuple[pd.DataFrame, int, str]:
     """The outcome of every stylization of one run at ``step``; a run may come in parts (``converge.py --skip``)."""
-    parts = [json.loads(p.read_text()) for p in (paths if isinstance(paths, list) else [paths])]
-    run, path = parts[0], paths[0] if isinstance(paths, list) else paths
+    paths = paths if isinstance(paths, list) else [paths]
+    parts = [json.loads(p.read_text()) for p in paths]
+    run, path = parts[0], paths[0]
+    # The parts of one run differ only in which pairs they took.
+    same_run = {k: v for k, v in run["args"].items() if k not in ("first", "skip", "json")}
+    for p, part in zip(paths[1:], parts[1:]):
+        if {k: v for k, v in part["args"].items() if k not in ("first", "skip", "json")} != same_run:
+            raise SystemExit(f"{p} is not a part of the run in {path}: its settings differ")
     rows = pd.DataFrame([s for part in parts for s in part["stylizations"]])
     kept = sorted(int(k) for k in rows["answers"].iloc[0])
     k = step or kept[-1]
@@ -48,8 +54,15 @@ def outcomes(paths: Path | list[Path], step: int | None) -> tuple[pd.DataFrame, 
     rows.loc[answer == rows["style_artist"], "outcome"] = "style"
     rows["answer"] = answer
     # Runs older than the margins (converge.py before they were kept) cannot be split into decisive answers.
-    rows["margin"] = rows["margin"].map(lambda m: m[str(k)]) if "margin" in rows else float("nan")
-    return rows.set_index(["content", "style", "dose"]), k, run["args"]["optimizer"]
+    rows["margin"] = (
+        rows["margin"].map(lambda m: m[str(k)] if isinstance(m, dict) else float("nan"))
+        if "margin" in rows
+        else float("nan")
+    )
+    rows = rows.set_index(["content", "style", "dose"])
+    if not rows.index.is_unique:
+        raise SystemExit(f"{', '.join(map(str, paths))}: a stylization appears twice (overlapping parts?)")
+    return rows, k, run["args"]["optimizer"]
 
 
 def same_share(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, str]:

@@ -13,6 +13,10 @@ for the content and the style artist and the top-2 margin.
 
     python bench/converge.py --home HOME --run 3 --weights DIR/vgg19-imagenet-features.safetensors \\
         --size 128 --pairs 12 --doses 0.1,1,10 --checkpoints 50,100,200,400,800
+
+``--noise-seed N`` starts the same pairs from another white noise (how much the start alone decides);
+``--first N`` / ``--skip N`` stylize a part of the pairs (positions before N / from N on), so one run can be
+done in parts that ``bench/agree.py`` reads together.
 """
 
 from __future__ import annotations
@@ -126,10 +130,15 @@ def main() -> None:
         help="stylize only the first N of the --pairs chosen (same pairs and normalisation as the full run)",
     )
     ap.add_argument(
-        "--skip", type=int, default=0, help="leave out the first N of the pairs (another run already has them)"
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first N of the pairs (another part of the run has them); --first still counts from the start",
     )
     ap.add_argument("--json", type=Path, default=None, help="write the figures here too")
     args = ap.parse_args()
+    if args.skip >= (args.first or args.pairs):
+        sys.exit(f"--skip {args.skip} leaves no pair of the first {args.first or args.pairs}: nothing to stylize")
     doses = [float(d) for d in args.doses.split(",")]
     ks = sorted(int(k) for k in args.checkpoints.split(","))
     settings = Settings.from_env({"ATELIER_HOME": str(args.home)})

@@ -4,8 +4,8 @@ For each dose of a finished style batch (an atelier store), from the answers eve
 and all of its steps (``answers``) and its final probabilities:
   - the share of answers that changed over the last half, the share of final answers that are near-ties (top-2
     margin < ``analysis.NEAR_TIE``) and how many of the decisive ones changed;
-  - the attribution table's content and style rates at half and all of the steps: whether the table moves
-    when single answers do;
+  - the attribution table's content and style rates (``--condition none``: every cross pair) at half and all
+    of the steps: whether the table moves when single answers do;
   - the study's answer, d50 on the probabilities, fitted on the pictures at half and at all of the steps;
   - the continuous outcome, p_style / (p_style + p_content), at half and all of the steps: its median and the
     median change per stylization (the d50 on probabilities reads this, not the named answer).
@@ -35,8 +35,23 @@ def share(record: list) -> float:
     return record[3] / (record[2] + record[3])
 
 
+def half_and_final(answers, steps: int) -> list | None:
+    """The recorded answers [step, name, p_content, p_style] at half and all of ``steps`` (as the worker's
+    ``predicted_half`` reads them), or None where either was not recorded."""
+    at = {r[0]: r for r in (json.loads(answers) if isinstance(answers, str) else answers or [])}
+    half, final = at.get(steps // 2), at.get(steps)
+    return [half, final] if half is not None and final is not None and steps // 2 < steps else None
+
+
+def recorded(records):
+    """The cross-artist rows that recorded their answers at half and all of the steps, with them as ``half_final``."""
+    rows = records[records["arm"] == "cross"].copy()
+    rows["half_final"] = [half_and_final(a, int(n)) for a, n in zip(rows["answers"], rows["steps"])]
+    return rows[rows["half_final"].notna()].reset_index(drop=True)
+
+
 def settling(rows) -> dict:
-    half_final = [sorted(json.loads(a) if isinstance(a, str) else a)[-2:] for a in rows["answers"]]
+    half_final = list(rows["half_final"])
     ties = [analysis.top2_margin(p) < analysis.NEAR_TIE for p in rows["probs"]]
     changed = [h[1] != f[1] for h, f in half_final]
     decisive = [c for c, t in zip(changed, ties) if not t]
@@ -92,24 +107,26 @@ def reclassify(settings: Settings, rows, run_id: int) -> dict:
     return out
 
 
-def at_half(records):
-    """The batch's records with each stylization's probabilities as they were at half of its steps."""
-    half = records.copy()
-    recorded = half["answers"].notna()
-    steps = half.loc[recorded, "answers"].map(lambda a: sorted(json.loads(a) if isinstance(a, str) else a)[-2])
-    half.loc[recorded, "p_content"] = steps.map(lambda r: r[2])
-    half.loc[recorded, "p_style"] = steps.map(lambda r: r[3])
-    return half[recorded | (half["arm"] != "cross")]
+def at_half(rows):
+    """``rows`` (from ``recorded``) with p_content and p_style as they were at half of the steps. Only those two
+    change: the frame is for the fit on probabilities, not for the named outcome."""
+    half = rows.copy()
+    half["p_content"] = [h[2] for h, _ in half["half_final"]]
+    half["p_style"] = [h[3] for h, _ in half["half_final"]]
+    return half
 
 
-def print_d50(records) -> None:
-    """The study's answer, d50 on the probabilities over all doses, from the pictures at half and all the steps."""
-    for when, rows in (("half", at_half(records)), ("all", records)):
-        fit = analysis.dose_response(rows, by="all", condition="none")  # every cross pair, as the table above
+def print_d50(rows) -> None:
+    """The study's answer, d50 on the probabilities over all doses, fitted to the same stylizations (``rows``, every
+    cross pair that recorded its answers: the table above, ``--condition none``) at half and all of the steps."""
+    for when, part in (("half", at_half(rows)), ("all", rows)):
+        fit = analysis.dose_response(part, by="all", condition="none")
         r = fit[fit["outcome"] == "probs"].iloc[0]
+        why = f"; {r['note']}" if isinstance(r["note"], str) and r["note"] else ""
         print(
             f"  d50 on probabilities at {when} of the steps: {r['d50']:.3g} ({r['d50_low']:.3g}-{r['d50_high']:.3g}),"
             f" slope {r['slope']:.3f} ({r['slope_low']:.3f}-{r['slope_high']:.3f}) per log dose, {r['n']} stylizations"
+            f"{why}"
         )
 
 
@@ -121,7 +138,7 @@ def main() -> None:
     args = ap.parse_args()
     settings = Settings.from_env({"ATELIER_HOME": str(args.home)})
     records = analysis.load_batch(settings.database_url, args.batch)
-    rows = records[(records["arm"] == "cross") & records["answers"].notna()].reset_index(drop=True)
+    rows = recorded(records)
     if rows.empty:
         sys.exit(f"batch {args.batch}: no cross-artist stylization recorded its answers on the way")
     print(f"{len(rows)} cross-artist stylizations; answers at half and all of the steps")
@@ -137,7 +154,7 @@ def main() -> None:
         )
     f = settling(rows)
     print(f"  all     {f['n']:>3}{f['changed']:>9.2f}{f['near_ties']:>11.2f}{f['decisive_changed']:>18}")
-    print_d50(records)
+    print_d50(rows)
     controls = analysis.load_controls(settings.database_url, args.batch)
     tied = sum(analysis.top2_margin(p) < analysis.NEAR_TIE for p in controls["probs"])
     print(f"  the batch's classifier on its {len(controls)} unstylized controls: {tied} near-ties")

@@ -201,6 +201,7 @@ def build_cells(
 
 
 def print_cells(cells: list[Cell], axis_names: list[str]) -> None:
+    """--dry-run: one row per cell, one column per axis."""
     rows = [(c.index, *(c.values.get(k) for k in axis_names)) for c in cells]
     console.print(table(f"{len(cells)} cells", ("cell", *axis_names), rows))
 
