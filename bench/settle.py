@@ -40,7 +40,7 @@ def half_and_final(answers, steps: int) -> list | None:
     ``predicted_half`` reads them), or None where either was not recorded."""
     at = {r[0]: r for r in (json.loads(answers) if isinstance(answers, str) else answers or [])}
     half, final = at.get(steps // 2), at.get(steps)
-    return [half, final] if half is not None and final is not None and steps // 2 < steps else None
+    return [half, final] if half is not None and final is not None else None
 
 
 def recorded(records):
