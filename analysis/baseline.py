@@ -1,5 +1,5 @@
-"""The baselines that apply, beside every attribution table (DESIGN: baselines are empirical; 1/K is only
-uniform chance).
+"""The baselines that apply, beside every attribution table (docs/architecture.md, rule 9: baselines are
+empirical; 1/K is only uniform chance).
 
 Per stratum of the attribution table: the control arm and the null dose (from that table), the classifier's
 own confusion of the content artist's works for the style artist on the unstylized controls, 1/K labelled

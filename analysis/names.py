@@ -4,7 +4,8 @@ pandas and statsmodels load only when a command computes something."""
 from __future__ import annotations
 
 OUTCOMES = ("content", "style", "other")
-# Which matched controls must be recognised for a pair to count (DESIGN: the conditioning is a choice, shown).
+# Which matched controls must be recognised for a pair to count: the conditioning is a choice, shown
+# (docs/architecture.md, rule 9).
 CONDITIONS = {
     "both": ("content_correct", "style_correct"),
     "content": ("content_correct",),

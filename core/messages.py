@@ -1,7 +1,7 @@
 """The message contract between the CLI and the workers.
 
 A message carries a job id and nothing the worker trusts: the committed job row is
-the truth (DESIGN rule 1). Everything both sides must agree on lives here: the task
+the truth (docs/architecture.md, rule 1). Everything both sides must agree on lives here: the task
 names, the queues, the Celery configuration (JSON only, early ack, no prefetch, task
 events for Flower) and ``send``, which publishes after the rows are committed.
 """
@@ -49,7 +49,7 @@ def parse_queues(queues: str) -> list[str]:
 def configure(settings: Settings, celery: Celery | None = None) -> Celery:
     """Configure ``celery`` (a fresh app when None: a client that only sends by task name).
 
-    Settings follow DESIGN rule 3 and Celery's Redis caveats: early ack with prefetch
+    Settings follow docs/architecture.md, rule 3, and Celery's Redis caveats: early ack with prefetch
     disabled and one process per GPU, so a long task is never redelivered while it runs
     (recovery comes from the job table's leases, not from the broker).
     """
@@ -74,9 +74,9 @@ def configure(settings: Settings, celery: Celery | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_disable_prefetch=True,
         worker_concurrency=1,
-        # One long-lived child per worker (DESIGN rule 3): CUDA, the engine and the caches of worker.child
-        # outlive a job. The child is replaced after a job once its RSS passes this limit (KiB), or when
-        # the job asked for a fresh one (CUDA OOM, an unexpected error: see worker.child).
+        # One long-lived child per worker (docs/architecture.md, rule 3): CUDA, the engine and the caches of
+        # worker.child outlive a job. The child is replaced after a job once its RSS passes this limit (KiB),
+        # or when the job asked for a fresh one (CUDA OOM, an unexpected error: see worker.child).
         worker_max_tasks_per_child=None,
         worker_max_memory_per_child=settings.worker_max_rss_mb * 1024,
         worker_send_task_events=True,

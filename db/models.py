@@ -1,6 +1,6 @@
 """The store's tables: SQLAlchemy 2 typed models.
 
-The job table is the source of truth (DESIGN rule 1): a row is committed before
+The job table is the source of truth (docs/architecture.md, rule 1): a row is committed before
 its Celery message is sent, claimed by a worker with a compare-and-set update,
 and kept alive by heartbeats. Timestamps are naive UTC everywhere so SQLite and
 PostgreSQL compare them the same way.

@@ -1,6 +1,6 @@
 """What a worker's long-lived child keeps between jobs, and when it is replaced.
 
-DESIGN rule 3: one process per GPU and one long-lived child. The parent never touches
+See docs/architecture.md, rule 3: one process per GPU and one long-lived child. The parent never touches
 CUDA; the child initialises it on its first job and keeps, for the jobs after it, one
 SQLAlchemy engine and a small cache of what consecutive jobs reuse (the style VGG,
 classifiers, uint8 image caches, frozen-backbone features), keyed by content so an

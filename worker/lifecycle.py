@@ -1,6 +1,6 @@
 """Running one job: claim it, keep its lease alive, record how it ended.
 
-This is the only place that knows the protocol of DESIGN rule 1; tasks call
+This is the only place that knows the protocol of docs/architecture.md, rule 1; tasks call
 ``execute`` and runners receive a ``JobContext``. No Celery here.
 """
 

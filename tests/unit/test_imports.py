@@ -34,7 +34,8 @@ FORBIDDEN = {
     "core": {"torch", "torchvision", "sqlalchemy"},
     "corpus": {"torch", "torchvision", "sqlalchemy", "celery"},
     "db": {"torch", "torchvision", "celery"},
-    "worker.ml": {"celery", "sqlalchemy", "db"},  # the ML code knows nothing of Celery or the ORM (DESIGN rule 2)
+    # the ML code knows nothing of Celery or the ORM (docs/architecture.md, rule 2)
+    "worker.ml": {"celery", "sqlalchemy", "db"},
     "analysis": {"torch", "torchvision", "click", "celery"},  # a pure library: notebooks, the CLI and reports
     "orchestrator": {"torch", "torchvision"},
 }
