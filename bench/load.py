@@ -65,7 +65,7 @@ class Lab:
 
 def start_workers(env: dict[str, str], n: int, logs: Path) -> list[subprocess.Popen]:
     procs = []
-    threads = str(max(1, (os.cpu_count() or 1) // n))  # the cores shared out, as the README advises
+    threads = str(max(1, (os.cpu_count() or 1) // n))  # the cores shared out, as docs/usage.md advises
     for i in range(n):
         out = (logs / f"worker-{i}.log").open("wb")
         procs.append(

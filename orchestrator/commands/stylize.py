@@ -28,7 +28,7 @@ from orchestrator.weights import resolve as resolve_weights_spec
 
 # Scale-free doses (worker.ml.dose: the style term's size relative to the content term's at the pair's reference
 # noise). 0 is the null dose (a reconstruction); the rest, a decade apart, span the flip from content to style
-# artist measured on real paintings with real weights (README, "Checked on real paintings"): at 64 px the style
+# artist measured on real paintings with real weights (docs/findings.md): at 64 px the style
 # artist overtakes near dose 1, at 128 px between 10 and 1000, so the grid reaches 1000.
 DEFAULT_DOSES = "0,0.1,1,10,100,1000"
 # Filters' mean activations for the normalisation, over this many train images drawn across every artist.

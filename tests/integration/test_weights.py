@@ -1,4 +1,5 @@
-"""Real weights by default, always on the record (DESIGN rule 6), through the CLI, a real store and a real worker.
+"""Real weights by default, always on the record (docs/architecture.md, rule 6), through the CLI, a real store
+and a real worker.
 
 The stack is offline with an empty torch cache: ImageNet weights exist only where a test imports them. Archs
 are chosen so the tests hold in any order: resnet50 and alexnet are never imported as 'imagenet' here,

@@ -1,5 +1,5 @@
 """`atelier results attribution`, `runs` and `grid` on a seeded store (SQLite, PostgreSQL): named rows, counts per
-stratum from the views the README documents, and the same numbers as a recount of the rows."""
+stratum from the views docs/methods.md documents, and the same numbers as a recount of the rows."""
 
 import json
 import random
