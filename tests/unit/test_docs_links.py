@@ -64,3 +64,9 @@ def test_the_slug_is_githubs():
     assert slug("The dose: one treatment for every pair") == "the-dose-one-treatment-for-every-pair"
     assert slug("`lbfgs-onepass` on real paintings") == "lbfgs-onepass-on-real-paintings"
     assert slug("1. The store is the source of truth") == "1-the-store-is-the-source-of-truth"
+
+
+def test_the_readme_stays_a_front_door():
+    # The README says what atelier answers, how to start and where to read on; details belong to docs/.
+    lines = len((ROOT / "README.md").read_text().splitlines())
+    assert lines <= 220, f"README.md has {lines} lines: move the details into the docs/ page of their concern"
