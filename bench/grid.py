@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.config import ModelConfig, TrainConfig  # noqa: E402
 from corpus.synth import make_artists, paint  # noqa: E402
-from orchestrator.gridspec import expand, parse_values  # noqa: E402
+from orchestrator.jobs.gridspec import expand, parse_values  # noqa: E402
 from worker.ml.features import extract, plain_view, random_view  # noqa: E402
 from worker.ml.models import build_head, build_model  # noqa: E402
 from worker.ml.train import Split, fit  # noqa: E402

@@ -1,6 +1,6 @@
 """The params of every kind of job, built in one place, and their canonical form.
 
-The CLI (``orchestrator.submit``) and the worker's sweep follow-ups (``worker.followups``)
+The CLI (``orchestrator.jobs.submit``) and the worker's sweep follow-ups (``worker.followups``)
 build job params only through these functions; ``worker.payload`` checks what they build
 against its schemas before a worker acts on a row. A train job's params name no run: its
 run is the row whose ``runs.job_id`` names the job.

@@ -1,7 +1,7 @@
 """Which backbone weights a job starts from, as names and records: no database, no tensors.
 
 A job's params carry a ``WeightsRecord`` (name, sha256, path under the artifacts root);
-the CLI resolves ``--weights`` to one before any job row (``orchestrator.weights``,
+the CLI resolves ``--weights`` to one before any job row (``orchestrator.jobs.weights``,
 with the registry in ``db.weights``), and the worker checks the file against it
 (``worker.weights_store.local_file``). Finding torchvision's cached file needs no torch.
 """

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.settings import Settings
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
-from orchestrator import broker
+from orchestrator.services import broker
 
 
 @dataclass

@@ -9,7 +9,7 @@ refuses a file whose sha256 is not the recorded one (``local_file``).
 
 Reading tensors needs torch, which the CLI never imports: ``atelier weights import``
 and a first ``--weights imagenet`` run this module as a program
-(``python -m worker.weights_store``, see ``orchestrator.weights``).
+(``python -m worker.weights_store``, see ``orchestrator.jobs.weights``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from core.settings import redact
-from orchestrator import broker
 from orchestrator.commands.common import pass_lab
+from orchestrator.services import broker
 
 
 @click.group("broker")

@@ -1,11 +1,11 @@
-"""`atelier resume`, `cancel` and `retry`: thin commands over orchestrator.control."""
+"""`atelier resume`, `cancel` and `retry`: thin commands over orchestrator.jobs.control."""
 
 from __future__ import annotations
 
 import click
 
-from orchestrator import control
 from orchestrator.commands.common import pass_lab
+from orchestrator.jobs import control
 
 
 @click.command("resume")

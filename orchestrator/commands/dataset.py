@@ -15,7 +15,7 @@ from corpus.neardup import DEFAULT_BITS
 from corpus.synth import write_synthetic
 from db.models import Dataset, Image
 from orchestrator.commands.common import console, pass_lab, print_json, table
-from orchestrator.lookups import get_dataset
+from orchestrator.jobs.lookups import get_dataset
 
 
 @click.group("dataset")

@@ -19,15 +19,15 @@ from core import weights as names
 from core.errors import ConfigError
 from db.models import Dataset
 from db.readonly import run_query
-from orchestrator import broker
-from orchestrator.commands.attribution import attribution_cmd
 from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
 from orchestrator.commands.report import report_cmd
+from orchestrator.commands.results import attribution_cmd
 from orchestrator.commands.stylize import stylize_cmd
-from orchestrator.progress import wait_for_jobs
-from orchestrator.submit import submit_train
-from orchestrator.weights import resolve as resolve_weights_spec
+from orchestrator.jobs.progress import wait_for_jobs
+from orchestrator.jobs.submit import submit_train
+from orchestrator.jobs.weights import resolve as resolve_weights_spec
+from orchestrator.services import broker
 
 METRICS_SQL = (
     "SELECT epoch, phase, round(loss, 4) AS loss, round(top1, 3) AS top1, round(top2, 3) AS top2, "

@@ -18,7 +18,7 @@ def flower_cmd(lab, port, address) -> None:
     if not lab.settings.flower_password:
         raise ConfigError("set ATELIER_FLOWER_PASSWORD: Flower never runs without authentication")
     lab.celery()  # checks the broker (and starts the embedded one)
-    from orchestrator.flower_routes import make_read_only
+    from orchestrator.services.flower_routes import make_read_only
 
     # A plain client app: Flower learns the task names from the workers' events, not from importing the tasks.
     celery = configure(lab.settings)

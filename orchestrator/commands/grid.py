@@ -14,11 +14,11 @@ from core.config import ARCHS, METRICS, TrainConfig, check_feature_views, defaul
 from core.errors import ConfigError
 from orchestrator.commands.common import console, pass_lab, print_json, table
 from orchestrator.commands.train import WEIGHTS_HELP
-from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
-from orchestrator.lookups import get_dataset
-from orchestrator.progress import wait_for_group
-from orchestrator.submit import Cell, submit_sweep
-from orchestrator.weights import resolve as resolve_weights
+from orchestrator.jobs.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
+from orchestrator.jobs.lookups import get_dataset
+from orchestrator.jobs.progress import wait_for_group
+from orchestrator.jobs.submit import Cell, submit_sweep
+from orchestrator.jobs.weights import resolve as resolve_weights
 
 # Options that may take lists and ranges: (option name, type, default).
 AXES = {

@@ -1,7 +1,7 @@
 """`atelier report RUN|SWEEP|BATCH`: one self-contained HTML page of a run, a sweep or a style batch.
 
 This module only resolves the reference, checks the options and dispatches; each report is assembled in its
-own module (orchestrator/report_run.py, report_sweep.py, report_batch.py) from the pieces in report.py, read
+own module (orchestrator/reports/run_page.py, sweep_page.py, batch_page.py) from the pieces in page.py, read
 in one snapshot (``db.engine.one_snapshot``: a run, sweep or batch still running agrees with itself). Every
 read, and the inspect job behind the maps, happens before the output folder is made; a failure while writing
 removes a folder this command made.
@@ -17,7 +17,7 @@ import click
 from core.errors import ConfigError
 from db.engine import one_snapshot
 from orchestrator.commands.common import pass_lab
-from orchestrator.lookups import find_report_target
+from orchestrator.jobs.lookups import find_report_target
 
 # Options that shape one kind of report only: given for another kind, they are refused, not ignored.
 ONLY_FOR = {"axes": "sweep", "top": "sweep", "per_outcome": "batch", "pages": "batch"}
@@ -64,50 +64,50 @@ def report_cmd(ctx, lab, ref, out, per_outcome, pages, top, axes, seed, no_map, 
 
 
 def collect_run(lab, run_id: int, seed: int, no_map: bool):
-    from orchestrator import report, report_run  # matplotlib and PIL: only when a report is written
+    from orchestrator.reports import page, run_page  # matplotlib and PIL: only when a report is written
 
     with lab.sessions() as s:
         one_snapshot(s)
-        data = report_run.collect(s, run_id)
+        data = run_page.collect(s, run_id)
     if not no_map and data.inspectable():
-        data.inspection = report.run_inspection(lab, run_id, None, seed)
+        data.inspection = page.run_inspection(lab, run_id, None, seed)
     return data
 
 
 def collect_sweep(lab, sweep_id: str, axes: str | None, top: int, seed: int, no_map: bool):
-    from orchestrator import report, report_sweep
+    from orchestrator.reports import page, sweep_page
 
     with lab.sessions() as s:
         one_snapshot(s)
-        data = report_sweep.collect(s, sweep_id, report_sweep.parse_axes(axes), top)
+        data = sweep_page.collect(s, sweep_id, sweep_page.parse_axes(axes), top)
     for run in data.runs:
         if not no_map and run.inspectable():
-            run.inspection = report.run_inspection(lab, run.run["id"], None, seed)
+            run.inspection = page.run_inspection(lab, run.run["id"], None, seed)
     return data
 
 
 def collect_batch(lab, batch_id: str, seed: int, no_map: bool):
-    from orchestrator import report, report_batch
+    from orchestrator.reports import batch_page, page
 
     with lab.sessions() as s:
         one_snapshot(s)
-        data = report_batch.collect(s, batch_id, seed)
+        data = batch_page.collect(s, batch_id, seed)
     if not no_map and not data.unfinished:  # a running batch is reported; its map waits until it has ended
-        data.inspection = report.run_inspection(lab, data.run_id, batch_id, seed)
+        data.inspection = page.run_inspection(lab, data.run_id, batch_id, seed)
     return data
 
 
 def write_report(kind: str, data, artifacts: Path, out: Path, per_outcome: int, pages: int, seed: int) -> Path:
     """Write the page; if writing fails, remove the folder when this command made it (a reused one stays)."""
-    from orchestrator import report_batch, report_run, report_sweep
+    from orchestrator.reports import batch_page, run_page, sweep_page
 
     made = not out.exists()
     try:
         if kind == "run":
-            return report_run.write(data, artifacts, out)
+            return run_page.write(data, artifacts, out)
         if kind == "sweep":
-            return report_sweep.write(data, artifacts, out)
-        return report_batch.write(data, artifacts, out, per_outcome, pages, seed)
+            return sweep_page.write(data, artifacts, out)
+        return batch_page.write(data, artifacts, out, per_outcome, pages, seed)
     except BaseException:
         if made:
             shutil.rmtree(out, ignore_errors=True)

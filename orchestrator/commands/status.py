@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from db.models import Job
 from orchestrator.commands.common import console, duration, pass_lab, print_json, table
-from orchestrator.lookups import find_group, find_job
-from orchestrator.progress import group_state, watch_group
+from orchestrator.jobs.lookups import find_group, find_job
+from orchestrator.jobs.progress import group_state, watch_group
 
 
 @click.command("status")

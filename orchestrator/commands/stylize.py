@@ -19,12 +19,12 @@ from core.params import batch_spec
 from core.weights import sha256_file
 from db.models import Image, Job, Run
 from orchestrator.commands.common import pass_lab, print_json
-from orchestrator.gridspec import parse_values
-from orchestrator.lookups import get_dataset
-from orchestrator.pairs import MODES, read_pairs, sample_pairs
-from orchestrator.progress import wait_for_group
-from orchestrator.submit import plan_pairs, submit_batch
-from orchestrator.weights import resolve as resolve_weights_spec
+from orchestrator.jobs.gridspec import parse_values
+from orchestrator.jobs.lookups import get_dataset
+from orchestrator.jobs.pairs import MODES, read_pairs, sample_pairs
+from orchestrator.jobs.progress import wait_for_group
+from orchestrator.jobs.submit import plan_pairs, submit_batch
+from orchestrator.jobs.weights import resolve as resolve_weights_spec
 
 # Scale-free doses (worker.ml.dose: the style term's size relative to the content term's at the pair's reference
 # noise). 0 is the null dose (a reconstruction); the rest, a decade apart, span the flip from content to style

@@ -7,8 +7,8 @@ import click
 from core.config import ARCHS, HEADS, METRICS, MODES, PRESETS
 from core.errors import ConfigError
 from orchestrator.commands.common import pass_lab, print_json
-from orchestrator.progress import wait_for_jobs
-from orchestrator.submit import submit_train
+from orchestrator.jobs.progress import wait_for_jobs
+from orchestrator.jobs.submit import submit_train
 
 
 def parse_dense(text: str | None) -> tuple[int, ...]:

@@ -8,8 +8,8 @@ import click
 
 from core import weights as names
 from db import weights as registry
-from orchestrator import weights
 from orchestrator.commands.common import console, pass_lab, print_json, table
+from orchestrator.jobs import weights
 
 LIST_COLUMNS = ("arch", "name", "sha256", "source", "path", "features only", "present")
 

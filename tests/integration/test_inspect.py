@@ -15,8 +15,8 @@ from core.settings import Settings
 from corpus.thumbs import thumb_relative
 from db import jobs as db_jobs
 from db.models import Job
-from orchestrator.inspect import ensure_inspection
 from orchestrator.lab import Lab
+from orchestrator.reports.inspect import ensure_inspection
 from tests.conftest import unique
 from tests.services import wait_until
 

@@ -17,7 +17,7 @@ from db import jobs
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Job, utcnow
-from orchestrator import control
+from orchestrator.jobs import control
 from tests.conftest import unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]

@@ -4,7 +4,7 @@ lowest level (the demo's batch starts at 0.01), never a "dose 0" it does not hol
 import pandas as pd
 import pytest
 
-from orchestrator.attribution import Study, baseline_rows
+from orchestrator.reports.attribution import Study, baseline_rows
 
 
 def study(null_level: float) -> Study:

@@ -1,6 +1,6 @@
 """Flower is served as a monitor: its control routes are gone, its read routes stay."""
 
-from orchestrator.flower_routes import _pattern, make_read_only
+from orchestrator.services.flower_routes import _pattern, make_read_only
 
 
 def test_control_routes_are_dropped_read_routes_kept():

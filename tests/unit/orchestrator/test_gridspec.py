@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.errors import ConfigError
-from orchestrator.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
+from orchestrator.jobs.gridspec import MAX_CELLS, check_max_cells, count, expand, parse_values
 
 
 def format_ints(values: list[int]) -> str:
@@ -217,7 +217,7 @@ def test_count_never_materialises(sizes):
 
 
 def test_split_constant_keeps_what_varies_per_row_and_the_rest_once():
-    from orchestrator.gridspec import split_constant
+    from orchestrator.jobs.gridspec import split_constant
 
     cells = [
         {"head": "gap", "dense1": 64, "lr": 0.001, "epochs": 20},

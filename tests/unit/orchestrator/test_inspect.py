@@ -11,8 +11,8 @@ from core.params import inspect_params
 from core.settings import Settings
 from db import jobs
 from db.models import Dataset, Image, Run, StyleBatch, StyleBatchPair, Stylization
-from orchestrator.inspect import batch_work_count, ensure_inspection
 from orchestrator.lab import Lab
+from orchestrator.reports.inspect import batch_work_count, ensure_inspection
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 
 from core.errors import ConfigError
-from orchestrator.pairs import sample_pairs
+from orchestrator.jobs.pairs import sample_pairs
 from worker.stylize_job import outcome
 
 

@@ -20,9 +20,9 @@ from core.settings import Settings
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Dataset, EpochMetric, Image, Job, Prediction, Run, StyleBatch, StyleControl, Sweep, SweepCell
-from orchestrator import report, report_batch, report_run, report_sweep
-from orchestrator.confusion import per_class_scores, row_normalised
-from orchestrator.lookups import find_group, find_job, find_report_target, find_sweep
+from orchestrator.jobs.lookups import find_group, find_job, find_report_target, find_sweep
+from orchestrator.reports import batch_page, page, run_page, sweep_page
+from orchestrator.reports.confusion import per_class_scores, row_normalised
 from tests.conftest import backend_env
 from tests.report_page import read_page
 from tests.unit.orchestrator.test_results_attribution import SHA, STYLE, add_batch
@@ -75,24 +75,24 @@ CELLS = [
 
 
 def test_default_axes_are_the_two_varying_parameters_with_the_most_values():
-    assert report_sweep.choose_axes(CELLS, None) == ("dense2", "dense1")
+    assert sweep_page.choose_axes(CELLS, None) == ("dense2", "dense1")
     # a tie keeps the order the parameters are first seen in
     tie = [{"a": a, "b": b, "c": 0} for a in (1, 2) for b in (1, 2)]
-    assert report_sweep.choose_axes(tie, None) == ("a", "b")
-    assert report_sweep.choose_axes([{"lr": 1, "x": 0}, {"lr": 2, "x": 0}], None) is None  # one varies
-    assert report_sweep.choose_axes([], None) is None
+    assert sweep_page.choose_axes(tie, None) == ("a", "b")
+    assert sweep_page.choose_axes([{"lr": 1, "x": 0}, {"lr": 2, "x": 0}], None) is None  # one varies
+    assert sweep_page.choose_axes([], None) is None
 
 
 def test_asked_axes_must_vary():
-    assert report_sweep.choose_axes(CELLS, ("lr", "dense1")) == ("lr", "dense1")
+    assert sweep_page.choose_axes(CELLS, ("lr", "dense1")) == ("lr", "dense1")
     with pytest.raises(ConfigError, match="augment is 'none' in every cell"):
-        report_sweep.choose_axes(CELLS, ("augment", "lr"))
+        sweep_page.choose_axes(CELLS, ("augment", "lr"))
     with pytest.raises(ConfigError, match="'dropout' is not a parameter"):
-        report_sweep.choose_axes(CELLS, ("lr", "dropout"))
+        sweep_page.choose_axes(CELLS, ("lr", "dropout"))
     for bad in ("lr", "lr,lr", "lr,", "a,b,c"):
         with pytest.raises(ConfigError, match="two different parameters"):
-            report_sweep.parse_axes(bad)
-    assert report_sweep.parse_axes(" lr , dense1 ") == ("lr", "dense1")
+            sweep_page.parse_axes(bad)
+    assert sweep_page.parse_axes(" lr , dense1 ") == ("lr", "dense1")
 
 
 def test_heatmap_squares_are_means_over_the_other_parameters():
@@ -102,7 +102,7 @@ def test_heatmap_squares_are_means_over_the_other_parameters():
         ({"a": 2, "b": "x", "c": 0}, None),
         ({"a": 10, "b": "y", "c": 0}, 0.9),
     ]
-    xs, ys, m = report_sweep.mean_grid(cells, "a", "b")
+    xs, ys, m = sweep_page.mean_grid(cells, "a", "b")
     assert (xs, ys) == ([1, 2, 10], ["x", "y"])  # numbers by size, not as text
     assert m[0][0] == pytest.approx(0.3) and math.isnan(m[0][1]) and m[1][2] == 0.9 and math.isnan(m[1][0])
 
@@ -114,8 +114,8 @@ def test_best_cells_are_one_per_run_by_metric():
         {"run_id": 3, "val_metric": None, "stage": "grid", "cell_index": 2},
         {"run_id": 4, "val_metric": 0.9, "stage": "finetune", "cell_index": 1},
     ]
-    assert [c["run_id"] for c in report_sweep.best_cells(rows, 3)] == [2, 4, 1]
-    assert report_sweep.best_cells(rows, 0) == []
+    assert [c["run_id"] for c in sweep_page.best_cells(rows, 3)] == [2, 4, 1]
+    assert sweep_page.best_cells(rows, 0) == []
 
 
 # ---------------------------------------------------------------- gallery pager
@@ -123,16 +123,16 @@ def test_best_cells_are_one_per_run_by_metric():
 
 def test_pages_are_seeded_bounded_and_never_overlap():
     rows = [{"pair_hash": f"{i:03d}", "i": i} for i in range(23)]
-    pages = report.pages_of(rows, 5, 3, "0-style", "pair_hash")
+    pages = page.pages_of(rows, 5, 3, "0-style", "pair_hash")
     assert [len(p) for p in pages] == [5, 5, 5, 5]  # the index's page and 3 more: 20 of 23
     shown = [r["i"] for p in pages for r in p]
     assert len(shown) == len(set(shown)) == 20
-    assert report.pages_of(list(reversed(rows)), 5, 3, "0-style", "pair_hash") == pages  # input order is irrelevant
-    assert report.pages_of(rows, 5, 3, "1-style", "pair_hash") != pages
-    assert [len(p) for p in report.pages_of(rows, 10, 5, 0, "pair_hash")] == [10, 10, 3]  # stops when all shown
-    assert report.pages_of(rows, 0, 5, 0, "pair_hash") == [[]]
-    assert report.pages_of([], 4, 5, 0, "pair_hash") == [[]]
-    assert [len(p) for p in report.pages_of(rows, 4, 0, 0, "pair_hash")] == [4]
+    assert page.pages_of(list(reversed(rows)), 5, 3, "0-style", "pair_hash") == pages  # input order is irrelevant
+    assert page.pages_of(rows, 5, 3, "1-style", "pair_hash") != pages
+    assert [len(p) for p in page.pages_of(rows, 10, 5, 0, "pair_hash")] == [10, 10, 3]  # stops when all shown
+    assert page.pages_of(rows, 0, 5, 0, "pair_hash") == [[]]
+    assert page.pages_of([], 4, 5, 0, "pair_hash") == [[]]
+    assert [len(p) for p in page.pages_of(rows, 4, 0, 0, "pair_hash")] == [4]
 
 
 # ---------------------------------------------------------------- plots from an inspect job's map
@@ -180,7 +180,7 @@ def assert_png(path: Path) -> None:
 
 
 def test_the_map_and_the_scatter_are_pngs_that_decode(tmp_path):
-    from orchestrator import plots
+    from orchestrator.reports import plots
 
     ids = {i: ARTISTS[i % 4] for i in range(1, 13)}
     m = fabricated_map(ids, [1, 2, 99])
@@ -350,7 +350,7 @@ def sessions(env):
     return engine, make_sessionmaker(engine)
 
 
-def fabricated_inspection(artifacts: Path, images: dict[int, str], contents: list[int]) -> report.Inspection:
+def fabricated_inspection(artifacts: Path, images: dict[int, str], contents: list[int]) -> page.Inspection:
     output = "inspect/fabricated"
     (artifacts / output).mkdir(parents=True, exist_ok=True)
     activations = []
@@ -364,7 +364,7 @@ def fabricated_inspection(artifacts: Path, images: dict[int, str], contents: lis
         activations.append(
             {"image_id": image_id, "label": label, "predicted": label, "path": f"{label}/x.png", "maps": maps}
         )
-    return report.Inspection(output, fabricated_map(images, contents), activations)
+    return page.Inspection(output, fabricated_map(images, contents), activations)
 
 
 def test_run_page(store, tmp_path):
@@ -372,16 +372,16 @@ def test_run_page(store, tmp_path):
     artifacts = Settings.from_env(env).artifacts
     engine, make = sessions(env)
     with make() as s:
-        data = report_run.collect(s, seeded["run"])
+        data = run_page.collect(s, seeded["run"])
         wrong = s.execute(text(data.queries["mistakes"])).all()  # the printed query runs as printed
     engine.dispose()
     assert len(data.mistakes) == len(wrong) == 8
     probs = [m["top3"][0][1] for m in data.mistakes]
     assert probs == sorted(probs, reverse=True)
     data.inspection = fabricated_inspection(artifacts, seeded["images"], [])
-    page = read_page(report_run.write(data, artifacts, tmp_path))
+    page = read_page(run_page.write(data, artifacts, tmp_path))
     assert page.rows["per-class"] == 1 + len(ARTISTS)
-    assert page.rows["config"] == 1 + len(report_run.config_rows(data)) and page.rows["test"] == 2
+    assert page.rows["config"] == 1 + len(run_page.config_rows(data)) and page.rows["test"] == 2
     assert page.rows["epochs"] == 1 + 6
     assert page.figures["mistakes"] == 8 and sum(v for k, v in page.figures.items() if k.startswith("activations")) == 4
     assert {p.name for p in tmp_path.glob("*.png")} == {
@@ -399,10 +399,10 @@ def test_sweep_page_links_the_best_runs_reports(store, tmp_path):
     artifacts = Settings.from_env(env).artifacts
     engine, make = sessions(env)
     with make() as s:
-        data = report_sweep.collect(s, seeded["sweep"], None, 2)
+        data = sweep_page.collect(s, seeded["sweep"], None, 2)
     engine.dispose()
     assert data.axes == ("dense1", "lr") and [c["run_id"] for c in data.top] == [6, 5]
-    page = read_page(report_sweep.write(data, artifacts, tmp_path))
+    page = read_page(sweep_page.write(data, artifacts, tmp_path))
     assert page.rows["leaderboard"] == 1 + 6
     assert sorted(page.links) == ["runs/5/index.html", "runs/6/index.html"]
     html = (tmp_path / "index.html").read_text(encoding="utf-8")
@@ -418,11 +418,11 @@ def test_batch_pages(store, tmp_path):
     artifacts = Settings.from_env(env).artifacts
     engine, make = sessions(env)
     with make() as s:
-        data = report_batch.collect(s, seeded["batch"], 0)
+        data = batch_page.collect(s, seeded["batch"], 0)
         api = analysis.attribution_table(analysis.load_batch(s, seeded["batch"]), "dose", "both")
     engine.dispose()
     data.inspection = fabricated_inspection(artifacts, seeded["images"], [1, 5])
-    index = report_batch.write(data, artifacts, tmp_path, per_outcome=4, pages=2, seed=0)
+    index = batch_page.write(data, artifacts, tmp_path, per_outcome=4, pages=2, seed=0)
     page = read_page(index)
     # The page's numbers are the Python API's: the same table, and each of its rates printed on the page.
     pd.testing.assert_frame_equal(data.study.table.reset_index(drop=True), api.reset_index(drop=True))
@@ -575,14 +575,14 @@ def test_a_work_removed_by_hand_leaves_the_report_whole(store, tmp_path):
     artifacts = Settings.from_env(env).artifacts
     engine, make = sessions(env)
     with make() as s:
-        data = report_batch.collect(s, seeded["batch"], 0)
+        data = batch_page.collect(s, seeded["batch"], 0)
     engine.dispose()
     away = tmp_path / "away"
     for r in data.rows:  # every work gone (the store is shared by the module: put back after)
         (away / r["image_path"]).parent.mkdir(parents=True, exist_ok=True)
         (artifacts / r["image_path"]).rename(away / r["image_path"])
     try:
-        index = report_batch.write(data, artifacts, tmp_path / "page", per_outcome=2, pages=0, seed=0)
+        index = batch_page.write(data, artifacts, tmp_path / "page", per_outcome=2, pages=0, seed=0)
     finally:
         for r in data.rows:
             (away / r["image_path"]).rename(artifacts / r["image_path"])

@@ -14,8 +14,8 @@ from pathlib import Path
 from core import weights as names
 from core.artifacts import artifact_path
 from core.errors import ConfigError
-from orchestrator import report
-from orchestrator.report import Section, escape
+from orchestrator.reports import page
+from orchestrator.reports.page import Section, escape
 
 RUN_SQL = (
     "SELECT r.id, r.arch, r.config, r.weights, r.weights_sha256, r.best_epoch, r.best_val_top1, r.best_val_top2, "
@@ -50,8 +50,8 @@ class RunData:
     confusion: list[list[int]] | None
     mistakes: list[dict]
     queries: dict[str, str]
-    inspection: report.Inspection | None = None
-    no_map: str = report.NO_MAP  # why there is no inspection, when there is none
+    inspection: page.Inspection | None = None
+    no_map: str = page.NO_MAP  # why there is no inspection, when there is none
 
     def inspectable(self) -> bool:
         """Only a finished run has the checkpoint the inspect job reads."""
@@ -63,23 +63,23 @@ class RunData:
 
 def collect(session, run_id: int) -> RunData:
     """Everything the page shows, read with the queries it prints."""
-    found, q_run = report.fetch(session, RUN_SQL, run=run_id)
+    found, q_run = page.fetch(session, RUN_SQL, run=run_id)
     if not found:
         raise ConfigError(f"no run {run_id}")
     run = found[0]
-    run["config"], run["classes"] = report.json_value(run["config"]) or {}, report.json_value(run["classes"])
-    splits, q_splits = report.fetch(session, SPLITS_SQL, run=run_id)
-    epochs, q_epochs = report.fetch(session, EPOCHS_SQL, run=run_id)
-    confusion, q_confusion = report.fetch(session, CONFUSION_SQL, run=run_id)
-    wrong, q_mistakes = report.fetch(session, MISTAKES_SQL, run=run_id)
+    run["config"], run["classes"] = page.json_value(run["config"]) or {}, page.json_value(run["classes"])
+    splits, q_splits = page.fetch(session, SPLITS_SQL, run=run_id)
+    epochs, q_epochs = page.fetch(session, EPOCHS_SQL, run=run_id)
+    confusion, q_confusion = page.fetch(session, CONFUSION_SQL, run=run_id)
+    wrong, q_mistakes = page.fetch(session, MISTAKES_SQL, run=run_id)
     for w in wrong:
-        w["top3"] = report.json_value(w["top3"]) or []
+        w["top3"] = page.json_value(w["top3"]) or []
     return RunData(
         run=run,
         classes=list(run["classes"]),
         splits={s["split"]: s["images"] for s in splits},
         epochs=epochs,
-        confusion=report.json_value(confusion[0]["test_confusion"]),
+        confusion=page.json_value(confusion[0]["test_confusion"]),
         mistakes=most_confident(wrong, MISTAKES),
         queries={
             "run": q_run,
@@ -133,7 +133,7 @@ def intro(data: RunData) -> list[str]:
 
 
 def sections(data: RunData, artifacts: Path, out: Path) -> list[Section]:
-    from orchestrator import plots  # matplotlib: only when a report is written
+    from orchestrator.reports import plots  # matplotlib: only when a report is written
 
     r, q = data.run, data.queries
     test = [
@@ -147,7 +147,7 @@ def sections(data: RunData, artifacts: Path, out: Path) -> list[Section]:
         )
     ]
     curves = plots.training_curves(data.epochs, out / f"run-{r['id']}-curves.png", f"run {r['id']}: per epoch")
-    epochs = report.html_table(
+    epochs = page.html_table(
         "epochs",
         ("epoch", "phase", "stage", "loss", "top-1", "top-2", "macro-F1", "lr"),
         [
@@ -158,19 +158,19 @@ def sections(data: RunData, artifacts: Path, out: Path) -> list[Section]:
     return [
         Section(
             "Configuration",
-            report.html_table("config", ("option", "value"), config_rows(data)),
+            page.html_table("config", ("option", "value"), config_rows(data)),
             [q["run"], q["splits"]],
         ),
         Section(
             "Test results (best checkpoint)",
-            report.html_table(
+            page.html_table(
                 "test", ("best epoch", "val top-1", "val macro-F1", "test top-1", "test top-2", "test macro-F1"), test
             ),
             [q["run"]],
         ),
         Section(
             "Per epoch: loss and top-1, train and validation",
-            report.plot_images([curves]) + f"<details><summary>the numbers</summary>{epochs}</details>",
+            page.plot_images([curves]) + f"<details><summary>the numbers</summary>{epochs}</details>",
             [q["epochs"]],
         ),
         confusion_section(data, out),
@@ -181,12 +181,12 @@ def sections(data: RunData, artifacts: Path, out: Path) -> list[Section]:
 
 def confusion_section(data: RunData, out: Path) -> Section:
     """The confusion matrix normalised per row, and precision, recall and F1 per artist computed from it."""
-    from orchestrator import plots
-    from orchestrator.confusion import per_class_scores
+    from orchestrator.reports import plots
+    from orchestrator.reports.confusion import per_class_scores
 
     run_id = data.run["id"]
     if not data.confusion:
-        return Section("Test confusion and per-artist scores", report.not_computed("the run has no test pass yet"))
+        return Section("Test confusion and per-artist scores", page.not_computed("the run has no test pass yet"))
     picture = plots.confusion_normalised(
         data.confusion, data.classes, out / f"run-{run_id}-confusion.png", f"run {run_id}: test confusion, per row"
     )
@@ -194,7 +194,7 @@ def confusion_section(data: RunData, out: Path) -> Section:
         (artist, s.support, s.predicted, s.correct, s.precision, s.recall, s.f1)
         for artist, s in zip(data.classes, per_class_scores(data.confusion))
     ]
-    table = report.html_table(
+    table = page.html_table(
         "per-class", ("artist", "test images", "named so", "correct", "precision", "recall", "F1"), rows
     )
     note = (
@@ -203,7 +203,7 @@ def confusion_section(data: RunData, out: Path) -> Section:
     )
     return Section(
         "Test confusion and per-artist scores",
-        report.plot_images([picture]) + note + table,
+        page.plot_images([picture]) + note + table,
         [data.queries["confusion"]],
     )
 
@@ -217,29 +217,29 @@ def mistakes_section(data: RunData, artifacts: Path, out: Path) -> Section:
             source = artifact_path(root, m["path"])  # stays under the dataset root, whatever the row says
         except ConfigError:
             source = root / "missing"
-        thumb = report.copy_thumbnail(artifacts, source, f"dataset-images/{dataset_id}/{m['path']}", out)
+        thumb = page.copy_thumbnail(artifacts, source, f"dataset-images/{dataset_id}/{m['path']}", out)
         others = "; ".join(f"{label} {p:.2f}" for label, p in m["top3"][1:])
         caption = f"true {m['label']}, named {m['predicted']} (p = {m['top3'][0][1]:.2f})" + (
             f"; then {others}" if others else ""
         )
-        figures.append(report.figure([(thumb, m["path"])], caption))
+        figures.append(page.figure([(thumb, m["path"])], caption))
     html = (
         f"<p>The {len(data.mistakes)} wrong test predictions with the highest probability of the named artist, "
-        f"surest first (at most {MISTAKES}).</p>" + report.gallery("mistakes", figures)
+        f"surest first (at most {MISTAKES}).</p>" + page.gallery("mistakes", figures)
     )
     return Section("Most confident mistakes", html, [data.queries["mistakes"]])
 
 
 def inspection_sections(data: RunData, artifacts: Path, out: Path) -> list[Section]:
     """The t-SNE of the test split and the activation maps, from the inspect job (or why they are missing)."""
-    from orchestrator import plots
+    from orchestrator.reports import plots
 
     tsne, maps = "The test split in the classifier's feature space", "Activation maps"
     found = data.inspection
     if found is None:
-        return [Section(tsne, report.not_computed(data.no_map)), Section(maps, report.not_computed(data.no_map))]
+        return [Section(tsne, page.not_computed(data.no_map)), Section(maps, page.not_computed(data.no_map))]
     m, run_id = found.map, data.run["id"]
-    how = report.map_method(m)
+    how = page.map_method(m)
     picture = plots.tsne_scatter(
         m.get("points", []),
         data.classes,
@@ -248,17 +248,17 @@ def inspection_sections(data: RunData, artifacts: Path, out: Path) -> list[Secti
     )
     if picture is None:
         return [
-            Section(tsne, report.not_computed("the map holds no test images")),
+            Section(tsne, page.not_computed("the map holds no test images")),
             Section(maps, activations_html(found, data.classes, artifacts, out)),
         ]
     note = f"<p>Each test image's bottleneck features ({escape(str(m.get('layer')))}) in two dimensions ({escape(how)}), coloured by its artist.</p>"
     return [
-        Section(tsne, note + report.plot_images([picture])),
+        Section(tsne, note + page.plot_images([picture])),
         Section(maps, activations_html(found, data.classes, artifacts, out)),
     ]
 
 
-def activations_html(found: report.Inspection, classes: list[str], artifacts: Path, out: Path) -> str:
+def activations_html(found: page.Inspection, classes: list[str], artifacts: Path, out: Path) -> str:
     """Per artist, each inspected test image with its maps (mean activation per block, Grad-CAM), copied beside
     the page from the inspect job's folder."""
     parts = []
@@ -268,14 +268,14 @@ def activations_html(found: report.Inspection, classes: list[str], artifacts: Pa
             pictures = []
             for m in a["maps"]:
                 name = f"inspect/{Path(m['file']).name}"  # unique within the one inspect folder a page reads
-                pictures.append((report.copy_artifact(artifacts, f"{found.output}/{m['file']}", out, name), m["what"]))
+                pictures.append((page.copy_artifact(artifacts, f"{found.output}/{m['file']}", out, name), m["what"]))
             caption = f"image {a['image_id']}: {a['label']}, named {a['predicted']} — " + ", ".join(
                 m["what"] for m in a["maps"]
             )
-            figures.append(report.figure(pictures, caption))
+            figures.append(page.figure(pictures, caption))
         if figures:
-            parts.append(f"<h3>{escape(artist)}</h3>" + report.gallery(f"activations-{classes.index(artist)}", figures))
-    return "".join(parts) or report.not_computed("the inspect job kept no activation maps")
+            parts.append(f"<h3>{escape(artist)}</h3>" + page.gallery(f"activations-{classes.index(artist)}", figures))
+    return "".join(parts) or page.not_computed("the inspect job kept no activation maps")
 
 
 def write(data: RunData, artifacts: Path, out: Path, nav: str = "") -> Path:
@@ -283,5 +283,5 @@ def write(data: RunData, artifacts: Path, out: Path, nav: str = "") -> Path:
     out.mkdir(parents=True, exist_ok=True)
     title = f"atelier run {data.run['id']}"
     index = out / "index.html"
-    index.write_text(report.page(title, intro(data), sections(data, artifacts, out), nav), encoding="utf-8")
+    index.write_text(page.page(title, intro(data), sections(data, artifacts, out), nav), encoding="utf-8")
     return index

@@ -19,8 +19,8 @@ from core.inspection import ACTIVATIONS_FILE, MAP_FILE, inspect_key
 from core.params import MAX_INT, inspect_params
 from db import jobs
 from db.models import FINISHED_STATES, Job, Run, StyleBatch, StyleBatchPair, Stylization
-from orchestrator.progress import watch_jobs
-from orchestrator.submit import reusable_job
+from orchestrator.jobs.progress import watch_jobs
+from orchestrator.jobs.submit import reusable_job
 
 KIND = "inspect"
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from core import weights as names
 from core.config import METRIC_NAMES
 from core.errors import ConfigError
-from orchestrator import report, report_run
-from orchestrator.gridspec import split_constant
-from orchestrator.report import Section, escape
+from orchestrator.jobs.gridspec import split_constant
+from orchestrator.reports import page, run_page
+from orchestrator.reports.page import Section, escape
 
 SWEEP_SQL = (
     "SELECT s.id, s.arch, s.metric, s.finetune_top, d.name AS dataset FROM sweeps s "
@@ -47,7 +47,7 @@ class SweepData:
     top: list[dict]  # the best cells, best first
     curves: list[dict]
     queries: dict[str, str]
-    runs: list[report_run.RunData] = field(default_factory=list)  # the top cells' run reports
+    runs: list[run_page.RunData] = field(default_factory=list)  # the top cells' run reports
 
 
 def parse_axes(text: str | None) -> tuple[str, str] | None:
@@ -125,17 +125,17 @@ def best_cells(cells: list[dict], k: int) -> list[dict]:
 
 def collect(session, sweep_id: str, axes: tuple[str, str] | None, top: int) -> SweepData:
     """The sweep, its leaderboard and the best cells' curves and run reports (without their inspect jobs)."""
-    found, q_sweep = report.fetch(session, SWEEP_SQL, sweep=sweep_id)
-    cells, q_board = report.fetch(session, LEADERBOARD_SQL, sweep=sweep_id)
-    weights, q_weights = report.fetch(session, WEIGHTS_SQL, sweep=sweep_id)
+    found, q_sweep = page.fetch(session, SWEEP_SQL, sweep=sweep_id)
+    cells, q_board = page.fetch(session, LEADERBOARD_SQL, sweep=sweep_id)
+    weights, q_weights = page.fetch(session, WEIGHTS_SQL, sweep=sweep_id)
     for c in cells:
-        c["cell"] = report.json_value(c["cell"]) or {}
+        c["cell"] = page.json_value(c["cell"]) or {}
     chosen = choose_axes([c["cell"] for c in cells if c["stage"] == "grid"], axes)
     best = best_cells(cells, top)
     curves, q_curves = [], None
     if best:
         sql = CURVES_SQL.format(runs=", ".join(str(int(c["run_id"])) for c in best))
-        curves, q_curves = report.fetch(session, sql)
+        curves, q_curves = page.fetch(session, sql)
     return SweepData(
         sweep=found[0],
         cells=cells,
@@ -144,7 +144,7 @@ def collect(session, sweep_id: str, axes: tuple[str, str] | None, top: int) -> S
         top=best,
         curves=curves,
         queries={"sweep": q_sweep, "leaderboard": q_board, "weights": q_weights, "curves": q_curves},
-        runs=[report_run.collect(session, c["run_id"]) for c in best],
+        runs=[run_page.collect(session, c["run_id"]) for c in best],
     )
 
 
@@ -189,7 +189,7 @@ def leaderboard_section(data: SweepData) -> Section:
     every = " ".join(f"{k}={v}" for k, v in constant.items()) or "(no parameter is shared by every cell)"
     html = (
         f"<p>every cell: {escape(every)}</p>"
-        + report.html_table("leaderboard", headers, rows, raw=1)
+        + page.html_table("leaderboard", headers, rows, raw=1)
         + f"<p>Ranked within each stage by validation {escape(metric)}; the {len(linked)} best cells' runs link to "
         "their reports.</p>"
     )
@@ -197,12 +197,12 @@ def leaderboard_section(data: SweepData) -> Section:
 
 
 def heatmap_section(data: SweepData, out: Path) -> Section:
-    from orchestrator import plots  # matplotlib: only when a report is written
+    from orchestrator.reports import plots  # matplotlib: only when a report is written
 
     metric = METRIC_NAMES.get(data.sweep["metric"], data.sweep["metric"])
     title = f"Validation {metric} over two parameters"
     if data.axes is None:
-        return Section(title, report.not_computed("fewer than two parameters vary across the grid's cells"))
+        return Section(title, page.not_computed("fewer than two parameters vary across the grid's cells"))
     a, b = data.axes
     xs, ys, m = mean_grid([(c["cell"], c["val_metric"]) for c in data.cells if c["stage"] == "grid"], a, b)
     import numpy as np
@@ -216,16 +216,16 @@ def heatmap_section(data: SweepData, out: Path) -> Section:
         f"sweep {data.sweep['id'][:8]}: mean val {metric}",
     )
     note = f"<p>Each square: the mean over the grid cells with that {escape(a)} and {escape(b)} (empty: no result).</p>"
-    return Section(title, note + report.plot_images([picture]), [data.queries["leaderboard"]])
+    return Section(title, note + page.plot_images([picture]), [data.queries["leaderboard"]])
 
 
 def curves_section(data: SweepData, out: Path) -> Section:
-    from orchestrator import plots
+    from orchestrator.reports import plots
 
     metric = data.sweep["metric"]
     title = f"Validation {METRIC_NAMES.get(metric, metric)} per epoch of the best cells"
     if not data.top:
-        return Section(title, report.not_computed("no cell has a result yet"))
+        return Section(title, page.not_computed("no cell has a result yet"))
     _, varying = split_constant([c["cell"] for c in data.cells])
     curves = {
         f"run {c['run_id']} ({c['stage']} cell {c['cell_index']}: {cell_text(c['cell'], varying)})": [
@@ -239,7 +239,7 @@ def curves_section(data: SweepData, out: Path) -> Section:
         out / f"sweep-{data.sweep['id'][:8]}-top.png",
         f"sweep {data.sweep['id'][:8]}: the {len(data.top)} best cells",
     )
-    html = report.plot_images([picture]) if picture else report.not_computed("the best cells have no epochs on record")
+    html = page.plot_images([picture]) if picture else page.not_computed("the best cells have no epochs on record")
     return Section(title, html, [data.queries["curves"]])
 
 
@@ -261,8 +261,8 @@ def write(data: SweepData, artifacts: Path, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for run in data.runs:
         back = '<nav><a href="../../index.html">the sweep</a></nav>'
-        report_run.write(run, artifacts, out / "runs" / str(run.run["id"]), back)
+        run_page.write(run, artifacts, out / "runs" / str(run.run["id"]), back)
     sections = [leaderboard_section(data), heatmap_section(data, out), curves_section(data, out)]
     index = out / "index.html"
-    index.write_text(report.page(f"atelier sweep {data.sweep['id'][:8]}", intro(data), sections), encoding="utf-8")
+    index.write_text(page.page(f"atelier sweep {data.sweep['id'][:8]}", intro(data), sections), encoding="utf-8")
     return index

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core import messages
 from db import jobs
 from db.models import Job
-from orchestrator.lookups import jobs_of
+from orchestrator.jobs.lookups import jobs_of
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import analysis
 from analysis.clustered import FEW
 from analysis.records import OUTCOMES
 from db.engine import one_snapshot
-from orchestrator.batches import batch_totals, describe_batch
+from orchestrator.reports.batches import batch_totals, describe_batch
 
 KEY_COLUMNS = {"style_artist": "style artist", "content_artist": "content artist"}
 MARK_NOTE = f"* fewer than {analysis.MIN_CLUSTERS} distinct content or style images: interval unreliable (too narrow)"
@@ -195,6 +195,6 @@ def plain(frame: pd.DataFrame) -> list[dict]:
 
 def control_images(session, study: Study) -> dict[int, str]:
     """Image id -> the PNG of its matched control, as the classifier saw it (for the contact sheet)."""
-    from orchestrator.batches import control_paths
+    from orchestrator.reports.batches import control_paths
 
     return control_paths(session, study.info["run_id"], study.info["spec"]["style"]["size"])

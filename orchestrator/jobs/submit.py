@@ -20,8 +20,8 @@ from core.weights import WeightsRecord
 from db import jobs
 from db.engine import in_slices
 from db.models import Job, Run, StyleBatch, StyleBatchPair, Stylization, Sweep, SweepCell
-from orchestrator.lookups import get_dataset
-from orchestrator.weights import resolve as resolve_weights
+from orchestrator.jobs.lookups import get_dataset
+from orchestrator.jobs.weights import resolve as resolve_weights
 
 
 def run_row(job: Job) -> Run:

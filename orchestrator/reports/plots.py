@@ -93,7 +93,7 @@ def _dose_axis(ax, doses: list[float]) -> None:
 def attribution_plots(study, artifacts: Path, controls: dict[int, str], out: Path) -> list[Path]:
     """Rates per dose with their two-way clustered bands, the control and null-dose levels and uniform chance; a
     style-attribution heatmap per dose; a contact sheet: each pair's content and style images as classified
-    (controls) beside its stylizations across doses. ``study``: an analysed ``orchestrator.attribution.Study``."""
+    (controls) beside its stylizations across doses. ``study``: an analysed ``orchestrator.reports.attribution.Study``."""
     tag, rows = study.info["batch_id"][:8], study.kept_rows()
     doses = study.table if study.by == "dose" else None
     written = [
@@ -270,7 +270,7 @@ def _save(fig, path: Path, dpi: int = 120) -> Path:
 def confusion_normalised(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
     """Each true class's row as shares of its test images; sized by the class count so 10 to 50 names stay
     legible (labels rotated, smaller type and no per-square numbers past 25 classes)."""
-    from orchestrator.confusion import row_normalised
+    from orchestrator.reports.confusion import row_normalised
 
     m, k = row_normalised(matrix), len(classes)
     side = max(5.0, 0.3 * k + 3)

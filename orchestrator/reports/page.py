@@ -4,7 +4,7 @@ A report is ``index.html`` with every image beside it (nothing fetched from the 
 ``file://``). Every number in a table comes from a query the page prints in a collapsible block, to re-run
 with ``atelier query``: a report reads its numbers with ``fetch``, which runs the very SQL it prints, so the
 page and the printed query cannot drift apart. Galleries are sampled with a seed, so a study of any size gives
-pages of bounded size. The assembly of each report lives in report_run, report_sweep and report_batch.
+pages of bounded size. The assembly of each report lives in run_page, sweep_page and batch_page.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def run_inspection(lab, run_id: int, batch_id: str | None, seed: int) -> Inspect
     """Run (or reuse) the inspect job of a run, and of a batch when given, and read what it wrote. Called before
     anything is written: a failed job leaves no output folder behind."""
     from core.inspection import read_inspection
-    from orchestrator.inspect import ensure_inspection  # submits the job (or finds a finished one) and waits
+    from orchestrator.reports.inspect import ensure_inspection  # submits the job (or finds a finished one) and waits
 
     output = ensure_inspection(lab, run_id, batch_id, seed=seed)
     found, activations = read_inspection(lab.settings.artifacts, output)

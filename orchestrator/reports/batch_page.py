@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 
 import analysis
 from analysis.records import OUTCOMES
-from orchestrator import attribution as view
-from orchestrator import report
-from orchestrator.report import Section, escape
+from orchestrator.reports import attribution as view
+from orchestrator.reports import page
+from orchestrator.reports.page import Section, escape
 
 D50_BY = "style-artist"  # the headline: per style artist
 OUTCOME_TEXT = {
@@ -42,18 +42,18 @@ class BatchData:
     queries: list[str]
     run_id: int
     unfinished: int = 0  # the batch's jobs still queued or running: its map waits until they have ended
-    no_map: str = report.NO_MAP  # why there is no inspection, when there is none
-    inspection: report.Inspection | None = None
+    no_map: str = page.NO_MAP  # why there is no inspection, when there is none
+    inspection: page.Inspection | None = None
 
 
 def collect(session, batch_id: str, seed: int) -> BatchData:
-    """The batch's records and the analysis, read in one snapshot (``orchestrator.attribution.read_study``)."""
+    """The batch's records and the analysis, read in one snapshot (``orchestrator.reports.attribution.read_study``)."""
     from db.models import FINISHED_STATES, Job
 
     study = view.analyse(view.read_study(session, batch_id, "both"), "dose")
-    q_rows = report.inline(analysis.kept_sql("both"), {"batch": study.info["batch_id"]})  # the rows it counts
+    q_rows = page.inline(analysis.kept_sql("both"), {"batch": study.info["batch_id"]})  # the rows it counts
     # the default conditioning's counts per (treatment, level), as the SQL view holds them
-    q_counts = report.inline("SELECT * FROM attribution_by_weight WHERE batch_id = :batch", {"batch": batch_id})
+    q_counts = page.inline("SELECT * FROM attribution_by_weight WHERE batch_id = :batch", {"batch": batch_id})
     unfinished = session.scalar(
         select(func.count()).select_from(Job).where(Job.group_id == batch_id, Job.status.not_in(FINISHED_STATES))
     )
@@ -61,7 +61,7 @@ def collect(session, batch_id: str, seed: int) -> BatchData:
         unfinished=unfinished,
         no_map=f"{unfinished} job(s) of the batch are still queued or running; the map is drawn once it has ended"
         if unfinished
-        else report.NO_MAP,
+        else page.NO_MAP,
         batch_id=study.info["batch_id"],
         dataset=study.info["dataset"],
         classes=list(study.info["classes"]),
@@ -77,7 +77,7 @@ def collect(session, batch_id: str, seed: int) -> BatchData:
 
 def html_rows(table_id: str, head_rows: tuple[list[str], list[list]]) -> str:
     head, rows = head_rows
-    return report.html_table(table_id, head, rows)
+    return page.html_table(table_id, head, rows)
 
 
 def study_sections(data: BatchData, pictures: list[Path], curves: Path | None) -> list[Section]:
@@ -94,21 +94,21 @@ def study_sections(data: BatchData, pictures: list[Path], curves: Path | None) -
             "The dose at which the style artist takes over (d50), per style artist",
             html_rows("d50", view.d50_rows(data.fits, study.level_name))
             + f"<p>{escape(analysis.FIT_METHOD)}</p>"
-            + report.plot_images([curves] if curves else []),
+            + page.plot_images([curves] if curves else []),
         ),
-        Section("Dose-response, heatmaps and contact sheet", report.plot_images(pictures)),
+        Section("Dose-response, heatmaps and contact sheet", page.plot_images(pictures)),
     ]
 
 
 def map_section(data: BatchData, out: Path) -> Section:
     """Where the stylized works fall in the classifier's feature space, drawn over its test images."""
-    from orchestrator import plots  # matplotlib: only when a report is written
+    from orchestrator.reports import plots  # matplotlib: only when a report is written
 
     title = "Where the stylized works fall in the classifier's feature space"
     if data.inspection is None:
-        return Section(title, report.not_computed(data.no_map))
+        return Section(title, page.not_computed(data.no_map))
     m, tag = data.inspection.map, data.batch_id[:8]
-    how = report.map_method(m)
+    how = page.map_method(m)
     picture = plots.style_map(
         m.get("points", []),
         data.classes,
@@ -116,7 +116,7 @@ def map_section(data: BatchData, out: Path) -> Section:
         f"batch {tag}: run {data.run_id}'s {m.get('layer', 'features')}\n({how})",
     )
     if picture is None:
-        return Section(title, report.not_computed("the map holds no points"))
+        return Section(title, page.not_computed("the map holds no points"))
     stylized = len({p.get("stylization_id") for p in m.get("points", []) if p["kind"] == "stylized"})
     note = (
         f"<p>The test images' features in two dimensions ({escape(how)}), coloured by artist; the "
@@ -124,14 +124,14 @@ def map_section(data: BatchData, out: Path) -> Section:
         "it. From each content image (star) an arrow runs through its stylizations by one style artist in order "
         "of rising β, coloured by that style artist.</p>"
     )
-    return Section(title, note + report.plot_images([picture]))
+    return Section(title, note + page.plot_images([picture]))
 
 
 def work_figure(r: dict, controls: dict[int, str], artifacts: Path, out: Path) -> str:
     """A stylized work beside its content and style images as the classifier saw them (their controls)."""
     pictures = [controls.get(r["content_image_id"]), controls.get(r["style_image_id"]), r["image_path"]]
     images = [
-        (report.artifact_thumbnail(artifacts, p, out), alt)
+        (page.artifact_thumbnail(artifacts, p, out), alt)
         for p, alt in zip(pictures, ("content", "style", "stylized"))
         if p
     ]
@@ -140,7 +140,7 @@ def work_figure(r: dict, controls: dict[int, str], artifacts: Path, out: Path) -
         f"{analysis.LEVEL_NAMES[r['treatment']]} = {r['level']:g}: "
         f"named {r['predicted']}"
     )
-    return report.figure(images, caption)
+    return page.figure(images, caption)
 
 
 def gallery_file(outcome: str, k: int) -> str:
@@ -163,12 +163,12 @@ def galleries(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pag
     parts = []
     for outcome in OUTCOMES:
         mine = [r for r in data.rows if r["outcome"] == outcome]
-        paged = report.pages_of(mine, per_outcome, pages, f"{seed}-{outcome}", "pair_hash")
+        paged = page.pages_of(mine, per_outcome, pages, f"{seed}-{outcome}", "pair_hash")
         for k, shown in enumerate(paged):
             head = f"{outcome} ({len(shown)} shown of {len(mine)}, page {k + 1} of {len(paged)})"
             html = (
                 f"<h3>{escape(head)}</h3>"
-                + report.gallery(outcome, [work_figure(r, data.controls, artifacts, out) for r in shown])
+                + page.gallery(outcome, [work_figure(r, data.controls, artifacts, out) for r in shown])
                 + pager_nav(outcome, k, len(paged))
             )
             if k == 0:
@@ -178,7 +178,7 @@ def galleries(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pag
                 f"batch {data.batch_id}: stylized works where {OUTCOME_TEXT[outcome]}, drawn with seed {seed}; "
                 "no work appears on two pages"
             ]
-            text = report.page(
+            text = page.page(
                 f"atelier style batch {data.batch_id[:8]}: {outcome}, page {k + 1}",
                 intro,
                 [Section(f"Stylized works by outcome: {outcome}", html)],
@@ -189,7 +189,7 @@ def galleries(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pag
 
 def write(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pages: int, seed: int) -> Path:
     """``out/index.html``, the gallery pages and every picture beside them."""
-    from orchestrator import plots  # matplotlib: only when a report is written
+    from orchestrator.reports import plots  # matplotlib: only when a report is written
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("gallery-*-*.html"):  # a folder reused for a report with more pages than this one
@@ -210,5 +210,5 @@ def write(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pages: 
         Section("Stylized works by outcome", galleries(data, artifacts, out, per_outcome, pages, seed)),
     ]
     index = out / "index.html"
-    index.write_text(report.page(f"atelier style batch {tag}", data.intro, sections), encoding="utf-8")
+    index.write_text(page.page(f"atelier style batch {tag}", data.intro, sections), encoding="utf-8")
     return index
