@@ -52,7 +52,11 @@ DEFAULT_NORM_IMAGES = 64
     help="cross-artist, all (same-artist pairs too, reported apart) or a CSV file with columns content,style.",
 )
 @click.option(
-    "--per-cell", type=click.IntRange(1), default=5, show_default=True, help="Pairs per (style artist, content artist)."
+    "--per-cell",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Distinct pairs per (style artist, content artist); refused if a cell holds fewer.",
 )
 @click.option("--split", type=click.Choice(("train", "val", "test")), default="test", show_default=True)
 @click.option(
