@@ -17,9 +17,10 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from core.artifacts import features_path
-from core.config import StyleConfig, TrainConfig
+from core.config import TrainConfig
 from core.errors import ConfigError
 from core.inspection import inspect_folder
+from core.style_batch import StyleBatchSpec, StylePair
 from core.weights import WeightsRecord
 
 # Ids, seeds and counts live in 32-bit signed integer columns: the CLI, the worker's checks and the id
@@ -95,49 +96,23 @@ def finetune_params(
     return params
 
 
-def batch_spec(
-    dataset: str,
-    classifier_run_id: int,
-    style: StyleConfig,
-    doses: list[float] | None,
-    style_weights: list[float] | None,
-    vgg_weights: WeightsRecord,
-    vgg_norm: dict | None,
-    sampling: dict,
-    classifier_sha256: str | None = None,
+def stylize_params(
+    batch_id: str, spec: StyleBatchSpec, pairs: list[StylePair], chunk: int, device_batch: int | None
 ) -> dict:
-    """A style batch as submitted (``StyleBatch.spec``): what its chunk jobs share, the treatments, and how its
-    pairs were drawn (``sampling``: pairs, per_cell, split). Exactly one of ``doses`` (scale-free, the study's)
-    and ``style_weights`` (raw betas, the paper's) is given: a batch never mixes the two."""
-    if (doses is None) == (style_weights is None):
-        raise ConfigError("a style batch has doses or raw style weights, exactly one of the two")
-    return {
-        "dataset": dataset,
-        **sampling,
-        "doses": doses,
-        "style_weights": style_weights,
-        "classifier_sha256": classifier_sha256,
-        "style": asdict(style),
-        "vgg_weights": vgg_weights.to_json(),
-        "vgg_norm": vgg_norm,
-        "classifier_run_id": classifier_run_id,
-    }
-
-
-def stylize_params(batch_id: str, spec: dict, pairs: list[dict], chunk: int, device_batch: int | None) -> dict:
-    """Chunk ``chunk`` of style batch ``batch_id`` (its ``spec`` from ``batch_spec``): ``pairs`` to stylize
-    and classify, ``device_batch`` of them optimised together (None: as many as the worker's device fits)."""
+    """Chunk ``chunk`` of style batch ``batch_id``: ``pairs`` to stylize and classify, ``device_batch`` of them
+    optimised together (None: as many as the worker's device fits). A raw-beta chunk's ``doses`` is null: its
+    pairs carry their betas. ``core.style_batch.StyleChunk.from_dict`` reads it back."""
     return {
         "batch_id": batch_id,
-        "classifier_run_id": spec["classifier_run_id"],
-        "classifier_sha256": spec.get("classifier_sha256"),
-        "doses": spec.get("doses"),
-        "style": spec["style"],
-        "vgg_weights": spec["vgg_weights"],
-        "vgg_norm": spec["vgg_norm"],
-        "pairs": pairs,
+        "classifier_run_id": spec.classifier_run_id,
+        "classifier_sha256": spec.classifier_sha256,
+        "doses": spec.treatment.to_dict()["doses"],
+        "style": asdict(spec.style),
+        "vgg_weights": spec.vgg_weights.to_json(),
+        "vgg_norm": spec.vgg_norm and spec.vgg_norm.to_dict(),
+        "pairs": [q.to_dict(spec.treatment) for q in pairs],
         "device_batch": device_batch,
-        "dataset": spec["dataset"],
+        "dataset": spec.dataset,
         "chunk": chunk,
     }
 

@@ -80,6 +80,14 @@ class WeightsRecord:
 RANDOM_RECORD = WeightsRecord(RANDOM, None, None)
 
 
+def identity(record: WeightsRecord, seed: int) -> str:
+    """The name every cache key gives a network's weights: its file's sha256, or ``random:SEED`` for random
+    weights, which the worker draws from ``seed`` (``torch.manual_seed``) and so are named by it as a sha256
+    names a file. Pair hashes, the VGG normalisation's key and the worker's resident VGG all use this name:
+    spelled anywhere else, one of the caches would stop hitting."""
+    return record.sha256 or f"random:{seed}"
+
+
 def started_from(weights: str | None, config: dict | None) -> str:
     """The weights name a run's backbone started from: its ``runs.weights``; for runs written before the
     weights registry, the name its config holds; else random init."""

@@ -25,6 +25,7 @@ from core.artifacts import artifact_path
 from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
 from core.params import MAX_INT
+from core.style_batch import StyleChunk
 
 BIG = MAX_INT  # ids and seeds fit a 32-bit signed integer column
 # Upper bounds, generous for real experiments, small enough that no single job can exhaust a worker.
@@ -106,21 +107,19 @@ def _job(properties: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": properties, "required": required}
 
 
-# A pair carries a scale-free dose or a raw beta (style_weight), exactly one of the two.
-PAIR = {
-    **_job(
-        {
-            "content": ID,
-            "style": ID,
-            "dose": {"type": "number", "minimum": 0},
-            "style_weight": {"type": "number", "minimum": 0},
-            "seed": COUNT,
-            "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        },
-        ["content", "style", "seed", "hash"],
-    ),
-    "oneOf": [{"required": ["dose"]}, {"required": ["style_weight"]}],
-}
+# A pair carries a scale-free dose or a raw beta (style_weight): which one, its chunk's treatment says
+# (checked by core.style_batch.StyleChunk, the one place that rule is decided).
+PAIR = _job(
+    {
+        "content": ID,
+        "style": ID,
+        "dose": {"type": "number", "minimum": 0},
+        "style_weight": {"type": "number", "minimum": 0},
+        "seed": COUNT,
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+    ["content", "style", "seed", "hash"],
+)
 SHA256 = {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[0-9a-f]{64}$"}]}
 
 # The mean-activation normalisation of a batch's VGG: a content key and the images it is measured on.
@@ -199,6 +198,8 @@ SCHEMAS = {
     ),
 }
 VALIDATORS = {kind: Draft202012Validator(schema) for kind, schema in SCHEMAS.items()}
+# The kinds whose params are also read into a type, whose construction checks what a schema cannot say.
+TYPED = {"stylize": StyleChunk.from_dict}
 ARTIFACT_KEYS = ("features", "init_head", "output")
 
 
@@ -211,6 +212,11 @@ def check_params(kind: str, params: Any, artifacts: Path) -> None:
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "params"
         raise ConfigError(f"bad {kind} job params at {where}: {_short(error.message)}")
+    if kind in TYPED:
+        try:
+            TYPED[kind](params)
+        except ConfigError as err:
+            raise ConfigError(f"bad {kind} job params: {_short(str(err))}") from None
     for key in ARTIFACT_KEYS:
         if key in params:
             artifact_path(artifacts, params[key])

@@ -34,7 +34,7 @@ from sqlalchemy import select
 
 from core.config import StyleConfig
 from core.errors import ConfigError
-from core.weights import WeightsRecord
+from core.style_batch import StyleChunk, StylePair
 from corpus.imageio import open_rgb
 from corpus.thumbs import save_thumbnail, thumb_relative
 from db.models import Dataset, Image, Run, StyleControl, Stylization
@@ -71,33 +71,31 @@ def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
     return "other"
 
 
-def style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:
+def style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
     """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation.
 
     The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
     kept under the artifacts root, so every chunk of a batch, and every batch with that key, optimises
     against the very same network. The rescaled VGG stays in the worker's child for the chunks after it.
     """
-    p = ctx.params
-    norm = p.get("vgg_norm")
-    weights = p["vgg_weights"].get("sha256") or f"random:{cfg.seed}"
-    key = (cfg.vgg, weights, cfg.pool, norm["key"] if norm else None, str(device))
-    return child.resident().get("vgg", key, lambda: _build_style_vgg(ctx, cfg, device, picture))
+    cfg, norm = chunk.style, chunk.vgg_norm
+    key = (cfg.vgg, chunk.vgg_identity, cfg.pool, norm.key if norm else None, str(device))
+    return child.resident().get("vgg", key, lambda: _build_style_vgg(ctx, chunk, device, picture))
 
 
-def _build_style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGFeatures:
-    p = ctx.params
+def _build_style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
+    cfg, norm = chunk.style, chunk.vgg_norm
     torch.manual_seed(cfg.seed)  # random weights (only when asked for) are drawn from the style seed
-    vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, WeightsRecord.from_json(p["vgg_weights"])), device, cfg.pool)
-    norm = p.get("vgg_norm")
+    vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, chunk.vgg_weights), device, cfg.pool)
     if norm:
-        path = ctx.artifact(Path("vgg-norm") / f"{norm['key']}.safetensors")
+        path = ctx.artifact(Path("vgg-norm") / f"{norm.key}.safetensors")
         if path.is_file():
             scales = load_file(str(path))
         else:
-            ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm['images'])} images")
-            scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm["images"]])
-            atomic_save(scales, path, {"vgg": cfg.vgg, "images": json.dumps(norm["images"]), "size": str(cfg.size)})
+            ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm.images)} images")
+            scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm.images])
+            images = json.dumps(list(norm.images))
+            atomic_save(scales, path, {"vgg": cfg.vgg, "images": images, "size": str(cfg.size)})
         vgg.rescale(scales)
     compile_in_place(vgg, ctx.settings.compile, device)  # once per child: the VGG stays in its cache
     return vgg
@@ -105,26 +103,27 @@ def _build_style_vgg(ctx: JobContext, cfg: StyleConfig, device, picture) -> VGGF
 
 def run_stylize(ctx: JobContext) -> None:
     p = ctx.params
-    cfg = StyleConfig(**p["style"])
+    chunk = StyleChunk.from_dict(p)
+    cfg = chunk.style
     device = pick_device()
-    norm_ids = (p.get("vgg_norm") or {}).get("images", [])
+    norm_ids = chunk.vgg_norm.images if chunk.vgg_norm else ()
     with ctx.sessions() as s:
-        run = require_row(s, Run, p["classifier_run_id"], "classifier run")
+        run = require_row(s, Run, chunk.classifier_run_id, "classifier run")
         ds = s.get(Dataset, run.dataset_id)
         classify = resident_classifier(s, run, list(ds.classes), ctx.artifacts, device)
-        if p.get("classifier_sha256") and classify.sha256 != p["classifier_sha256"]:
+        if chunk.classifier_sha256 and classify.sha256 != chunk.classifier_sha256:
             raise ConfigError(
                 f"classifier run {run.id}'s checkpoint is not the one the batch was submitted with "
-                f"(sha256 {classify.sha256[:12]}, batch {p['classifier_sha256'][:12]})"
+                f"(sha256 {classify.sha256[:12]}, batch {chunk.classifier_sha256[:12]})"
             )
-        ids = sorted({q["content"] for q in p["pairs"]} | {q["style"] for q in p["pairs"]})
+        ids = sorted({q.content for q in chunk.pairs} | {q.style for q in chunk.pairs})
         wanted = sorted(set(ids) | set(norm_ids))
         rows = {im.id: im for im in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == "ok"))}
         if missing := [i for i in wanted if i not in rows]:
             raise ConfigError(f"pairs name {len(missing)} image(s) not in the store, e.g. {missing[0]}")
         root = Path(ds.root)
         done = set(
-            s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q["hash"] for q in p["pairs"]])))
+            s.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_([q.hash for q in chunk.pairs])))
         )
         controlled = set(
             s.scalars(
@@ -144,16 +143,16 @@ def run_stylize(ctx: JobContext) -> None:
 
     pictures = {i: picture(i) for i in ids}
     write_controls(ctx, classify, run.id, cfg.size, pictures, rows, [i for i in ids if i not in controlled])
-    todo = [q for q in p["pairs"] if q["hash"] not in done]  # a retried chunk skips finished pairs
+    todo = [q for q in chunk.pairs if q.hash not in done]  # a retried chunk skips finished pairs
     if not todo:
         return
-    vgg = style_vgg(ctx, cfg, device, picture)  # normalisation images are read only when not yet computed
-    buckets: dict[tuple, list] = defaultdict(list)
+    vgg = style_vgg(ctx, chunk, device, picture)  # normalisation images are read only when not yet computed
+    buckets: dict[tuple, list[tuple[StylePair, torch.Tensor]]] = defaultdict(list)
     for q in todo:
-        content = from_pil(pictures[q["content"]])
+        content = from_pil(pictures[q.content])
         buckets[tuple(content.shape)].append((q, content))
     try:
-        _stylize_chunk(ctx, cfg, classify, vgg, device, buckets, rows, pictures, len(p["pairs"]) - len(todo))
+        _stylize_chunk(ctx, chunk, classify, vgg, device, buckets, rows, pictures, len(chunk.pairs) - len(todo))
     except torch.OutOfMemoryError as err:
         # Finished pairs are stored; the retry skips them and goes on with smaller device batches.
         raise halve_batch(p, ("device_batch",), err) or err from err
@@ -232,13 +231,12 @@ def snapshot_steps(steps: int) -> tuple[int, ...]:
 
 
 def _stylize_chunk(
-    ctx: JobContext, cfg: StyleConfig, classify: Classifier, vgg, device, buckets, rows, pictures, finished: int
+    ctx: JobContext, chunk: StyleChunk, classify: Classifier, vgg, device, buckets, rows, pictures, finished: int
 ) -> None:
-    p = ctx.params
+    cfg = chunk.style
     # Sized once per chunk for its largest picture (buckets differ in aspect, hence in pixels per pair).
     largest = max((items[0][1].shape for items in buckets.values()), key=lambda s: s[-2] * s[-1])
-    batch = pick_device_batch(p, cfg, device, largest)
-    dosed = p.get("doses") is not None  # a dose batch: each pair's beta from its own loss scales
+    batch = pick_device_batch(ctx.params, cfg, device, largest)
     # One VGG and one size per chunk: a style image's Grams serve every pair and every dose that names it (a
     # dose batch repeats each pair once per dose).
     targets: dict = {}
@@ -247,16 +245,16 @@ def _stylize_chunk(
             part = items[start : start + batch]
             result = stylize_batch(
                 torch.stack([c for _, c in part]),
-                [from_pil(pictures[q["style"]]) for q, _ in part],  # each at its own aspect, never stretched
+                [from_pil(pictures[q.style]) for q, _ in part],  # each at its own aspect, never stretched
                 cfg,
                 vgg,
                 device,
-                pair_seeds=[q["seed"] for q, _ in part],
-                style_weights=None if dosed else [q["style_weight"] for q, _ in part],
-                doses=[q["dose"] for q, _ in part] if dosed else None,
+                pair_seeds=[q.seed for q, _ in part],
+                # a dose batch's betas are set from each pair's own loss scales; a raw-beta batch's are given
+                **chunk.treatment.keywords([q.level for q, _ in part]),
                 on_eval=step_ticker(ctx, cfg, finished, len(part)),
                 snapshot_steps=snapshot_steps(cfg.steps),
-                target_keys=[(q["content"], q["style"]) for q, _ in part],
+                target_keys=[(q.content, q.style) for q, _ in part],
                 target_cache=targets,
             )
             works = [to_pil(img) for img in result.images]
@@ -264,21 +262,22 @@ def _stylize_chunk(
             on_the_way = {k: classify.probabilities([to_pil(img) for img in x]) for k, x in result.snapshots.items()}
             out_rows = []
             for k, ((q, _), work) in enumerate(zip(part, works)):
-                rel = Path("stylized") / p["batch_id"] / f"{q['hash'][:16]}.png"
+                rel = Path("stylized") / chunk.batch_id / f"{q.hash[:16]}.png"
                 save_picture(ctx, rel, work)
                 trail = {step: pk[k] for step, pk in on_the_way.items()} | {cfg.steps: probs[k]}
-                out_rows.append(stylization_row(ctx, cfg, classify, q, rows, result, k, trail, device, rel))
+                out_rows.append(stylization_row(ctx, chunk, classify, q, rows, result, k, trail, device, rel))
             with ctx.write() as s:
                 upsert(s, Stylization, out_rows, keys=("pair_hash",))
             finished += len(part)
-            ctx.progress(finished / len(p["pairs"]), f"{finished}/{len(p['pairs'])} pairs")
+            ctx.progress(finished / len(chunk.pairs), f"{finished}/{len(chunk.pairs)} pairs")
 
 
-def stylization_row(ctx, cfg: StyleConfig, classify: Classifier, q, rows, result, k: int, trail, device, rel) -> dict:
+def stylization_row(
+    ctx, chunk: StyleChunk, classify: Classifier, q: StylePair, rows, result, k: int, trail, device, rel
+) -> dict:
     """The stored record of pair ``q`` (row ``k`` of ``result``); ``trail``: {step: (K,) probabilities}."""
-    p = ctx.params
-    vgg_record = WeightsRecord.from_json(p["vgg_weights"])
-    c_art, s_art = rows[q["content"]].label, rows[q["style"]].label
+    cfg, vgg_record = chunk.style, chunk.vgg_weights
+    c_art, s_art = rows[q.content].label, rows[q.style].label
     classes = classify.classes
 
     def answer(pv: torch.Tensor) -> tuple[str, float, float]:
@@ -290,16 +289,16 @@ def stylization_row(ctx, cfg: StyleConfig, classify: Classifier, q, rows, result
     half = [a[1] for a in answers if a[0] == cfg.steps // 2]
     ratio = float(result.loss_ratio[k])
     return {
-        "pair_hash": q["hash"],
-        "batch_id": p["batch_id"],
+        "pair_hash": q.hash,
+        "batch_id": chunk.batch_id,
         "job_id": ctx.job_id,
-        "content_image_id": q["content"],
+        "content_image_id": q.content,
         "content_artist": c_art,
-        "style_image_id": q["style"],
+        "style_image_id": q.style,
         "style_artist": s_art,
         "content_weight": cfg.content_weight,
         "style_weight": float(result.beta[k]),
-        "dose": q.get("dose"),
+        "dose": q.level if chunk.treatment.dosed else None,
         "balance": _finite(float(result.balance[k])),
         "steps": cfg.steps,
         "size": cfg.size,
@@ -307,15 +306,15 @@ def stylization_row(ctx, cfg: StyleConfig, classify: Classifier, q, rows, result
         "init": cfg.init,
         "pool": cfg.pool,
         "loss": cfg.loss,
-        "seed": q["seed"],
+        "seed": q.seed,
         "tv_weight": cfg.tv_weight,
         "vgg_weights": vgg_record.name,
         "vgg_weights_sha256": vgg_record.sha256,
-        "vgg_norm": (p.get("vgg_norm") or {}).get("key", "none"),
+        "vgg_norm": chunk.vgg_norm.key if chunk.vgg_norm else "none",
         "content_loss": float(result.content_loss[k]),
         "style_loss": float(result.style_loss[k]),
         "loss_ratio": _finite(ratio),
-        "classifier_run_id": p["classifier_run_id"],
+        "classifier_run_id": chunk.classifier_run_id,
         "checkpoint_sha256": classify.sha256,
         "predicted": predicted,
         "top3": top3(final[None], classes)[0],

@@ -16,15 +16,18 @@ import click
 from sqlalchemy import select
 
 from core import weights as names
+from core.config import StyleConfig
 from core.errors import ConfigError
+from core.style_batch import Sampling, Treatment
 from db.models import Dataset
 from db.readonly import run_query
 from orchestrator.commands.common import console, table
 from orchestrator.commands.dataset import synth_cmd
 from orchestrator.commands.report import report_cmd
 from orchestrator.commands.results import attribution_cmd
-from orchestrator.commands.stylize import stylize_cmd
-from orchestrator.jobs.progress import wait_for_jobs
+from orchestrator.jobs.gridspec import parse_values
+from orchestrator.jobs.progress import wait_for_group, wait_for_jobs
+from orchestrator.jobs.style_batch import StyleBatchRequest, submit_style_batch
 from orchestrator.jobs.submit import submit_train
 from orchestrator.jobs.weights import resolve as resolve_weights_spec
 from orchestrator.services import broker
@@ -80,7 +83,7 @@ def demo_cmd(ctx, arch, epochs, image_size, per_artist, style_size, style_steps,
         )
     try:
         run_id = train_classifier(lab, arch, epochs, image_size)
-        batch = stylize_batch(ctx, lab, run_id, style_size, style_steps, dose)
+        batch = stylize_batch(lab, run_id, style_size, style_steps, dose)
         show_results(ctx, lab, batch)
     finally:
         worker.terminate()
@@ -121,7 +124,7 @@ def train_classifier(lab, arch: str, epochs: int, image_size: int) -> int:
     return run_id
 
 
-def stylize_batch(ctx, lab, run_id: int, size: int, steps: int, dose: str) -> str:
+def stylize_batch(lab, run_id: int, size: int, steps: int, dose: str) -> str:
     """One pair per (style artist, content artist) at each dose, started from the content image."""
     vgg_weights = weights_or_random(lab, "vgg19")
     console.print(
@@ -129,32 +132,23 @@ def stylize_batch(ctx, lab, run_id: int, size: int, steps: int, dose: str) -> st
         "optimisation from the content image (`--init content`), so its few steps give recognisable pictures; "
         "the study's default is the paper's white noise."
     )
-    return ctx.invoke(
-        stylize_cmd,
-        dataset_name="demo",
+    request = StyleBatchRequest(
+        dataset="demo",
         classifier_run=run_id,
-        pairs_spec="cross-artist",
-        per_cell=1,
-        split="test",
-        dose=dose,
-        style_weight=None,
-        content_weight=1.0,
-        tv_weight=0.0,
-        steps=steps,
-        size=size,
-        optimizer="lbfgs",
-        init="content",
-        pool="avg",
-        loss="gatys",
-        vgg="vgg19",
+        style=StyleConfig(steps=steps, size=size, init="content"),
+        treatment=Treatment.of(parse_values("dose", dose, float)),
+        sampling=Sampling("cross-artist", per_cell=1, split="test"),
         vgg_weights=vgg_weights,
         norm_images=18,
         chunk=30,
         device_batch=30,
-        seed=0,
-        as_json=False,
-        wait=True,
     )
+    submitted = submit_style_batch(lab, request)
+    for line in submitted.summary():
+        click.echo(line)
+    if submitted.job_ids:
+        wait_for_group(lab, submitted.batch_id, "batch")
+    return submitted.batch_id
 
 
 def show_results(ctx, lab, batch: str) -> None:

@@ -1,38 +1,20 @@
-"""`atelier stylize`: paint artist A's style onto artist B's works, in chunked jobs."""
+"""`atelier stylize`: paint artist A's style onto artist B's works, in chunked jobs.
+
+The options become one ``StyleBatchRequest`` here; ``orchestrator.jobs.style_batch`` checks, plans and submits it.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import random
-from pathlib import Path
-
 import click
-from sqlalchemy import select
 
-from core import weights as names
-from core.artifacts import artifact_path
 from core.config import MAX_DEVICE_BATCH, STYLE_INITS, STYLE_LOSSES, STYLE_OPTIMIZERS, STYLE_POOLS, StyleConfig
-from core.errors import ConfigError
-from core.params import batch_spec
-from core.weights import sha256_file
-from db.models import Image, Job, Run
+from core.style_batch import DEFAULT_DOSES, Sampling, Treatment
 from orchestrator.commands.common import pass_lab, print_json
 from orchestrator.jobs.gridspec import parse_values
-from orchestrator.jobs.lookups import get_dataset
-from orchestrator.jobs.pairs import MODES, read_pairs, sample_pairs
 from orchestrator.jobs.progress import wait_for_group
-from orchestrator.jobs.submit import plan_pairs, submit_batch
-from orchestrator.jobs.weights import resolve as resolve_weights_spec
+from orchestrator.jobs.style_batch import DEFAULT_NORM_IMAGES, StyleBatchRequest, submit_style_batch
 
-# Scale-free doses (worker.ml.dose: the style term's size relative to the content term's at the pair's reference
-# noise). 0 is the null dose (a reconstruction); the rest, a decade apart, span the flip from content to style
-# artist measured on real paintings with real weights (docs/findings.md): at 64 px the style
-# artist overtakes near dose 1, at 128 px between 10 and 1000, so the grid reaches 1000.
-DEFAULT_DOSES = "0,0.1,1,10,100,1000"
-# Filters' mean activations for the normalisation, over this many train images drawn across every artist.
-DEFAULT_NORM_IMAGES = 64
+DOSES_TEXT = ",".join(f"{d:g}" for d in DEFAULT_DOSES)
 
 
 @click.command("stylize")
@@ -62,7 +44,7 @@ DEFAULT_NORM_IMAGES = 64
 @click.option(
     "--dose",
     default=None,
-    help=f"Scale-free doses (list or range) [default: {DEFAULT_DOSES}]: each pair's beta puts its style term at "
+    help=f"Scale-free doses (list or range) [default: {DOSES_TEXT}]: each pair's beta puts its style term at "
     "dose x its content term at the pair's reference noise, so a dose is one treatment for every pair.",
 )
 @click.option(
@@ -134,105 +116,68 @@ DEFAULT_NORM_IMAGES = 64
 @click.option("--json", "as_json", is_flag=True, help='Print {"batch": ID, "pairs": N, "jobs": M}.')
 @click.option("--wait", is_flag=True)
 @pass_lab
-def stylize_cmd(lab, dataset_name, classifier_run, pairs_spec, per_cell, split, dose, style_weight, **options) -> str:
+def stylize_cmd(lab, as_json: bool, wait: bool, **options) -> None:
     """Stylize many (content, style) pairs and classify them; prints the batch id."""
-    doses, betas = treatments(dose, style_weight)
-    chunk, device_batch, norm_images = options.pop("chunk"), options.pop("device_batch"), options.pop("norm_images")
-    as_json, wait, vgg_weights = options.pop("as_json"), options.pop("wait"), options.pop("vgg_weights")
-    style = StyleConfig(**options)
-    with lab.sessions() as s:
-        ds = get_dataset(s, dataset_name)
-        run = pinned_classifier(s, classifier_run, ds.id)
-        images = s.execute(
-            select(Image.id, Image.path, Image.label, Image.split).where(
-                Image.dataset_id == ds.id, Image.status == "ok"
-            )
-        ).all()
-        dataset_id, checkpoint = ds.id, run.checkpoint_path
-    if pairs_spec in MODES:
-        by_artist: dict[str, list[int]] = {}
-        for im in images:
-            if im.split == split:
-                by_artist.setdefault(im.label, []).append(im.id)
-        pairs = sample_pairs(by_artist, pairs_spec, per_cell, seed=style.seed)
-    else:
-        pairs = read_pairs(Path(pairs_spec), {im.path: im.id for im in images})
-    # Resolved before anything is written: no cached weights (offline) is one line and no rows.
-    vgg_record = resolve_weights_spec(lab, style.vgg, vgg_weights)
-    norm = vgg_norm(vgg_record, style, [(im.id, im.label) for im in images if im.split == "train"], norm_images)
-    sampling = {"pairs": pairs_spec, "per_cell": per_cell, "split": split}
-    sha = sha256_file(artifact_path(lab.settings.artifacts, checkpoint))
-    spec = batch_spec(dataset_name, classifier_run, style, doses, betas, vgg_record, norm, sampling, sha)
-    todo = plan_pairs(pairs, spec)
-    batch_id, job_ids = submit_batch(lab, dataset_id, spec, todo, chunk, device_batch)
-    levels = doses if doses is not None else betas
+    submitted = submit_style_batch(lab, style_request(**options))
     if as_json:
-        print_json({"batch": batch_id, "pairs": len(todo), "jobs": len(job_ids)})
+        print_json({"batch": submitted.batch_id, "pairs": submitted.stylizations, "jobs": len(submitted.job_ids)})
     else:
-        click.echo(
-            f"batch {batch_id}: {len(todo)} stylizations ({len(set(pairs))} pairs x {len(levels)} "
-            f"{'doses' if doses is not None else 'raw betas'}) in {len(job_ids)} jobs; VGG {style.vgg} weights "
-            f"{vgg_record.label()}; classifier run {classifier_run} (checkpoint sha256 {sha[:12]})"
-        )
-        if vgg_record.is_random:
-            click.echo(names.random_warning("the style VGG", style.vgg))
-    if wait and job_ids:
-        wait_for_group(lab, batch_id, "batch")
-    return batch_id  # for callers that invoke the command (the demo)
+        for line in submitted.summary():
+            click.echo(line)
+    if wait and submitted.job_ids:
+        wait_for_group(lab, submitted.batch_id, "batch")
 
 
-def treatments(dose: str | None, style_weight: str | None) -> tuple[list[float] | None, list[float] | None]:
-    """(doses, None) or (None, raw betas): the two are never mixed in one batch."""
-    if dose is not None and style_weight is not None:
-        raise ConfigError("give --dose or --style-weight, not both: a batch's strata are doses or raw betas")
-    if style_weight is not None:
-        betas = parse_values("style-weight", style_weight, float)
-        if any(not math.isfinite(w) or w < 0 for w in betas):
-            raise ConfigError("--style-weight values must be finite and non-negative")
-        return None, betas
-    doses = parse_values("dose", dose or DEFAULT_DOSES, float)
-    if any(not math.isfinite(d) or d < 0 for d in doses):
-        raise ConfigError("--dose values must be finite and non-negative")
-    return doses, None
-
-
-def pinned_classifier(session, run_id: int, dataset_id: int) -> Run:
-    """The run that classifies: trained to the end (its best checkpoint is final), on this dataset."""
-    run = session.get(Run, run_id)
-    if run is None:
-        raise ConfigError(f"no run {run_id}")
-    job = session.get(Job, run.job_id)
-    if job.status != "succeeded" or run.checkpoint_path is None:
-        raise ConfigError(f"run {run_id} has not finished training (job {job.status}): its checkpoint may still change")
-    if run.dataset_id != dataset_id:
-        raise ConfigError(f"run {run_id} was trained on another dataset")
-    return run
-
-
-def vgg_norm(record, style: StyleConfig, train: list[tuple[int, str]], n: int) -> dict | None:
-    """The batch's VGG normalisation: ``n`` train images (seeded, drawn in turn from every artist, so no
-    artist's filters dominate) and a key naming weights, images and size."""
-    if n == 0:
-        return None
-    if not train:
-        raise ConfigError("--norm-images needs images in the dataset's train split; give --norm-images 0 to skip")
-    rng = random.Random(style.seed)
-    by_artist: dict[str, list[int]] = {}
-    for image_id, label in sorted(train):
-        by_artist.setdefault(label, []).append(image_id)
-    for ids in by_artist.values():
-        rng.shuffle(ids)
-    queues = [by_artist[a] for a in sorted(by_artist)]
-    chosen: list[int] = []
-    while len(chosen) < min(n, len(train)):
-        for q in queues:
-            if q and len(chosen) < n:
-                chosen.append(q.pop())
-    chosen.sort()
-    # Random weights are drawn from the style seed: it names the network as a sha256 names a file.
-    what = {"vgg": style.vgg, "weights": record.sha256 or f"random:{style.seed}", "images": chosen, "size": style.size}
-    what["normalisation"] = "compensated-capped-v2"  # factors from before the exact normalisation are not reused
-    return {"key": hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32], "images": chosen}
+def style_request(
+    *,
+    dataset_name: str,
+    classifier_run: int,
+    pairs_spec: str,
+    per_cell: int,
+    split: str,
+    dose: str | None,
+    style_weight: str | None,
+    content_weight: float,
+    tv_weight: float,
+    steps: int,
+    size: int,
+    optimizer: str,
+    init: str,
+    pool: str,
+    loss: str,
+    vgg: str,
+    vgg_weights: str,
+    norm_images: int,
+    chunk: int,
+    device_batch: int | None,
+    seed: int,
+) -> StyleBatchRequest:
+    """The command's options as one typed request; every option is named, none passed on unread."""
+    style = StyleConfig(
+        vgg=vgg,
+        content_weight=content_weight,
+        tv_weight=tv_weight,
+        init=init,
+        pool=pool,
+        loss=loss,
+        optimizer=optimizer,
+        steps=steps,
+        size=size,
+        seed=seed,
+    )
+    doses = parse_values("dose", dose, float) if dose is not None else None
+    betas = parse_values("style-weight", style_weight, float) if style_weight is not None else None
+    return StyleBatchRequest(
+        dataset=dataset_name,
+        classifier_run=classifier_run,
+        style=style,
+        treatment=Treatment.of(doses, betas),
+        sampling=Sampling(pairs_spec, per_cell, split),
+        vgg_weights=vgg_weights,
+        norm_images=norm_images,
+        chunk=chunk,
+        device_batch=device_batch,
+    )
 
 
 COMMANDS = [stylize_cmd]

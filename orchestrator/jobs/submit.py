@@ -1,25 +1,25 @@
-"""Submitting work: commit the rows of a training run, a sweep or a style batch, then enqueue their jobs.
+"""Submitting work: commit the rows of a training run or a sweep, then enqueue their jobs (a style batch:
+``orchestrator.jobs.style_batch``).
 
-The click commands (``orchestrator.commands.train``, ``grid``, ``stylize``) parse their options and call
-these. Every job's params come from ``core.params``. The broker must be reachable before anything is
-committed, so a dead broker leaves no rows behind; the jobs are sent once their rows are committed.
+The click commands (``orchestrator.commands.train``, ``grid``) parse their options and call these. Every job's
+params come from ``core.params``. The broker must be reachable before anything is committed, so a dead broker
+leaves no rows behind; the jobs are sent once their rows are committed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
 from core import messages
 from core import weights as names
 from core.config import TrainConfig, default_image_size
-from core.params import cell_params, features_params, stylize_params, train_params
+from core.params import cell_params, features_params, train_params
 from core.weights import WeightsRecord
 from db import jobs
 from db.engine import in_slices
-from db.models import Job, Run, StyleBatch, StyleBatchPair, Stylization, Sweep, SweepCell
+from db.models import Job, Run, Sweep, SweepCell
 from orchestrator.jobs.lookups import get_dataset
 from orchestrator.jobs.weights import resolve as resolve_weights
 
@@ -205,83 +205,3 @@ def insert_cells(
         ]
     )
     return [job for _, job in created]
-
-
-# --- a style batch -------------------------------------------------------------------------------------------
-
-
-def plan_pairs(pairs: list[tuple[int, int]], spec: dict) -> list[dict]:
-    """One stylization per (pair, dose), each with the hash that finds an identical one done before; a pair
-    named twice is stylized once. ``spec`` is the batch's (``core.params.batch_spec``): its ``doses`` (scale-free)
-    or else its raw ``style_weights``, never both, and the classifier's checkpoint, part of every hash."""
-    dosed = spec.get("doses") is not None
-    levels = spec["doses"] if dosed else spec["style_weights"]
-    field = "dose" if dosed else "style_weight"
-    todo = []
-    vgg = spec["vgg_weights"]
-    for content_id, style_id in pairs:
-        # One seed per (content, style): a pair's doses start from the same noise, so the dose is all that differs.
-        pair_seed = int(hashlib.sha256(f"{content_id}:{style_id}".encode()).hexdigest()[:8], 16) >> 1  # fits an int32
-        for level in levels:
-            key = {
-                "content": content_id,
-                "style": style_id,
-                field: level,
-                "seed": pair_seed,
-                "style_cfg": spec["style"],
-                "vgg_weights": vgg["sha256"] or f"random:{spec['style']['seed']}",
-                "vgg_norm": spec["vgg_norm"]["key"] if spec["vgg_norm"] else None,
-                "classifier": spec["classifier_run_id"],
-                "checkpoint": spec.get("classifier_sha256"),
-            }
-            q = {"content": content_id, "style": style_id, field: level, "seed": pair_seed}
-            todo.append(q | {"hash": jobs.params_hash("pair", key)})
-    return list({q["hash"]: q for q in todo}.values())
-
-
-def submit_batch(
-    lab, dataset_id: int, spec: dict, todo: list[dict], chunk: int, device_batch: int | None
-) -> tuple[str, list[str]]:
-    """Commit the batch, one job per chunk of pairs not stylized before and a row per pair; then send the jobs.
-
-    Returns (batch id, job ids). Pair rows go in with one multi-row INSERT: 20,000 pairs are one short transaction.
-    """
-    celery = lab.celery()  # the broker must be reachable before anything is committed
-    with lab.sessions.begin() as s:
-        batch = StyleBatch(dataset_id=dataset_id, classifier_run_id=spec["classifier_run_id"], spec=spec)
-        s.add(batch)
-        s.flush()
-        done = stylized(s, [q["hash"] for q in todo])
-        fresh = [q for q in todo if q["hash"] not in done]
-        created = [
-            jobs.new_job(
-                "stylize",
-                stylize_params(batch.id, spec, fresh[start : start + chunk], start // chunk, device_batch),
-                queue="gpu",
-                max_attempts=lab.settings.max_attempts,
-            )
-            for start in range(0, len(fresh), chunk)
-        ]
-        for job in created:
-            job.group_id = batch.id
-        s.add_all(created)
-        s.flush()  # the jobs exist before the pair rows that name them
-        pair_rows = [{"batch_id": batch.id, "pair_hash": h, "job_id": None} for h in done]
-        pair_rows += [
-            {"batch_id": batch.id, "pair_hash": q["hash"], "job_id": job.id}
-            for job in created
-            for q in job.params["pairs"]
-        ]
-        if pair_rows:
-            s.execute(insert(StyleBatchPair), pair_rows)
-        batch_id = batch.id
-    messages.send(celery, created)
-    return batch_id, [j.id for j in created]
-
-
-def stylized(session, hashes: list[str]) -> set[str]:
-    """Those of the pair ``hashes`` some earlier batch already stylized."""
-    done: set[str] = set()
-    for part in in_slices(hashes):
-        done.update(session.scalars(select(Stylization.pair_hash).where(Stylization.pair_hash.in_(part))))
-    return done

@@ -15,11 +15,11 @@ import json
 import pytest
 
 from core.config import StyleConfig
-from core.params import batch_spec, stylize_params
+from core.params import stylize_params
+from core.style_batch import Sampling, StyleBatchSpec, Treatment
 from core.weights import RANDOM_RECORD, WeightsRecord
 from db.jobs import params_hash
-from orchestrator.commands.stylize import vgg_norm
-from orchestrator.jobs.submit import plan_pairs
+from orchestrator.jobs.style_batch import plan_pairs, vgg_norm
 
 IMAGENET = WeightsRecord("imagenet", "ab" * 32, f"weights/vgg19/{'ab' * 32}.safetensors")
 IMPORTED = WeightsRecord("wikiart-vgg16", "cd" * 32, f"weights/vgg16/{'cd' * 32}.safetensors")
@@ -94,11 +94,20 @@ def build(case: dict) -> tuple[list[dict], dict, dict, str | None]:
     """(planned pairs, stored spec, chunk 0's params, norm key) as the code under test builds them."""
     style = case["style"]
     norm = vgg_norm(case["vgg"], style, TRAIN, case["norm"])
-    sampling = {"pairs": "cross-artist", "per_cell": 2, "split": "test"}
-    spec = batch_spec("art", 4, style, case["doses"], case["betas"], case["vgg"], norm, sampling, case.get("sha", SHA))
+    spec = StyleBatchSpec(
+        dataset="art",
+        classifier_run_id=4,
+        style=style,
+        treatment=Treatment.of(case["doses"], case["betas"]),
+        vgg_weights=case["vgg"],
+        vgg_norm=norm,
+        sampling=Sampling("cross-artist", 2, "test"),
+        classifier_sha256=case.get("sha", SHA),
+    )
     todo = plan_pairs(PAIRS, spec)
     chunk = stylize_params("0b8f6f43-1c1e-4d0f-9d51-2f0e0c6c0a11", spec, todo[:5], 0, None)
-    return todo, spec, chunk, norm and norm["key"]
+    assert StyleBatchSpec.from_dict(spec.to_dict()) == spec  # what the store keeps reads back as the same batch
+    return [q.to_dict(spec.treatment) for q in todo], spec.to_dict(), chunk, norm and norm.key
 
 
 def fingerprint(case: dict) -> tuple[str, str, str, str | None]:

@@ -18,6 +18,7 @@ from core.artifacts import artifact_path, features_path
 from core.config import StyleConfig, TrainConfig
 from core.errors import ConfigError
 from core.inspection import inspect_key
+from core.style_batch import Sampling, StyleBatchSpec, StyleChunk, StylePair, Treatment
 from core.weights import RANDOM_RECORD, WeightsRecord
 from db.jobs import params_hash
 from worker.lifecycle import Resubmit
@@ -44,13 +45,18 @@ def features_params(cfg=CELL, weights=RANDOM_RECORD):
 
 
 def spec(style=STYLE, vgg=RANDOM_RECORD, raw=False):
-    doses, betas = (None, [0.0, 1e5]) if raw else ([0.0, 1.0], None)
-    sampling = {"pairs": "cross-artist", "per_cell": 1, "split": "test"}
-    return build.batch_spec("d", 1, style, doses, betas, vgg, None, sampling, "ab" * 32)
+    treatment = Treatment.of(style_weights=[0.0, 1e5]) if raw else Treatment.of(doses=[0.0, 1.0])
+    return StyleBatchSpec("d", 1, style, treatment, vgg, None, Sampling("cross-artist", 1, "test"), "ab" * 32)
+
+
+def chunk(batch_id: str, spec: StyleBatchSpec, pairs: list[dict], n: int, device_batch: int | None) -> dict:
+    level = spec.treatment.field
+    typed = [StylePair(q["content"], q["style"], q[level], q["seed"], q["hash"]) for q in pairs]
+    return build.stylize_params(batch_id, spec, typed, n, device_batch)
 
 
 def stylize_params(**overrides):
-    return {**build.stylize_params("abc123", spec(), [PAIR], 0, 4), **overrides}
+    return {**chunk("abc123", spec(), [PAIR], 0, 4), **overrides}
 
 
 FEATURES = features_params()
@@ -68,8 +74,8 @@ BUILT = {
         build.finetune_params("d", 1, CELL, 0, "runs/5/best.safetensors", 0.1, None),
     ),
     "stylize chunk": ("stylize", stylize_params()),
-    "stylize chunk, imagenet vgg": ("stylize", build.stylize_params("b", spec(vgg=IMAGENET), [PAIR] * 2, 7, 16)),
-    "stylize chunk, raw betas": ("stylize", build.stylize_params("b", spec(raw=True), [RAW_PAIR], 0, 4)),
+    "stylize chunk, imagenet vgg": ("stylize", chunk("b", spec(vgg=IMAGENET), [PAIR] * 2, 7, 16)),
+    "stylize chunk, raw betas": ("stylize", chunk("b", spec(raw=True), [RAW_PAIR], 0, 4)),
     "inspect a run": ("inspect", build.inspect_params(inspect_key(3, None, 3, 8, 0, 30.0), params_hash)),
     "inspect a run and batch": (
         "inspect",
@@ -144,8 +150,26 @@ def test_stylize_params_round_trip():
         params["chunk"],
         params["device_batch"],
     ) == ("abc123", 1, [PAIR], 0, 4)
-    assert spec()["doses"] == [0.0, 1.0] and spec()["style_weights"] is None and spec()["pairs"] == "cross-artist"
-    assert spec(raw=True)["style_weights"] == [0.0, 1e5] and spec(raw=True)["doses"] is None
+    stored, raw = spec().to_dict(), spec(raw=True).to_dict()
+    assert stored["doses"] == [0.0, 1.0] and stored["style_weights"] is None and stored["pairs"] == "cross-artist"
+    assert raw["style_weights"] == [0.0, 1e5] and raw["doses"] is None
+    # The worker reads the chunk back typed: the same pairs at the same levels of the same treatment.
+    typed = StyleChunk.from_dict(params)
+    assert typed.treatment == spec().treatment and typed.pairs == (StylePair(1, 2, 1.0, 0, HASH),)
+    assert StyleChunk.from_dict(BUILT["stylize chunk, raw betas"][1]).treatment == Treatment("style_weight", (1e5,))
+
+
+def test_a_batch_has_doses_or_raw_betas_never_both(tmp_path):
+    with pytest.raises(ConfigError, match="not both"):
+        Treatment.of(doses=[1.0], style_weights=[1e3])
+    assert Treatment.of() == Treatment("dose", (0.0, 0.1, 1.0, 10.0, 100.0, 1000.0))  # neither: the default doses
+    with pytest.raises(ConfigError, match="--style-weight values must be finite and non-negative"):
+        Treatment.of(style_weights=[float("inf")])
+    # A chunk's pairs carry a level of the chunk's treatment: a dose in a raw-beta chunk, or both, is refused.
+    for pair, raw in ((PAIR, True), (RAW_PAIR, False), ({**PAIR, "style_weight": 1.0}, False)):
+        params = chunk("b", spec(raw=raw), [RAW_PAIR if raw else PAIR], 0, 4) | {"pairs": [pair]}
+        with pytest.raises(ConfigError, match="bad stylize job params: pair 0 of a"):
+            check_params("stylize", params, tmp_path)
 
 
 def test_rows_written_before_run_id_was_dropped_still_pass(tmp_path):
