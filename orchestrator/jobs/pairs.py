@@ -14,7 +14,7 @@ MODES = ("cross-artist", "all")
 def sample_pairs(by_artist: dict[str, list[int]], mode: str, per_cell: int, seed: int) -> list[tuple[int, int]]:
     """For every ordered (style artist A, content artist B), ``per_cell`` distinct random (content, style) pairs.
 
-    ``cross-artist`` skips A == B; ``all`` keeps it (an image is never paired with itself). Each cell has its own
+    ``cross-artist`` skips A == B; ``all`` keeps it (an image with itself last, see ``cell_pairs``). Each cell has its own
     random stream, so adding an artist does not reshuffle the others' pairs. A cell with fewer than ``per_cell``
     distinct pairs is refused before anything is drawn: fewer pairs than asked for would go unnoticed.
     """
@@ -36,37 +36,39 @@ def sample_pairs(by_artist: dict[str, list[int]], mode: str, per_cell: int, seed
     return pairs
 
 
-def distinct_pairs(n_content: int, n_style: int, same_artist: bool) -> int:
-    """How many (content, style) pairs a cell holds; within one artist an image is not paired with itself."""
-    return n_content * (n_style - 1) if same_artist else n_content * n_style
-
-
 def check_cells_hold(cells: list[tuple[str, str]], images: dict[str, list[int]], per_cell: int) -> None:
     """Refuse ``per_cell`` if the smallest cell holds fewer distinct pairs, naming that cell and what it holds."""
-    sizes = {(s, c): distinct_pairs(len(images[c]), len(images[s]), s == c) for s, c in cells}
+    # Every content image with every style image: within one artist that includes an image with itself.
+    sizes = {(s, c): len(images[c]) * len(images[s]) for s, c in cells}
     (style, content), most = min(sizes.items(), key=lambda kv: kv[1])
     if most >= per_cell:
         return
     n_content, n_style = len(images[content]), len(images[style])
     if style == content:
-        held = f"{n_content} image{'s' * (n_content != 1)} of one artist, none paired with itself"
+        held = f"{n_content} image{'s' * (n_content != 1)} of one artist, each paired with itself too"
     else:
         held = f"{n_content} content × {n_style} style image{'s' * (n_style != 1)}"
-    count = f"only {most} distinct pair{'s' * (most != 1)}" if most else "no distinct pairs"
-    fix = f"use --per-cell {most} or fewer" if most else "use --pairs cross-artist or a split with more images"
-    raise ConfigError(f"--per-cell {per_cell}: cell {style}→{content} has {count} ({held}); {fix}")
+    raise ConfigError(
+        f"--per-cell {per_cell}: cell {style}→{content} has only {most} distinct pair{'s' * (most != 1)} ({held}); "
+        f"use --per-cell {most} or fewer"
+    )
 
 
 def cell_pairs(content: list[int], style: list[int], same: bool, rng: random.Random, k: int) -> list[tuple[int, int]]:
     """``k`` distinct (content, style) pairs drawn without replacement, by index, so a cell of a million
-    possible pairs is never listed. ``same``: both lists are one artist's, and an image is not paired with itself."""
-    width = len(style) - 1 if same else len(style)
+    possible pairs is never listed. ``same``: both lists are one artist's; an image is paired with itself only
+    once every pair of two different images is drawn (a painting in its own style is the least telling pair)."""
+    if not same:
+        return [
+            (content[i // len(style)], style[i % len(style)]) for i in rng.sample(range(len(content) * len(style)), k)
+        ]
+    n = len(content)
+    others = min(k, n * (n - 1))
     pairs = []
-    for i in rng.sample(range(len(content) * width), k):
-        c, s = divmod(i, width)
-        if same and s >= c:
-            s += 1  # index c is the content image itself: the style index skips over it
-        pairs.append((content[c], style[s]))
+    for i in rng.sample(range(n * (n - 1)), others):
+        c, s = divmod(i, n - 1)
+        pairs.append((content[c], style[s + (s >= c)]))  # index c is the content image itself: skipped
+    pairs += [(content[i], style[i]) for i in rng.sample(range(n), k - others)]
     return pairs
 
 

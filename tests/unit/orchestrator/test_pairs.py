@@ -40,10 +40,15 @@ def test_a_cell_drawn_whole_holds_every_pair_once():
     }
 
 
-def test_same_artist_cells_never_pair_an_image_with_itself():
+def test_same_artist_cells_pair_an_image_with_itself_last():
     by_artist = {"A": [1, 2, 3], "B": [4, 5, 6]}
-    pairs = sample_pairs(by_artist, "all", 6, seed=0)  # 3 x 2 pairs within an artist: all of them
+    pairs = sample_pairs(by_artist, "all", 6, seed=0)  # 3 x 2 pairs of two images within an artist: all of them
     assert len(pairs) == len(set(pairs)) == 4 * 6 and all(c != s for c, s in pairs)
+    pairs = sample_pairs(by_artist, "all", 8, seed=0)  # then 2 of the 3 images with themselves
+    same = [(c, s) for c, s in pairs if (c <= 3) == (s <= 3)]
+    assert len(pairs) == len(set(pairs)) == 4 * 8 and sum(c == s for c, s in same) == 2 * 2
+    # One image of an artist: its same-artist cell holds the one pair of it with itself.
+    assert (5, 5) in sample_pairs({"A": [1, 2], "B": [3, 4], "C": [5]}, "all", 1, seed=0)
 
 
 def test_cells_keep_their_own_stream():
@@ -62,8 +67,8 @@ def test_a_cell_smaller_than_per_cell_is_refused_in_one_line():
     # The smallest cell decides, whichever artist it is.
     with pytest.raises(ConfigError, match=r"cell A→C has only 2 distinct pairs \(1 content × 2 style images\)"):
         sample_pairs({"A": [1, 2], "B": [3, 4], "C": [5]}, "cross-artist", 3, seed=0)
-    with pytest.raises(ConfigError, match=r"cell C→C has no distinct pairs \(1 image of one artist"):
-        sample_pairs({"A": [1, 2], "B": [3, 4], "C": [5]}, "all", 1, seed=0)
+    with pytest.raises(ConfigError, match=r"cell C→C has only 1 distinct pair \(1 image of one artist, each paired"):
+        sample_pairs({"A": [1, 2], "B": [3, 4], "C": [5]}, "all", 2, seed=0)
 
 
 def test_pair_errors():
