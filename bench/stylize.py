@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import worker.ml.style as style_module  # noqa: E402
+import worker.ml.style.transfer as style_module  # noqa: E402  (stylize_batch reads _autocast there)
 from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
 from corpus.synth import make_artists, paint  # noqa: E402
 from worker.ml.style import (  # noqa: E402

@@ -50,7 +50,7 @@ def test_failed_cells_retry_alone(sqlite_stack):
     import torch
     from safetensors.torch import save_file
 
-    from worker.ml.models import build_backbone
+    from worker.ml.backbones import build_backbone
 
     save_file(
         {k: v.contiguous() for k, v in build_backbone("resnet18").state_dict().items()},

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from tests.conftest import unique
 from tests.integration.test_grid import wait_sweep
-from worker.ml.models import _alexnet_features
+from worker.ml.backbones import _alexnet_features
 
 pytestmark = pytest.mark.integration
 

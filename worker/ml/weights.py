@@ -6,7 +6,7 @@ random init) is decided at submit time and checked on the worker by
 
 Files are ``.safetensors`` (preferred) or ``.pt``/``.pth`` read with
 ``torch.load(weights_only=True)``. Backbone parameter names are torchvision's (see
-``worker.ml.models``), so a torchvision file loads as-is, and our own checkpoints
+``worker.ml.backbones``), so a torchvision file loads as-is, and our own checkpoints
 (``backbone.*`` keys, or ``model.backbone.*`` in a training state) load by dropping the
 prefix. Only the backbone is ever used: torchvision's ImageNet classifier (1000 classes)
 or another run's head is not, so a features-only file (only ``features.*`` for VGG and
@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from core.config import ARCHS, IMAGENET_ARCHS, VGG_NAMES
 from core.errors import ConfigError
+from worker.ml.backbones import build_backbone, build_inception
 
 # The original ImageNet weights for every arch (ResNet50's DEFAULT is V2; V1 is the classic the seeds used).
 IMAGENET_VERSION = "IMAGENET1K_V1"
@@ -138,8 +139,6 @@ class Template:
     """
 
     def __init__(self, arch: str) -> None:
-        from worker.ml.models import _inception, build_backbone  # models imports this module
-
         if arch not in WEIGHT_ARCHS:
             raise ConfigError(f"unknown arch {arch!r}; choose from {', '.join(WEIGHT_ARCHS)}")
         self.arch = arch
@@ -148,7 +147,7 @@ class Template:
                 full = getattr(tvm, arch)(weights=None)
                 backbone, aux = {f"features.{k}": v for k, v in full.features.state_dict().items()}, {}
             elif arch == "inception_v3":
-                trunk, aux_module = _inception()
+                trunk, aux_module = build_inception()
                 backbone = trunk.state_dict()
                 aux = {f"AuxLogits.{k}": v for k, v in aux_module.state_dict().items() if not k.startswith("fc.")}
                 full = tvm.inception_v3(weights=None, aux_logits=True, init_weights=False)

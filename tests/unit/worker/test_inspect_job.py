@@ -23,10 +23,11 @@ from worker.inspect_job import per_artist, run_inspect, stored_or
 from worker.lifecycle import execute
 from worker.ml.activations import conv_blocks
 from worker.ml.augment import make_augment
+from worker.ml.backbones import build_backbone
 from worker.ml.bottleneck import bottleneck_features, bottleneck_layer
 from worker.ml.checkpoint import atomic_save, save_model
 from worker.ml.embed import effective_perplexity, fit_map, tsne_map
-from worker.ml.models import build_backbone, build_model
+from worker.ml.models import build_model
 from worker.ml.overlay import jet, overlay
 from worker.residents import DatasetImages, load_classifier
 

@@ -19,7 +19,8 @@ from db import weights as registry
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Weights
-from worker.ml.models import _alexnet_features, build_backbone, build_model
+from worker.ml.backbones import _alexnet_features, build_backbone
+from worker.ml.models import build_model
 from worker.ml.weights import Template
 from worker.weights_store import import_file, local_file, resolve
 
