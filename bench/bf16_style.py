@@ -7,24 +7,21 @@ losses recomputed in fp32 and how many pairs the line search froze early (a pair
 loss did not move over the last half of the steps), and their ratio. On a CPU both
 runs are fp32 (autocast is CUDA-only), so only the figures' presence is checked there.
 
-    python bench/bf16_style.py                      # GPU box: 8 pairs, 256 px, 300 steps
-    python bench/bf16_style.py --size 32 --steps 6  # CPU smoke
+    python -m bench.bf16_style                      # GPU box: 8 pairs, 256 px, 300 steps
+    python -m bench.bf16_style --size 32 --steps 6  # CPU smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.stylize import make_pairs  # noqa: E402
-from core.config import StyleConfig  # noqa: E402
-from worker.ml.style import build_vgg, stylize_batch  # noqa: E402
+from bench.stylize import make_pairs
+from core.config import StyleConfig
+from worker.ml.style import build_vgg, stylize_batch
 
 
 def frozen_early(trace: torch.Tensor) -> int:

@@ -13,8 +13,8 @@ one did not fit). Then checks that every figure is there and, on CUDA, whether e
 target holds. Sized for 8 minutes of device time (--budget 420 s for the pieces, the
 rest for the lease's start and the JSON); a piece past the budget is recorded as missing.
 
-    python bench/gpu.py                   # on the GPU box: bench/results/gpu-<time>.json
-    python bench/gpu.py --smoke           # CPU, CI-sized shapes, < 3 minutes: every figure produced
+    python -m bench.gpu                   # on the GPU box: bench/results/gpu-<time>.json
+    python -m bench.gpu --smoke           # CPU, CI-sized shapes, < 3 minutes: every figure produced
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def run_all(smoke: bool, workdir: Path, names: list[str], deadline: float) -> di
     for name in names:
         script, full, small = RUNS[name]
         out = workdir / f"{name}.json"
-        cmd = [sys.executable, str(ROOT / "bench" / script), *(small if smoke else full), "--json", str(out)]
+        module = f"bench.{Path(script).stem}"  # run from ROOT, as every benchmark is
+        cmd = [sys.executable, "-m", module, *(small if smoke else full), "--json", str(out)]
         t0 = time.perf_counter()
         if time.monotonic() >= deadline:  # not started at all: its figures are missing, not half-made
             figures[name] = {"error": "not started: past the deadline (--budget)"}

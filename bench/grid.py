@@ -9,28 +9,25 @@ one process:
     trains only its head on the stored maps (what `atelier grid` does).
 Prints wall time of each, the ratio, and how well the two leaderboards agree.
 
-    python bench/grid.py                                   # on a GPU box: 2000 images, 112 cells
-    python bench/grid.py --images 60 --size 32 --arch resnet18 --dense1 128:64:192 --dense2 32:32:64 --epochs 1  # smoke
+    python -m bench.grid                                   # on a GPU box: 2000 images, 112 cells
+    python -m bench.grid --images 60 --size 32 --arch resnet18 --dense1 128:64:192 --dense2 32:32:64 --epochs 1  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.config import ModelConfig, TrainConfig  # noqa: E402
-from corpus.synth import make_artists, paint  # noqa: E402
-from orchestrator.jobs.gridspec import expand, parse_values  # noqa: E402
-from worker.ml.features import extract, plain_view, random_view  # noqa: E402
-from worker.ml.models import build_head, build_model  # noqa: E402
-from worker.ml.train import Split, fit  # noqa: E402
+from core.config import ModelConfig, TrainConfig
+from corpus.synth import make_artists, paint
+from orchestrator.jobs.gridspec import expand, parse_values
+from worker.ml.features import extract, plain_view, random_view
+from worker.ml.models import build_head, build_model
+from worker.ml.train import Split, fit
 
 
 def synthetic_split(n: int, artists: int, size: int, seed: int) -> Split:

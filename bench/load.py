@@ -15,9 +15,9 @@ a --cells-cell grid, both at once, and measures
 and checks exactly-once: one stylizations row per pair, one run with metrics
 per cell, no job claimed twice. Exits 1 if a check fails.
 
-    python bench/load.py                                 # 20,000 pairs in 500 jobs + 1,000 cells
-    python bench/load.py --submit-only                   # the submission figures only, then cancel
-    python bench/load.py --pairs 200 --jobs 20 --cells 40   # what the test runs
+    python -m bench.load                                 # 20,000 pairs in 500 jobs + 1,000 cells
+    python -m bench.load --submit-only                   # the submission figures only, then cancel
+    python -m bench.load --pairs 200 --jobs 20 --cells 40   # what the test runs
 """
 
 from __future__ import annotations
@@ -35,11 +35,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from orchestrator.cli import cli
 
-
-from orchestrator.cli import cli  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the workers run from the checkout, as `python -m bench.load` does
 
 FINISHED = ("succeeded", "failed", "cancelled")
 

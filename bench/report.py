@@ -13,8 +13,8 @@ thumbnails are really made). Then builds the report twice in this process:
 Each build is profiled; the functions that dominate are printed. Exits 1 if the cold build takes
 a minute or more.
 
-    python bench/report.py                       # 20,000 pairs
-    python bench/report.py --pairs 2000          # quicker
+    python -m bench.report                       # 20,000 pairs
+    python -m bench.report --pairs 2000          # quicker
 """
 
 from __future__ import annotations
@@ -30,10 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from bench.load import Lab, start_workers, stop_workers, wait_jobs  # noqa: E402
+from bench.load import Lab, start_workers, stop_workers, wait_jobs
 
 DOSES = "1e2,1e3,1e4"
 

@@ -25,8 +25,8 @@ the tutorial's final loss (read from its own loss trace on the tutorial's pairs)
 CPU stand-in for the bf16 autocast the workers use on CUDA (targets and reported
 losses stay fp32, as there); the tutorial stays fp32.
 
-    python bench/stylize.py                                         # GPU box: one device batch, 256 px, 300 steps
-    python bench/stylize.py --pairs 2 --sizes 32 --steps 3 --batch 2   # CPU smoke test
+    python -m bench.stylize                                         # GPU box: one device batch, 256 px, 300 steps
+    python -m bench.stylize --pairs 2 --sizes 32 --steps 3 --batch 2   # CPU smoke test
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -43,12 +42,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import worker.ml.style.transfer as style_module  # noqa: E402  (stylize_batch reads _autocast there)
-from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
-from corpus.synth import make_artists, paint  # noqa: E402
-from worker.ml.style import (  # noqa: E402
+import worker.ml.style.transfer as style_module  # stylize_batch reads _autocast there
+from core.config import STYLE_OPTIMIZERS, StyleConfig
+from corpus.synth import make_artists, paint
+from worker.ml.style import (
     CONTENT_LAYER,
     STYLE_LAYERS,
     build_vgg,

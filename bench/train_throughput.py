@@ -7,15 +7,14 @@ On the same JPEG images, one run measures images/s of a fine-tuning epoch for
   - the model-only ceiling: random tensors already on the GPU;
 for ResNet18 and ResNet50 at 224 px, and prints the ratios.
 
-    python bench/train_throughput.py --images 2000            # on a GPU box
-    python bench/train_throughput.py --images 64 --size 64 --arches resnet18 --workers 2 --batch 16  # smoke test
+    python -m bench.train_throughput --images 2000            # on a GPU box
+    python -m bench.train_throughput --images 64 --size 64 --arches resnet18 --workers 2 --batch 16  # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -25,14 +24,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.config import ModelConfig, TrainConfig  # noqa: E402
-from corpus.imageio import decode_all  # noqa: E402
-from corpus.synth import make_artists, paint  # noqa: E402
-from worker.ml.augment import make_augment  # noqa: E402
-from worker.ml.models import build_model, build_optimizer  # noqa: E402
-from worker.ml.train import Split, train_one_epoch  # noqa: E402
+from core.config import ModelConfig, TrainConfig
+from corpus.imageio import decode_all
+from corpus.synth import make_artists, paint
+from worker.ml.augment import make_augment
+from worker.ml.models import build_model, build_optimizer
+from worker.ml.train import Split, train_one_epoch
 
 
 def _paint_one(args: tuple[int, int, int, str]) -> str:

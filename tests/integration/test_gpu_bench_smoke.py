@@ -1,4 +1,4 @@
-"""`bench/gpu.py --smoke`: the GPU benchmark script runs end to end in CI-sized shapes on the CPU and
+"""`python -m bench.gpu --smoke`: the GPU benchmark script runs end to end in CI-sized shapes on the CPU and
 produces every figure it would report on a GPU (its targets are judged only there)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_the_gpu_benchmark_produces_every_figure(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(
-        [sys.executable, "bench/gpu.py", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench.gpu", "--smoke", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""Load at CI size: `bench/load.py` itself, run at reduced size, then its store checked here.
+"""Load at CI size: `python -m bench.load` itself, run at reduced size, then its store checked here.
 
 The full-size figures (20,000 pairs in 500 jobs plus 1,000 cells) come from the same
 script with its defaults. Running the script, not a copy of its flow, keeps the
@@ -36,7 +36,8 @@ def test_batch_and_grid_submitted_at_once_run_exactly_once(tmp_path):
     done = subprocess.run(
         [
             sys.executable,
-            "bench/load.py",
+            "-m",
+            "bench.load",
             "--pairs",
             str(PAIRS),
             "--jobs",

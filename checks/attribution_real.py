@@ -15,7 +15,7 @@ the last half of the optimisation (the answer at half the steps against the fina
 This is a check of the method on a CPU-sized study, not a test (it takes tens of minutes on 2 cores).
 
 usage:
-  python bench/attribution_real.py --weights DIR --paintings DIR [--artists 4] [--size 96] [--steps 300]
+  python -m checks.attribution_real --weights DIR --paintings DIR [--artists 4] [--size 96] [--steps 300]
 
 DIR for --weights holds torchvision-named ImageNet files: vgg16-*.safetensors|.pth and vgg19-*.
 On this offline machine `python ../shared/tools/real_weights.py DIR` builds them; a user with a

@@ -11,12 +11,12 @@ over that half, how far the pixels moved, how many answers were near-ties (top-2
 many of the decisive answers (no near-tie at 2k) changed. The JSON keeps each checkpoint's probability
 for the content and the style artist and the top-2 margin.
 
-    python bench/converge.py --home HOME --run 3 --weights DIR/vgg19-imagenet-features.safetensors \\
+    python -m checks.converge --home HOME --run 3 --weights DIR/vgg19-imagenet-features.safetensors \\
         --size 128 --pairs 12 --doses 0.1,1,10 --checkpoints 50,100,200,400,800
 
 ``--noise-seed N`` starts the same pairs from another white noise (how much the start alone decides);
 ``--first N`` / ``--skip N`` stylize a part of the pairs (positions before N / from N on), so one run can be
-done in parts that ``bench/agree.py`` reads together.
+done in parts that ``checks/agree.py`` reads together.
 """
 
 from __future__ import annotations
@@ -32,15 +32,13 @@ import torch
 from sqlalchemy import select
 from statsmodels.stats.proportion import proportion_confint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis import NEAR_TIE  # noqa: E402  (the study's own threshold, as its tables print it)
-from core.config import STYLE_OPTIMIZERS, StyleConfig  # noqa: E402
-from core.settings import Settings  # noqa: E402
-from corpus.imageio import open_rgb  # noqa: E402
-from db.engine import make_engine, make_sessionmaker  # noqa: E402
-from db.models import Dataset, Image, Run  # noqa: E402
-from worker.ml.style import (  # noqa: E402
+from analysis import NEAR_TIE  # the study's own threshold, as its tables print it
+from core.config import STYLE_OPTIMIZERS, StyleConfig
+from core.settings import Settings
+from corpus.imageio import open_rgb
+from db.engine import make_engine, make_sessionmaker
+from db.models import Dataset, Image, Run
+from worker.ml.style import (
     build_vgg,
     from_pil,
     mean_activation_scales,
@@ -48,7 +46,7 @@ from worker.ml.style import (  # noqa: E402
     stylize_batch,
     to_pil,
 )
-from worker.residents import load_classifier  # noqa: E402
+from worker.residents import load_classifier
 
 
 def choose_pairs(test: list, n: int, rng: random.Random) -> list:

@@ -12,7 +12,7 @@ artist), in one run:
      (max / min) is the "one beta is another treatment for every pair" figure; a dose must keep it
      within 10x.
 
-    python bench/dose.py --weights DIR --paintings ../shared/realdata/paintings [--size 128] [--norm-images 64]
+    python -m checks.dose --weights DIR --paintings ../shared/realdata/paintings [--size 128] [--norm-images 64]
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core.config import StyleConfig  # noqa: E402
-from corpus.imageio import open_rgb  # noqa: E402
-from worker.ml.style import (  # noqa: E402
+from core.config import StyleConfig
+from corpus.imageio import open_rgb
+from worker.ml.style import (
     CONTENT_LAYER,
     STYLE_LAYERS,
     build_vgg,

@@ -13,7 +13,7 @@ With ``--classifier RUN`` the batch's final pictures are classified again by ano
 store (say, one trained at another input size): its near-ties, its table and how often it names the same
 artist as the batch's classifier, to tell the classifier's resolution from the pictures' ambiguity.
 
-    python bench/settle.py --home HOME --batch 5fc46e3e [--classifier 7]
+    python -m checks.settle --home HOME --batch 5fc46e3e [--classifier 7]
 """
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ import statistics
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import analysis  # noqa: E402
-from core.settings import Settings  # noqa: E402
+import analysis
+from core.settings import Settings
 
 
 def share(record: list) -> float:

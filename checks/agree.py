@@ -1,4 +1,4 @@
-"""Do two optimisers give the study the same answers? The disagreement table of two bench/converge.py runs.
+"""Do two optimisers give the study the same answers? The disagreement table of two checks/converge.py runs.
 
 The runs must share stylizations (same store, run, --pairs, doses, size and seed; only --optimizer,
 --noise-seed or --first differs); the stylizations both hold are compared. For one step of each (by default
@@ -15,22 +15,19 @@ Two things bound what "the same answer" can reach, and the script prints both wh
     An optimiser that disagrees with today's no more than today's disagrees with itself has not changed the
     study's answer; it has drawn another start.
 
-    python bench/agree.py lbfgs.json lbfgs-unit.json [more parts of that run] --steps 400,400 [--floor lbfgs-seed1.json]
+    python -m checks.agree lbfgs.json lbfgs-unit.json [more parts of that run] --steps 400,400 [--floor lbfgs-seed1.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 from statsmodels.stats.proportion import proportion_confint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from analysis import NEAR_TIE  # noqa: E402  (the study's own threshold, as its tables print it)
+from analysis import NEAR_TIE  # the study's own threshold, as its tables print it
 
 
 def outcomes(paths: Path | list[Path], step: int | None) -> tuple[pd.DataFrame, int, str]:
@@ -77,7 +74,7 @@ def same_share(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.Series, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("first", type=Path, help="bench/converge.py --json of today's optimiser")
+    ap.add_argument("first", type=Path, help="checks/converge.py --json of today's optimiser")
     ap.add_argument("second", type=Path, nargs="+", help="the same stylizations by the other optimiser (its parts)")
     ap.add_argument("--steps", default="", help="K1,K2: the step of each run to compare (default: each run's last)")
     ap.add_argument("--floor", type=Path, default=None, help="the first optimiser's run from another noise seed")
