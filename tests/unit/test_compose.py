@@ -22,11 +22,11 @@ import click
 import jsonschema
 import pytest
 import yaml
-from click.testing import CliRunner
 
 from core.messages import QUEUES
 from core.settings import ENV_VARS, Settings
 from orchestrator.cli import cli
+from tests.cli_run import assert_clean_exit, invoke
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path(__file__).with_name("compose_schema.json")
@@ -250,8 +250,9 @@ def test_flower_has_basic_auth(raw, compose):
 
 def test_flower_refuses_to_run_without_a_password(tmp_path):
     env = {k: "" for k in ENV_VARS} | {"ATELIER_HOME": str(tmp_path)}
-    result = CliRunner().invoke(cli, ["flower", "--port", "5555"], env=env)
-    assert result.exit_code == 1 and "ATELIER_FLOWER_PASSWORD" in result.output
+    result = invoke(["flower", "--port", "5555"], env)
+    assert_clean_exit(result, 1)
+    assert "ATELIER_FLOWER_PASSWORD" in result.output
 
 
 def test_worker_reserves_one_gpu_and_scales(compose):

@@ -1,5 +1,4 @@
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from core.errors import ConfigError
@@ -8,6 +7,7 @@ from db import jobs
 from db.models import Dataset, Image, Job, Run, StyleBatch, StyleBatchPair
 from orchestrator.jobs.pairs import sample_pairs
 from orchestrator.lab import Lab
+from tests.cli_run import assert_clean_exit, invoke
 from worker.stylize_job import outcome
 
 # 8 artists with 2 test images each: 56 cross-artist cells of 2 x 2 = 4 distinct pairs.
@@ -85,8 +85,6 @@ def test_outcomes():
 
 
 def test_stylize_refuses_a_per_cell_no_cell_holds_and_writes_nothing(cli_env):
-    from orchestrator.cli import cli
-
     lab = Lab(Settings.from_env(cli_env))
     try:
         with lab.sessions.begin() as s:
@@ -105,9 +103,8 @@ def test_stylize_refuses_a_per_cell_no_cell_holds_and_writes_nothing(cli_env):
             s.flush()
             run_id = run.id
         args = ["stylize", "--dataset", "two", "--classifier", str(run_id), "--per-cell", "5"]
-        r = CliRunner().invoke(cli, args, env=cli_env)
-        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
-        assert r.exit_code == 1
+        r = invoke(args, cli_env)
+        assert_clean_exit(r, 1)
         assert r.output.strip().splitlines() == [
             "Error: --per-cell 5: cell Degas→Monet has only 4 distinct pairs (2 content × 2 style images); "
             "use --per-cell 4 or fewer"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import text
 
@@ -23,6 +22,7 @@ from db.models import Dataset, EpochMetric, Image, Job, Prediction, Run, StyleBa
 from orchestrator.jobs.lookups import find_group, find_job, find_report_target, find_sweep
 from orchestrator.reports import batch_page, page, run_page, sweep_page
 from orchestrator.reports.confusion import per_class_scores, row_normalised
+from tests.cli_run import assert_clean_exit, invoke
 from tests.conftest import backend_env
 from tests.report_page import read_page
 from tests.unit.orchestrator.test_results_attribution import SHA, STYLE, add_batch
@@ -450,14 +450,12 @@ def test_batch_pages(store, tmp_path):
 
 
 def atelier(env, *args):
-    from orchestrator.cli import cli
-
-    return CliRunner().invoke(cli, list(args), env=env)
+    return invoke(args, env)  # fails on an exception the runner would keep out of the output
 
 
 def one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output
+    assert_clean_exit(result, 1)
+    assert len(result.output.strip().splitlines()) == 1, result.output
     for f in fragments:
         assert f in result.output
 
