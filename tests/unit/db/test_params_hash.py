@@ -1,8 +1,10 @@
 """params_hash: the one name of a job's params, by which identical finished work (a grid cell, a
 features file, a stylized pair) is found again; equal numbers written differently hash equal."""
 
+import copy
 import hashlib
 import random
+import re
 from decimal import Decimal
 
 import pytest
@@ -76,7 +78,18 @@ def test_ignores_key_order(params, rnd: random.Random):
 
     h = params_hash("train", params)
     assert h == params_hash("train", shuffled(params))
-    assert len(h) == 64 and int(h, 16) >= 0
+    assert re.fullmatch("[0-9a-f]{64}", h), h  # a sha256 in lowercase hex: what jobs.params_hash (64) holds
+
+
+@given(st.dictionaries(names, json_values, min_size=1, max_size=8))
+def test_every_field_is_part_of_the_name(params):
+    h = params_hash("train", params)
+    assert params_hash("train", copy.deepcopy(params)) == h  # stable: an equal dict, hashed again
+    for key, value in params.items():
+        assert params_hash("train", {**params, key: [value]}) != h, f"{key}: another value hashes the same"
+        assert params_hash("train", {k: v for k, v in params.items() if k != key}) != h, f"{key}: dropped, same hash"
+    assert params_hash("train", {**params, "a new field": None}) != h  # a space: no name drawn above has one
+    assert params_hash("features", params) != h
 
 
 @given(st.integers(-(10**6), 10**6), st.integers(1, 12))
