@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from tests.tiny_classifier import MODEL
+from tests.tiny_classifier import tiny_dataset as tiny_dataset  # the dataset and run under the reports
+from tests.tiny_classifier import tiny_run as tiny_run
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 WINDOW = (1280, 900)  # CSS pixels, device scale 1
@@ -190,9 +194,6 @@ class Browser:
 # Shared by the browser test and scripts/screenshots.py, so the README's pictures show what the test checks.
 # ``stack`` is a tests.conftest.Stack: a store, a broker and a running worker.
 
-ARTISTS = 3
-MODEL = ["--arch", "baseline-cnn", "--image-size", "32", "--batch-size", "8"]
-CLASSIFIER = [*MODEL, "--lr", "1e-3"]
 # 2 x 2 cells sharing one features job: two parameters vary, so the sweep report draws its heatmap
 SWEEP = [*MODEL, "--head", "gap", "--dense1", "8,16", "--lr", "1e-3,3e-3", "--epochs", "2"]
 DOSES = "0,1e2"
@@ -200,19 +201,6 @@ STYLE = [  # test_stylize.TINY (one pair per cell, 3 Adam steps at 24 px), a ran
     *("--per-cell", "1", "--steps", "3", "--size", "24", "--chunk", "4", "--device-batch", "3"),
     *("--optimizer", "adam", "--norm-images", "4", "--vgg-weights", "random", "--init", "content"),
 ]
-
-
-def tiny_dataset(stack, name: str) -> str:
-    stack.atelier("dataset", "synth", name, "--artists", str(ARTISTS), "--per-artist", "9", "--size", "40")
-    return name
-
-
-def tiny_run(stack, dataset: str) -> int:
-    """A baseline CNN trained for 2 epochs; its run id."""
-    out = stack.json("train", "--dataset", dataset, *CLASSIFIER, "--epochs", "2")
-    job = stack.wait_job(out["job"])
-    assert job["status"] == "succeeded", job
-    return out["run"]
 
 
 def wait_group(stack, group: str, timeout: float = 240) -> list[dict]:

@@ -1,30 +1,16 @@
-"""Fixtures the integration tests of style batches share."""
+"""Fixtures the integration tests share: a tiny trained classifier (tests/tiny_classifier.py's recipe)."""
 
 import pytest
 
 from tests.conftest import unique
+from tests.tiny_classifier import tiny_dataset, tiny_run
 
 
 @pytest.fixture(scope="module")
 def classifier(sqlite_stack):
-    """A dataset of 3 synthetic artists and a small classifier trained on it."""
-    stack = sqlite_stack
-    name = unique("style")
-    stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
-    run = stack.json(
-        "train",
-        "--dataset",
-        name,
-        "--arch",
-        "baseline-cnn",
-        "--epochs",
-        "2",
-        "--image-size",
-        "32",
-        "--lr",
-        "1e-3",
-        "--batch-size",
-        "8",
-    )
-    assert stack.wait_job(run["job"])["status"] == "succeeded"
-    return name, run["run"]
+    """A dataset of 3 synthetic artists (9 paintings each) and a baseline CNN trained on it: (name, run id).
+
+    Per module, not per session: a module's style batches on it find their controls and reusable pairs
+    by the classifier's run, so two modules sharing one would see each other's rows."""
+    name = tiny_dataset(sqlite_stack, unique("style"))
+    return name, tiny_run(sqlite_stack, name)

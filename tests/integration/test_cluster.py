@@ -15,6 +15,7 @@ from kombu import Connection, Exchange, Producer
 from tests.cluster import Flower, TaskWatcher, TlsRedisServer, make_certificates
 from tests.conftest import make_stack, unique
 from tests.services import Worker, wait_until
+from tests.tiny_classifier import tiny_dataset, tiny_training
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -100,27 +101,9 @@ def workload(cluster, pickled_message):
     watcher = TaskWatcher(flower)
     watcher.start()
     try:
-        name = unique("cluster")
-        stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "9", "--size", "40")
+        name = tiny_dataset(stack, unique("cluster"))
         grid = stack.json("grid", "--dataset", name, *GRID)
-        classifier = stack.json(
-            "train",
-            "--dataset",
-            name,
-            "--arch",
-            "baseline-cnn",
-            "--weights",
-            "random",
-            "--epochs",
-            "2",
-            "--image-size",
-            "32",
-            "--lr",
-            "1e-3",
-            "--batch-size",
-            "8",
-        )
-        assert stack.wait_job(classifier["job"])["status"] == "succeeded"
+        classifier = tiny_training(stack, name)  # while the grid runs
         batch = stack.json(
             "stylize",
             "--dataset",

@@ -19,6 +19,7 @@ from orchestrator.lab import Lab
 from orchestrator.reports.inspect import ensure_inspection
 from tests.conftest import unique
 from tests.services import wait_until
+from tests.tiny_classifier import tiny_dataset, tiny_run
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +37,11 @@ CONTENTS = 2
 def study(sqlite_stack):
     """3 synthetic artists x 20 paintings (9 test images), a small classifier, and a style batch on it."""
     stack = sqlite_stack
-    name = unique("inspect")
-    stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "20", "--size", "40")
-    train = ["--arch", "baseline-cnn", "--epochs", "2", "--image-size", "32", "--lr", "1e-3", "--batch-size", "8"]
-    run = stack.json("train", "--dataset", name, *train)
-    assert stack.wait_job(run["job"])["status"] == "succeeded"
+    name = tiny_dataset(stack, unique("inspect"), per_artist=20)
+    run = tiny_run(stack, name)
     batch = stack.json(
         "stylize",
-        *("--dataset", name, "--classifier", str(run["run"]), "--pairs", "cross-artist", "--style-weight", "0,1e2"),
+        *("--dataset", name, "--classifier", str(run), "--pairs", "cross-artist", "--style-weight", "0,1e2"),
         *TINY,
     )
 
@@ -52,7 +50,7 @@ def study(sqlite_stack):
         return jobs if all(j["status"] in ("succeeded", "failed", "cancelled") for j in jobs) else None
 
     assert all(j["status"] == "succeeded" for j in wait_until(ended, 240, "the style batch", interval=1))
-    return name, run["run"], batch["batch"]
+    return name, run, batch["batch"]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from PIL import Image, ImageStat
 
 from tests import browser as tiny
 from tests.browser import Browser, PageCheck
-from tests.conftest import unique
 from tests.services import ROOT
 
 pytestmark = pytest.mark.integration
@@ -25,10 +24,9 @@ def chromium():
 
 
 @pytest.fixture(scope="module")
-def lab(sqlite_stack):
+def lab(classifier):
     """A dataset of 3 synthetic artists (9 works each, 40 px) and a baseline CNN trained on it for 2 epochs."""
-    dataset = tiny.tiny_dataset(sqlite_stack, unique("browser"))
-    return dataset, tiny.tiny_run(sqlite_stack, dataset)
+    return classifier
 
 
 @pytest.fixture(scope="module")

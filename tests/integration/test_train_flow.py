@@ -76,45 +76,26 @@ def test_resnet18_feature_extract_and_status(sqlite_stack):
     assert "succeeded" in status and "100%" in status
 
 
-def test_test_split_predictions_and_plots(sqlite_stack, tmp_path):
-    name = unique("pred")
-    sqlite_stack.atelier("dataset", "synth", name, "--artists", "3", "--per-artist", "12", "--size", "40")
-    out = sqlite_stack.json(
-        "train",
-        "--dataset",
-        name,
-        "--arch",
-        "baseline-cnn",
-        "--weights",
-        "random",
-        "--epochs",
-        "2",
-        "--image-size",
-        "32",
-        "--lr",
-        "1e-3",
-        "--batch-size",
-        "8",
-    )
-    assert sqlite_stack.wait_job(out["job"])["status"] == "succeeded"
+def test_test_split_predictions_and_plots(sqlite_stack, classifier, tmp_path):
+    name, run_id = classifier
     (n_test,) = sqlite_stack.query(
         f"SELECT count(*) AS n FROM images i JOIN datasets d ON d.id = i.dataset_id WHERE d.name = '{name}' AND i.split = 'test'"
     )
-    preds = sqlite_stack.query(f"SELECT label, predicted, correct, top3 FROM predictions WHERE run_id = {out['run']}")
+    preds = sqlite_stack.query(f"SELECT label, predicted, correct, top3 FROM predictions WHERE run_id = {run_id}")
     assert len(preds) == n_test["n"] > 0
     for p in preds:
         top3 = json.loads(p["top3"]) if isinstance(p["top3"], str) else p["top3"]
         assert top3[0][0] == p["predicted"] and bool(p["correct"]) == (p["label"] == p["predicted"])
         assert top3[0][1] >= top3[1][1] >= top3[2][1]
-    (run,) = sqlite_stack.query(f"SELECT test_top1, test_confusion FROM runs WHERE id = {out['run']}")
+    (run,) = sqlite_stack.query(f"SELECT test_top1, test_confusion FROM runs WHERE id = {run_id}")
     assert run["test_top1"] == pytest.approx(sum(bool(p["correct"]) for p in preds) / len(preds))
 
-    shown = sqlite_stack.atelier("results", "run", str(out["run"]), "--plot", str(tmp_path))
+    shown = sqlite_stack.atelier("results", "run", str(run_id), "--plot", str(tmp_path))
     assert "confusion matrix" in shown.stdout
     from PIL import Image
 
     for kind in ("curves", "confusion"):
-        with Image.open(tmp_path / f"run-{out['run']}-{kind}.png") as im:
+        with Image.open(tmp_path / f"run-{run_id}-{kind}.png") as im:
             assert im.width > 300
 
 
