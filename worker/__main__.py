@@ -14,36 +14,24 @@ import socket
 import click
 
 from core.errors import ConfigError, one_line
-from core.messages import parse_queues
 from core.settings import Settings
+from core.worker_options import WorkerOptions, worker_options
 
 
 @click.command()
-@click.option("--queues", default="gpu,cpu", show_default=True, help="Comma-separated queues to consume.")
-@click.option(
-    "--gpu", type=click.IntRange(0), default=None, help="GPU index this worker owns (sets CUDA_VISIBLE_DEVICES)."
-)
-@click.option("--name", default=None, help="Worker node name [default: gpuN@host or cpu@host].")
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=None,
-    help="CPU threads per job [default: PyTorch's, one per core]. Several workers on one box: cores / workers.",
-)
-@click.option("--loglevel", default="INFO", show_default=True)
+@worker_options
 def main(queues: str, gpu: int | None, name: str | None, threads: int | None, loglevel: str) -> None:
     """Run a worker: prefork, concurrency 1, one long-lived child (see worker.child), no prefetch."""
     try:
         settings = Settings.from_env()
-        wanted = parse_queues(queues)
+        options = WorkerOptions.parse(queues, gpu, name, threads, loglevel)
     except ConfigError as err:
         raise click.ClickException(one_line(str(err))) from None
-    run(settings, wanted, gpu, name, threads, loglevel)
+    run(settings, options)
 
 
-def run(
-    settings: Settings, queues: list[str], gpu: int | None, name: str | None, threads: int | None, loglevel: str
-) -> None:
+def run(settings: Settings, options: WorkerOptions) -> None:
+    gpu, threads = options.gpu, options.threads
     if gpu is not None:
         # Before anything can touch CUDA: the children inherit it, the parent never initialises CUDA.
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -72,13 +60,13 @@ def run(
 
     # A worker's log is read after the fact (which job ran when, how long it waited): stamp every line.
     logging.basicConfig(force=True, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
-    node = name or f"{f'gpu{gpu}' if gpu is not None else 'cpu'}@{socket.gethostname()}"
+    node = options.name or f"{f'gpu{gpu}' if gpu is not None else 'cpu'}@{socket.gethostname()}"
     app.worker_main(
         [
             "worker",
-            f"--loglevel={loglevel}",
+            f"--loglevel={options.loglevel}",
             "-Q",
-            ",".join(queues),
+            ",".join(options.queues),
             "-n",
             node,
             "--concurrency=1",
