@@ -2,7 +2,7 @@
 
     import analysis
     records = analysis.load_batch("sqlite:////home/me/.atelier/atelier.db", "3f2a")   # a URL, an Engine or a Session
-    analysis.attribution_table(records, by="dose")    # rates per dose with two-way clustered intervals
+    analysis.attribution_table(records, by="dose")    # rates per dose, intervals by the jackknife over images
     analysis.contrasts(records)                       # rate(d) − rate(dose 0) and rate(d) − control, same pairs
     analysis.dose_response(records, by="style-artist")  # d50 per style artist, named outcome and probabilities
 
@@ -14,7 +14,16 @@ from __future__ import annotations
 
 import importlib
 
-from analysis.names import CONDITION_TEXT, CONDITIONS, D50_GROUPS, GROUPS, LEVEL_NAMES, OUTCOMES
+from analysis.names import (
+    CONDITION_TEXT,
+    CONDITIONS,
+    D50_GROUPS,
+    GROUPS,
+    LEVEL_NAMES,
+    MECHANICAL_CONTROL,
+    OUTCOMES,
+    SELECTS_CONTROL,
+)
 
 _WHERE = {
     "baselines": "baseline",
@@ -46,4 +55,14 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'analysis' has no attribute {name!r}")
 
 
-__all__ = ["CONDITIONS", "CONDITION_TEXT", "D50_GROUPS", "GROUPS", "LEVEL_NAMES", "OUTCOMES", *_WHERE]
+__all__ = [
+    "CONDITIONS",
+    "CONDITION_TEXT",
+    "D50_GROUPS",
+    "GROUPS",
+    "LEVEL_NAMES",
+    "MECHANICAL_CONTROL",
+    "OUTCOMES",
+    "SELECTS_CONTROL",
+    *_WHERE,
+]

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import clustered
+from analysis.names import CONDITIONS
 from analysis.records import kept
 from analysis.tables import attribution_table, group_keys
 
@@ -20,11 +21,15 @@ SHOWN = ("content", "style")
 
 
 def confusion(controls: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
-    """Per (style artist A, content artist B) cell of the batch: the share of B's controls (every control image
-    labelled B at the batch's size, answered by the batch's checkpoints) that the classifier names A, and its
-    mean probability for A on them."""
+    """Per (style artist A, content artist B) cell of the batch: the share of B's controls that the classifier
+    names A, and its mean probability for A on them. Only the batch's own controls count (its images, answered by
+    its checkpoints), so the baseline does not move when another batch of the same classifier runs."""
     shas = {None if pd.isna(v) else v for v in records["checkpoint_sha256"]}
-    mine = controls[[(None if pd.isna(v) else v) in shas for v in controls["checkpoint_sha256"]]]
+    images = set(records["content_image_id"]) | set(records["style_image_id"])
+    mine = controls[
+        [(None if pd.isna(v) else v) in shas for v in controls["checkpoint_sha256"]]
+        & controls["image_id"].isin(images).to_numpy()
+    ]
     cells = records[records["arm"] == "cross"][["style_artist", "content_artist"]].drop_duplicates()
     out = []
     for a, b in cells.itertuples(index=False):
@@ -48,9 +53,14 @@ def _equal_weight(part: pd.DataFrame, outcome: str) -> clustered.Estimate:
     return clustered.rate(part["outcome"] == outcome, part["content_image_id"], part["style_image_id"], 1 / cell)
 
 
-def _same_arm(records: pd.DataFrame, keys: tuple[str, ...], key: tuple, level: float) -> clustered.Estimate:
-    """How often the classifier still names the artist when an artist's style is painted onto their own work."""
+def _same_arm(
+    records: pd.DataFrame, keys: tuple[str, ...], key: tuple, level: float, condition: str
+) -> clustered.Estimate:
+    """How often the classifier still names the artist when an artist's style is painted onto their own work, on
+    the same-artist pairs that pass the same conditioning as the cross-artist rows."""
     same = records[(records["arm"] == "same") & (records["level"] == level)]
+    for col in CONDITIONS[condition]:
+        same = same[same[col].astype(bool)]
     for k, v in zip(keys, key):
         same = same[same[k] == v]
     if same.empty:
@@ -62,7 +72,7 @@ def baselines(
     records: pd.DataFrame, controls: pd.DataFrame, classes: list[str], by: str = "dose", condition: str = "both"
 ) -> pd.DataFrame:
     """One row per (treatment, level, *group) of ``attribution_table``: the baselines named in this module's
-    docstring, each rate with its two-way clustered interval (``*_low``, ``*_high``)."""
+    docstring, each rate with its jackknife interval over images (``*_low``, ``*_high``)."""
     keys = group_keys(by)
     table = attribution_table(records, by, condition)
     loose = attribution_table(records, by, "none")
@@ -100,7 +110,7 @@ def baselines(
             row |= {f"unconditioned_{o}_rate": unconditioned[f"{o}_rate"]}
             row |= {f"unconditioned_{o}_low": unconditioned[f"{o}_low"]}
             row |= {f"unconditioned_{o}_high": unconditioned[f"{o}_high"]}
-        same = _same_arm(records, keys if by != "pair" else (), gkey if by != "pair" else (), r["level"])
+        same = _same_arm(records, keys if by != "pair" else (), gkey if by != "pair" else (), r["level"], condition)
         row |= {"same_artist_named": same.value, "same_artist_low": same.low, "same_artist_high": same.high}
         row["same_artist_note"] = same.note
         out.append(row)

@@ -18,6 +18,15 @@ CONDITION_TEXT = {
     "style": "the classifier names the style image correctly unstylized",
     "none": "every cross-artist pair, whatever the classifier makes of the unstylized images",
 }
+# Conditionings that keep a pair only when its control (the unstylized content image) names the content artist:
+# under them the control arm's content rate is 1 by construction, so a contrast against it is mechanical.
+SELECTS_CONTROL = ("both", "content")
+MECHANICAL_CONTROL = (
+    "no contrast against the control under --condition {condition}: it keeps only pairs whose control names the "
+    "content artist, so the control's content rate is 1 by construction and every difference from it would be ≤ 0 "
+    "even if stylizing did nothing; the contrasts are against the lowest level on the same pairs "
+    "(--condition none or style shows the control contrast)"
+)
 LEVEL_NAMES = {"dose": "dose", "beta": "β"}  # how a table labels a batch's treatment level
 # Group keys of the attribution table beside (treatment, level): the level always comes first.
 GROUPS = {

@@ -362,7 +362,7 @@ PARTS = ("rates", "contrasts", "baselines", "cells")
 @FORMAT
 @pass_lab
 def attribution_cmd(lab, batch_ref, by, condition, part, plot_dir, fmt) -> None:
-    """Content / style / other per dose with two-way clustered 95 % intervals, contrasts on the same pairs, baselines."""
+    """Content / style / other per dose with 95 % intervals over images, contrasts on the same pairs, baselines."""
     from orchestrator.reports import attribution as view  # pandas and statsmodels: only when a command computes
 
     with lab.sessions() as s:
@@ -405,8 +405,9 @@ def print_study(study) -> None:
         ("baselines beside the rates", view.baseline_rows(study)),
     ):
         console.print(table(title, head, rows))
-    console.print(analysis.METHOD, highlight=False)
-    console.print(view.MARK_NOTE, highlight=False)
+    for line in (analysis.METHOD, view.MARK_NOTE, view.FAMILY_NOTE, view.control_note(study)):
+        if line:
+            console.print(line, highlight=False)
     console.print(
         f'rows: atelier query "{analysis.ROWS_SQL.replace(":batch", repr(study.info["batch_id"]))}"', highlight=False
     )
@@ -421,7 +422,7 @@ def print_study(study) -> None:
 @pass_lab
 def dose_response_cmd(lab, batch_ref, by, condition, plot_dir, fmt) -> None:
     """d50 per group: the dose at which the style artist overtakes the content artist, on the named answer and on
-    the stored probabilities, fitted in log dose with a two-way clustered interval."""
+    the stored probabilities, fitted in log dose, with Fieller's interval over images and the table's family."""
     from orchestrator.reports import attribution as view
 
     with lab.sessions() as s:
@@ -434,9 +435,10 @@ def dose_response_cmd(lab, batch_ref, by, condition, plot_dir, fmt) -> None:
     else:
         for line in study.intro:
             console.print(line, highlight=False, style="yellow" if line.startswith("warning") else None)
-        console.print(table(f"d50 by {by}", *view.d50_rows(fits, study.level_name)))
-        console.print(analysis.FIT_METHOD, highlight=False)
-        console.print(view.MARK_NOTE, highlight=False)
+        levels = view.tested_levels(study.records)
+        console.print(table(f"d50 by {by}", *view.d50_rows(fits, study.level_name, levels)))
+        for line in (analysis.FIT_METHOD, view.MARK_NOTE, view.D50_FAMILY_NOTE):
+            console.print(line, highlight=False)
     if plot_dir:
         from orchestrator.reports import plots
 

@@ -20,7 +20,19 @@ from db.engine import one_snapshot
 from orchestrator.reports.batches import batch_totals, describe_batch
 
 KEY_COLUMNS = {"style_artist": "style artist", "content_artist": "content artist"}
-MARK_NOTE = f"* fewer than {analysis.MIN_CLUSTERS} distinct content or style images: interval unreliable (too narrow)"
+MARK_NOTE = (
+    f"* the interval rests on fewer than {analysis.MIN_CLUSTERS} distinct content or style images: the jackknife's t "
+    "has few degrees of freedom, so it is wide; coverage checked by simulation down to 2 test images per artist"
+)
+FAMILY_NOTE = (
+    "Families: each rate's and each difference's interval is 95 % on its own; the contrasts of one group (every "
+    "level × outcome) are one family, and 'Holm p' adjusts each difference's p-value over it"
+)
+D50_FAMILY_NOTE = (
+    "Families: the d50s of this table (one per group and outcome) are one family per outcome: 'slope p (Holm)' "
+    "adjusts the test of no dose effect over it, and 'd50, all at once' is a simultaneous (Bonferroni) interval "
+    "that covers every d50 of the table together with 95 %"
+)
 
 
 @dataclass
@@ -76,6 +88,28 @@ def analyse(study: Study, by: str) -> Study:
     return study
 
 
+def control_note(study: Study) -> str:
+    """Why the contrasts have no control arm under a conditioning that selects on it ('' when they have one)."""
+    if study.condition in analysis.SELECTS_CONTROL:
+        return analysis.MECHANICAL_CONTROL.format(condition=study.condition)
+    return ""
+
+
+def p_text(p: Any) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def dose_text(value: Any, extrapolated: str, levels: tuple[float, float]) -> str:
+    """A d50 outside the doses tested is shown as a bound ('< 0.1', '> 1000'), never as a bare number like 1e-12."""
+    if extrapolated == "below":
+        return f"< {levels[0]:g} (extrapolated: {value:.3g})"
+    if extrapolated == "above":
+        return f"> {levels[1]:g} (extrapolated: {value:.3g})"
+    return ""
+
+
 def number(v: Any, digits: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -103,21 +137,25 @@ def level_text(row: dict, level_name: str) -> str:
 def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     keys = analysis.GROUPS[study.by]
     head = ["arm", *(KEY_COLUMNS[k] for k in keys), "n", "pairs", "content imgs", "style imgs"]
-    head += [*OUTCOMES, "changed in last ½", "near-ties", "changed, decisive", "median balance"]
+    head += [*OUTCOMES, "changed in last ½", "near-ties", "changed, decisive"]
+    head += ["loss ratio achieved: median (quartiles)", "balance (the dose's target)"]
     rows = []
     for r in study.table.to_dict("records"):
         cells = [level_text(r, study.level_name), *(r[k] for k in keys)]
         cells += [str(r["n"]), str(r["pairs"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r[f"{o}_rate"], r[f"{o}_low"], r[f"{o}_high"], r[f"{o}_note"]) for o in OUTCOMES]
         decisive = f"{number(r['changed_decisive'])} of {int(r['decisive'])}" if r["decisive"] else "–"
-        cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive, number(r["median_balance"], 3)]
+        cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive]
+        spread = f"{r['median_loss_ratio']:.3g} ({r['loss_ratio_q25']:.3g}–{r['loss_ratio_q75']:.3g})"
+        cells += [spread if not math.isnan(r["median_loss_ratio"]) else "–", number(r["target_balance"], 3)]
         rows.append(cells)
     return head, rows
 
 
 def contrast_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     keys = analysis.GROUPS[study.by]
-    head = [*(KEY_COLUMNS[k] for k in keys), study.level_name, "against", *(f"Δ {o}" for o in OUTCOMES), "pairs"]
+    head = [*(KEY_COLUMNS[k] for k in keys), study.level_name, "against", *(f"Δ {o}" for o in OUTCOMES)]
+    head += ["Holm p: " + " / ".join(OUTCOMES), "pairs"]
     rows = []
     c = study.contrasts
     if c.empty:
@@ -133,7 +171,8 @@ def contrast_rows(study: Study) -> tuple[list[str], list[list[str]]]:
             )
             for o in OUTCOMES
         ]
-        rows.append([*cells, str(first["pairs"])])
+        holm = " / ".join(p_text(by_outcome[o]["p_holm"]) for o in OUTCOMES)
+        rows.append([*cells, holm, str(first["pairs"])])
     return head, rows
 
 
@@ -158,20 +197,34 @@ def baseline_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
-def d50_rows(fits: pd.DataFrame, level_name: str) -> tuple[list[str], list[list[str]]]:
+def d50_rows(fits: pd.DataFrame, level_name: str, levels: tuple[float, float]) -> tuple[list[str], list[list[str]]]:
+    """One row per group and outcome; ``levels``: the lowest and highest dose > 0 tested (for extrapolated d50s)."""
     keys = [k for k in ("style_artist", "content_artist") if k in fits.columns]
     head = [*(KEY_COLUMNS[k] for k in keys), "outcome", "n", "content imgs", "style imgs"]
-    head += [f"slope per log {level_name}", f"d50 ({level_name})", "note"]
+    head += [f"slope per log {level_name}", "slope p (Holm)", f"d50 ({level_name})", "d50, all at once", "note"]
     rows = []
     for r in fits.to_dict("records"):
         cells = [*(r[k] for k in keys), r["outcome"], str(r["n"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r.get("slope"), r.get("slope_low"), r.get("slope_high"), r["note"])]
+        cells += [p_text(r.get("slope_p_holm"))]
+        shown = dose_text(r["d50"], r.get("extrapolated") or "", levels)
+        cells += [shown or estimate(r["d50"], r.get("d50_low"), r.get("d50_high"), r["note"], digits=3, spec="g")]
+        together = r.get("d50_low_simultaneous")
         cells += [
-            estimate(r["d50"], r.get("d50_low"), r.get("d50_high"), r["note"], digits=3, spec="g"),
+            f"{together:.3g}–{r['d50_high_simultaneous']:.3g}"
+            if together is not None and together == together
+            else "–",
             r["note"] or "",
         ]
         rows.append(cells)
     return head, rows
+
+
+def tested_levels(records: pd.DataFrame) -> tuple[float, float]:
+    """The lowest and highest level > 0 of a batch (where a d50 can be read without extrapolating)."""
+    levels = pd.to_numeric(records["level"], errors="coerce")
+    levels = levels[levels > 0]
+    return (float(levels.min()), float(levels.max())) if len(levels) else (math.nan, math.nan)
 
 
 def plain(frame: pd.DataFrame) -> list[dict]:

@@ -83,7 +83,8 @@ def html_rows(table_id: str, head_rows: tuple[list[str], list[list]]) -> str:
 def study_sections(data: BatchData, pictures: list[Path], curves: Path | None) -> list[Section]:
     """The attribution table, the contrasts, the baselines and the d50 table, each with its method."""
     study = data.study
-    method = f"<p>{escape(analysis.METHOD)}</p><p>{escape(view.MARK_NOTE)}</p>"
+    notes = (analysis.METHOD, view.MARK_NOTE, view.FAMILY_NOTE, view.control_note(study))
+    method = "".join(f"<p>{escape(n)}</p>" for n in notes if n)
     return [
         Section(
             "Whom the classifier names, by dose", html_rows("attribution", view.rate_rows(study)) + method, data.queries
@@ -92,8 +93,8 @@ def study_sections(data: BatchData, pictures: list[Path], curves: Path | None) -
         Section("Baselines", html_rows("baselines", view.baseline_rows(study))),
         Section(
             "The dose at which the style artist takes over (d50), per style artist",
-            html_rows("d50", view.d50_rows(data.fits, study.level_name))
-            + f"<p>{escape(analysis.FIT_METHOD)}</p>"
+            html_rows("d50", view.d50_rows(data.fits, study.level_name, view.tested_levels(study.records)))
+            + f"<p>{escape(analysis.FIT_METHOD)}</p><p>{escape(view.D50_FAMILY_NOTE)}</p>"
             + page.plot_images([curves] if curves else []),
         ),
         Section("Dose-response, heatmaps and contact sheet", page.plot_images(pictures)),

@@ -91,7 +91,7 @@ def _dose_axis(ax, doses: list[float]) -> None:
 
 
 def attribution_plots(study, artifacts: Path, controls: dict[int, str], out: Path) -> list[Path]:
-    """Rates per dose with their two-way clustered bands, the control and null-dose levels and uniform chance; a
+    """Rates per dose with their 95 % bands over images, the control and null-dose levels and uniform chance; a
     style-attribution heatmap per dose; a contact sheet: each pair's content and style images as classified
     (controls) beside its stylizations across doses. ``study``: an analysed ``orchestrator.reports.attribution.Study``."""
     tag, rows = study.info["batch_id"][:8], study.kept_rows()
@@ -112,7 +112,7 @@ OUTCOME_COLORS = (("content", "tab:blue"), ("style", "tab:red"), ("other", "tab:
 
 
 def dose_response(table, k: int, level_name: str, path: Path, tag: str) -> Path | None:
-    """Each outcome's rate per dose (``analysis.attribution_table``) with its two-way clustered band; dashed: the
+    """Each outcome's rate per dose (``analysis.attribution_table``) with its 95 % band over images; dashed: the
     control arm's rate (unstylized), dotted: uniform chance 1/K."""
     arms = table[table["treatment"] != "control"]
     if arms.empty:
@@ -128,7 +128,7 @@ def dose_response(table, k: int, level_name: str, path: Path, tag: str) -> Path 
     _dose_axis(ax, levels)
     ax.set_ylim(0, 1)
     ax.set_xlabel(f"{level_name} (α fixed)" if level_name == "β" else f"{level_name} (scale-free)")
-    ax.set_ylabel("share of stylizations (two-way clustered 95 %)")
+    ax.set_ylabel("share of stylizations (95 %, jackknife over images)")
     ax.legend(title="classifier names", fontsize=8)
     ax.set_title(f"batch {tag}: dose-response (dashed: controls, unstylized)")
     fig.tight_layout()

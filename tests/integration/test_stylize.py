@@ -150,7 +150,7 @@ def test_a_batch_with_null_doses_matched_controls_and_same_artist_pairs(sqlite_s
     assert all(b["chance_uniform"] == pytest.approx(1 / 3) for b in found["baselines"])
 
     text = stack.atelier("results", "attribution", out["batch"], "--plot", str(tmp_path)).stdout
-    assert "uniform chance" in text and "two-way cluster-robust" in text and "random init" in text
+    assert "uniform chance" in text and "jackknife over images" in text and "random init" in text
     assert "same-artist" in text and "attribution_pairs" in text
     assert len(list(tmp_path.glob("attribution-*.png"))) == 3
 

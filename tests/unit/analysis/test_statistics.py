@@ -1,5 +1,6 @@
-"""The analysis package's statistics on simulated batches whose truth is known: the two-way clustered interval
-covers at its nominal rate under crossed image effects, contrasts compare the same pairs, d50 is recovered."""
+"""The analysis package's statistics on simulated batches whose truth is known: the interval over images covers at
+its nominal rate under crossed image effects, contrasts compare the same pairs, d50 is recovered. The coverage at
+a real study's size (a handful of images, each in both roles) is tests/unit/analysis/test_coverage.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def crossed(rng, artists=8, images=6, per_cell=5, mu=-0.5, sd_content=1.0, sd_st
     return (rng.random(len(ci)) < expit(mu + u[ci] + v[si])).astype(float), ci, si
 
 
-def test_two_way_intervals_cover_at_their_nominal_rate_under_crossed_image_effects():
+def test_intervals_cover_at_their_nominal_rate_under_crossed_image_effects_with_many_images():
     # 8 artists × 6 images, a style-image effect of SD 1.5 on the logit scale (issue 21's scenario, where a
     # content-only bootstrap covered 81-86 %). 1,000 seeded replicates: if the true coverage were 95 %, the observed
     # share would fall within 93.6-96.4 % with 95 % probability (binomial), so 92-98 % is a test that can fail.
@@ -40,14 +41,29 @@ def test_two_way_intervals_cover_at_their_nominal_rate_under_crossed_image_effec
     assert 0.92 <= hits / 1000 <= 0.98, hits
 
 
-def test_few_images_mark_the_interval_and_agreeing_answers_give_none():
+def test_few_images_get_a_marked_interval_that_says_something_and_agreeing_answers_give_none():
+    # The issue's reproduction: 4 content and 2 style images used to print (0.625, 0.0, 1.0).
     y = np.array([0, 1, 1, 0, 1, 0, 1, 1.0])
     marked = clustered.rate(y, [1, 2, 3, 4, 1, 2, 3, 4], [5, 6, 5, 6, 5, 6, 5, 6])
-    assert marked.note.startswith("few images") and marked.low < marked.value < marked.high
+    assert marked.note.startswith("few images") and 0 < marked.low < marked.value < marked.high <= 1
+    assert (marked.low, marked.high) != (0.0, 1.0) and marked.df == 5  # 6 images: G − 1
     none = clustered.rate(y, [1] * 8, [5, 6] * 4)
     assert np.isnan(none.low) and "no interval" in none.note
-    agree = clustered.rate(np.ones(30), range(30), range(30, 60))
-    assert (agree.value, np.isnan(agree.low)) == (1.0, True) and "every answer agrees" in agree.note
+    agree = clustered.rate(np.ones(30), range(30), range(30, 60))  # exact over 30 images: 1 − 0.025^(1/30)
+    assert (agree.value, agree.high) == (1.0, 1.0) and agree.low == pytest.approx(0.025 ** (1 / 30))
+    assert "every answer agrees" in agree.note
+    # a difference whose two arms each agree fully gets no interval either (it used to print 1.00 (1.00–1.00))
+    both = clustered.contrasts(
+        np.r_[np.ones(30), np.zeros(30)], ["a"] * 30 + ["b"] * 30, [*range(30)] * 2, [*range(30, 60)] * 2, [("a", "b")]
+    )[("a", "b")]
+    assert both.value == 1.0 and np.isnan(both.low) and "no variation" in both.note
+
+
+def test_an_image_in_both_roles_is_one_cluster():
+    """Removing an image removes every stylization that uses it, as content or as style: with image 1 the content
+    image of two rows and the style image of two others, its leave-out drops all four at once."""
+    M = clustered.incidence([1, 1, 2, 3], [4, 5, 1, 1])
+    assert M.shape == (4, 5) and M[:, 0].tolist() == [1, 1, 1, 1] and (M.sum(axis=1) == 2).all()
 
 
 def test_the_table_has_a_control_row_and_one_row_per_dose_with_its_method():
@@ -59,7 +75,7 @@ def test_the_table_has_a_control_row_and_one_row_per_dose_with_its_method():
     assert table["style_rate"].is_monotonic_increasing and table["content_rate"].iloc[1:].is_monotonic_decreasing
     stands = table.iloc[1:]
     assert ((stands["style_low"] <= stands["style_rate"]) & (stands["style_rate"] <= stands["style_high"])).all()
-    assert "two-way cluster-robust" in analysis.METHOD
+    assert "jackknife over images" in analysis.METHOD
     by_pair = analysis.attribution_table(records, by="pair")
     assert by_pair["interval_note"].str.startswith("few images").all()  # a cell holds at most 5 of each
 
@@ -106,8 +122,12 @@ def test_contrasts_are_on_the_pairs_complete_at_every_dose():
     null = complete[complete["level"] == 0.0]
     row = style[style["level"] == 3.0].iloc[0]
     assert row["difference"] == pytest.approx((at["outcome"] == "style").mean() - (null["outcome"] == "style").mean())
-    against_control = c[(c["outcome"] == "content") & (c["against"] == "control")]
+    assert (c["against"] == "lowest level").all()  # --condition both selects on the control: no control contrast
+    loose = analysis.contrasts(dropped, condition="none")
+    against_control = loose[(loose["outcome"] == "content") & (loose["against"] == "control")]
     assert len(against_control) == 5 and (against_control["high"] < 0).all()
+    assert (loose["p_holm"] >= loose["p"]).all() and (loose["family"] == 27).all()  # 9 contrasts × 3 outcomes
+    assert loose["low"].min() >= -1 and loose["high"].max() <= 1
 
 
 def test_d50_is_recovered_within_its_interval():
