@@ -12,6 +12,7 @@ from PIL import Image, ImageStat
 from tests import browser as tiny
 from tests.browser import Browser, PageCheck
 from tests.services import ROOT
+from tests.tiny_classifier import ARTISTS
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +91,7 @@ def test_run_report_in_a_browser(sqlite_stack, lab, chromium, tmp_path):
     _, run = lab
     check, _ = open_report(chromium, tiny.write_report(sqlite_stack, run, tmp_path / "report-run"))
     assert check.tables.get("config", 0) >= 1
-    assert check.tables["per-class"] == 1 + tiny.ARTISTS  # a header, then a row per artist
+    assert check.tables["per-class"] == 1 + ARTISTS  # a header, then a row per artist
 
 
 def test_sweep_report_in_a_browser(sqlite_stack, lab, chromium, tmp_path):
@@ -101,4 +102,4 @@ def test_sweep_report_in_a_browser(sqlite_stack, lab, chromium, tmp_path):
     assert check.tables["leaderboard"] == 1 + len(cells)  # a header, then a row per cell
     runs = [page for page in linked if "per-class" in page.tables]
     assert runs, "the sweep report links to no run report"
-    assert all(page.tables["per-class"] == 1 + tiny.ARTISTS and page.images for page in runs)
+    assert all(page.tables["per-class"] == 1 + ARTISTS and page.images for page in runs)
