@@ -57,7 +57,7 @@ One module per concern:
 from worker.ml.style.device_batch import device_batch_for
 from worker.ml.style.images import from_pil, resize_long_side, to_pil
 from worker.ml.style.losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, gram_matrix, style_loss, tv_loss
-from worker.ml.style.optimisers import Objective, adam, batched_lbfgs, lbfgs_one_pass
+from worker.ml.style.optimisers import STOP_REASONS, Objective, Stops, adam, batched_lbfgs, lbfgs_one_pass
 from worker.ml.style.transfer import StyleResult, initial_image, stylize_batch
 from worker.ml.style.vgg import (
     IMAGENET_MEAN,
@@ -75,9 +75,11 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MAX_GAIN",
+    "STOP_REASONS",
     "STYLE_LAYERS",
     "Objective",
     "StyleResult",
+    "Stops",
     "VGGFeatures",
     "adam",
     "batched_lbfgs",

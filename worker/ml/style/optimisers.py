@@ -15,6 +15,35 @@ import torch
 
 Objective = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (B, D) -> loss (B,), grad (B, D)
 
+# Why a pair stopped. None of the optimisers has a tolerance test: a pair runs its steps unless its line search
+# finds no decrease even for a small steepest-descent step (one that moves no pixel by more than 0.1 / 2^9
+# after the halvings), which is convergence to the arithmetic's rounding or a pair stuck there; the record says
+# what happened, not which of the two it was. Without a line search (lbfgs-unit) a pair stops only when its loss
+# was not finite at every trial.
+STEPS_DONE = "steps done"
+GAVE_UP = "line search gave up"
+NOT_FINITE = "loss not finite"
+STOP_REASONS = (STEPS_DONE, GAVE_UP, NOT_FINITE)
+
+
+@dataclass
+class Stops:
+    """Per pair, on the record: the iterations it ran (the one in which it gave up included) and whether it
+    stopped before its steps ran out, with the one reason its optimiser can stop a pair for."""
+
+    steps_done: torch.Tensor  # (B,) int64; a pair that never stopped ran every step
+    stopped: torch.Tensor  # (B,) bool
+    reason: str  # why a stopped pair stopped (GAVE_UP or NOT_FINITE)
+
+    def reasons(self) -> list[str]:
+        """One of STOP_REASONS per pair."""
+        return [self.reason if s else STEPS_DONE for s in self.stopped.tolist()]
+
+    @classmethod
+    def none_stopped(cls, b: int, steps: int) -> Stops:
+        """Every pair of ``b`` ran its ``steps`` (Adam: nothing stops it)."""
+        return cls(torch.full((b,), steps, dtype=torch.int64), torch.zeros(b, dtype=torch.bool), GAVE_UP)
+
 
 def _frozen(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """Pixels at a bound of [0, 1] that ``d`` pushes further out: moving them is undone by the clamp."""
@@ -127,7 +156,7 @@ def batched_lbfgs(
     c1: float = 1e-4,
     max_backtracks: int = 10,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor, int, Stops]:
     """Minimise B independent problems in the box [0, 1]^D at once; row b of x only ever sees row b's numbers.
 
     x: (B, D) start; objective: (B, D) -> (loss (B,), grad (B, D)), each row depending on its own row only.
@@ -137,13 +166,15 @@ def batched_lbfgs(
     fails it is done (converged to rounding) and stops moving, so it cannot make
     every later step of its batch pay for backtracking.
     on_step(k, x): after iteration k (1-based), with the iterate (snapshots of the answer on the way).
-    Returns (x, trace (steps + 1, B) of the loss at each iterate, number of objective calls).
+    Returns (x, trace (steps + 1, B) of the loss at each iterate, number of objective calls, each pair's Stops).
     """
     f, g = objective(x)  # (B,), (B, D)
     calls = 1
     memory = _PairMemory.empty(f)
+    ran = torch.zeros_like(f, dtype=torch.int64)  # iterations each pair entered still optimising
     trace = [f]
     for k in range(1, steps + 1):
+        ran += ~memory.done
         d, t, small = _search_direction(x, f, g, memory)
         x_new, f_new, g_new, failed, tries = _line_search(objective, x, f, g, d, t, ~memory.done, c1, max_backtracks)
         calls += tries
@@ -154,7 +185,7 @@ def batched_lbfgs(
             on_step(k, x)
         if bool(memory.done.all()):
             break
-    return x, _hold(x, f, trace, steps, on_step), calls
+    return x, _hold(x, f, trace, steps, on_step), calls, Stops(ran, memory.done, GAVE_UP)
 
 
 def lbfgs_one_pass(
@@ -167,7 +198,7 @@ def lbfgs_one_pass(
     guard: bool = True,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
     check_every: int = 50,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor, int, Stops]:
     """Per-pair L-BFGS at exactly one evaluation of the batch per iteration, with no host sync in the loop.
 
     ``batched_lbfgs`` re-evaluates the whole batch until every pair has accepted its step, so the batch pays
@@ -186,14 +217,18 @@ def lbfgs_one_pass(
     so the step can later be captured by CUDA graphs; ``check_every`` iterations apart (and only with the
     guard) the loop looks whether every pair is done.
     Same arguments and returns as ``batched_lbfgs``; the number of calls is steps + 1 unless every pair is done.
+    A pair's Stops count the iterations it entered before it was done, not the loop's (which looks only every
+    ``check_every``): without the guard a pair is done only after ``max_backtracks`` non-finite losses in a row.
     """
     f, g = objective(x)
     calls = 1
     memory, slots = _slot_memory(x, f, history)
     tries = torch.zeros_like(f, dtype=torch.int32)  # halvings so far along the current direction
+    ran = torch.zeros_like(f, dtype=torch.int64)  # iterations each pair entered still optimising (no sync)
     d, t, small = _search_direction(x, f, g, memory)
     trace = [f]
     for k in range(1, steps + 1):
+        ran += ~memory.done
         trial = (x + t[:, None] * d).clamp(0, 1)
         f_t, g_t = objective(trial)
         calls += 1
@@ -219,7 +254,7 @@ def lbfgs_one_pass(
             on_step(k, x)
         if guard and k % check_every == 0 and bool(memory.done.all()):  # one sync per check_every iterations
             break
-    return x, _hold(x, f, trace, steps, on_step), calls
+    return x, _hold(x, f, trace, steps, on_step), calls, Stops(ran, memory.done, GAVE_UP if guard else NOT_FINITE)
 
 
 def _slot_memory(
@@ -288,9 +323,9 @@ def adam(
     steps: int,
     lr: float,
     on_step: Callable[[int, torch.Tensor], None] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+) -> tuple[torch.Tensor, torch.Tensor, int, Stops]:
     """Projected Adam on (B, D); elementwise, so pairs are independent. Same arguments and returns as
-    ``batched_lbfgs``."""
+    ``batched_lbfgs``; every pair runs every step."""
     x = x.clone()
     opt = torch.optim.Adam([x], lr=lr)
     trace = []
@@ -303,4 +338,4 @@ def adam(
         if on_step is not None:
             on_step(k, x.detach())
     f, _ = objective(x)
-    return x, torch.stack(trace + [f]), steps + 1
+    return x, torch.stack(trace + [f]), steps + 1, Stops.none_stopped(x.shape[0], steps)

@@ -22,7 +22,7 @@ from core.errors import ConfigError
 from worker.ml.dose import balance as dose_balance
 from worker.ml.dose import betas_for_doses
 from worker.ml.style.losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, gram_matrix, style_loss, tv_loss
-from worker.ml.style.optimisers import adam, batched_lbfgs, lbfgs_one_pass
+from worker.ml.style.optimisers import Stops, adam, batched_lbfgs, lbfgs_one_pass
 from worker.ml.style.vgg import VGGFeatures
 
 
@@ -40,6 +40,8 @@ class StyleResult:
     balance: torch.Tensor | None = None  # (B,) beta * L_style / (alpha * L_content) at the reference noise
     snapshots: dict[int, torch.Tensor] | None = None  # {step: (B, 3, H, W) CPU} the image after that step
     evaluations_at: list[int] | None = None  # (steps + 1) evaluations spent when each iterate of trace was reached
+    steps_done: torch.Tensor | None = None  # (B,) int64 iterations each pair ran (< steps: it stopped early)
+    stop_reason: list[str] | None = None  # per pair, why it stopped (optimisers.STOP_REASONS)
 
     @property
     def loss_ratio(self) -> torch.Tensor:
@@ -211,8 +213,9 @@ def stylize_batch(
 
     progress = _Progress(loss, shape, on_eval, snapshot_steps)
     x = (reference if cfg.init == "noise" else initial_image(content, cfg, pair_seeds)).flatten(1)  # (B, 3*H*W)
-    x, trace, calls = _optimise(x, cfg, progress)
-    return _result(x.view(shape), loss, trace, calls, progress, dose_balance(loss.beta, alpha, content_ref, style_ref))
+    x, trace, calls, stops = _optimise(x, cfg, progress)
+    balance = dose_balance(loss.beta, alpha, content_ref, style_ref)
+    return _result(x.view(shape), loss, (trace, calls, stops), progress, balance)
 
 
 @dataclass
@@ -276,8 +279,8 @@ class _Progress:
             self.snapshots[k] = x.detach().view(self.shape).cpu().clone()
 
 
-def _optimise(x: torch.Tensor, cfg: StyleConfig, progress: _Progress) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Run cfg.optimizer from ``x`` (B, D): (the answer, the loss trace, the evaluations spent)."""
+def _optimise(x: torch.Tensor, cfg: StyleConfig, progress: _Progress) -> tuple[torch.Tensor, torch.Tensor, int, Stops]:
+    """Run cfg.optimizer from ``x`` (B, D): (the answer, the loss trace, the evaluations spent, each pair's stop)."""
     if cfg.optimizer == "lbfgs":
         return batched_lbfgs(x, progress.objective, cfg.steps, cfg.history, on_step=progress.on_step)
     if cfg.optimizer in ("lbfgs-onepass", "lbfgs-unit"):
@@ -287,9 +290,15 @@ def _optimise(x: torch.Tensor, cfg: StyleConfig, progress: _Progress) -> tuple[t
 
 
 def _result(
-    images: torch.Tensor, loss: _PairLoss, trace: torch.Tensor, calls: int, progress: _Progress, balance: torch.Tensor
+    images: torch.Tensor,
+    loss: _PairLoss,
+    run: tuple[torch.Tensor, int, Stops],
+    progress: _Progress,
+    balance: torch.Tensor,
 ) -> StyleResult:
-    """The answer with its final losses, recomputed in full fp32 so that they compare across devices."""
+    """The answer with its final losses, recomputed in full fp32 so that they compare across devices; ``run``:
+    the optimiser's trace, evaluations and stops."""
+    trace, calls, stops = run
     with torch.no_grad():
         total, c, s = loss.losses(images, fast=False)
     return StyleResult(
@@ -305,4 +314,6 @@ def _result(
         balance=balance.cpu(),
         snapshots=progress.snapshots,
         evaluations_at=progress.evaluations_at,
+        steps_done=stops.steps_done.cpu(),
+        stop_reason=stops.reasons(),
     )

@@ -211,12 +211,12 @@ def test_batched_lbfgs_solves_box_constrained_quadratics_independently():
         return objective
 
     x0 = torch.full((b, d), 0.5, dtype=torch.float64)
-    x, trace, _ = batched_lbfgs(x0, objective_for([0, 1, 2]), steps=60)
+    x, trace, _, _ = batched_lbfgs(x0, objective_for([0, 1, 2]), steps=60)
     assert x.dtype == torch.float64
     assert torch.allclose(x[[0, 2]], centre[[0, 2]], atol=1e-4)  # unconstrained minima reached
     assert (x[1] >= 0).all() and (x[1] <= 1).all() and x[1, 0] == 0 and x[1, 1] == 1  # box respected, bounds active
     assert (trace.diff(dim=0) <= 0).all()  # Armijo: never uphill
-    alone, _, _ = batched_lbfgs(x0[1:2], objective_for([1]), steps=60)
+    alone, _, _, _ = batched_lbfgs(x0[1:2], objective_for([1]), steps=60)
     assert torch.equal(alone[0], x[1])
 
 
@@ -230,7 +230,7 @@ def test_batched_lbfgs_a_stuck_pair_stops_and_costs_its_batch_nothing_more():
         return f, g
 
     x0 = torch.full((2, 3), 0.5)
-    x, trace, calls = batched_lbfgs(x0, objective, steps=30, max_backtracks=10)
+    x, trace, calls, _ = batched_lbfgs(x0, objective, steps=30, max_backtracks=10)
     assert torch.equal(x[1], x0[1]) and (trace[:, 1] == 1).all()  # never moved
     assert torch.allclose(x[0], centre[0], atol=1e-5)
     # one failed line search (10 calls) and then one call per step: stuck pairs do not make every step backtrack
@@ -265,13 +265,13 @@ def _quadratics():
 @pytest.mark.parametrize("guard", [True, False])
 def test_lbfgs_one_pass_solves_the_quadratics_independently_at_one_evaluation_per_step(guard):
     objective_for, x0, centre = _quadratics()
-    x, trace, calls = lbfgs_one_pass(x0, objective_for([0, 1, 2]), steps=60, guard=guard)
+    x, trace, calls, _ = lbfgs_one_pass(x0, objective_for([0, 1, 2]), steps=60, guard=guard)
     assert calls == 60 + 1  # one evaluation of the batch per iteration, whatever each pair's line search does
     assert torch.allclose(x[[0, 2]], centre[[0, 2]], atol=1e-4)
     assert (x[1] >= 0).all() and (x[1] <= 1).all() and x[1, 0] == 0 and x[1, 1] == 1
     if guard:
         assert (trace.diff(dim=0) <= 0).all()  # a rejected trial leaves the pair where it was: never uphill
-    alone, alone_trace, _ = lbfgs_one_pass(x0[1:2], objective_for([1]), steps=60, guard=guard)
+    alone, alone_trace, _, _ = lbfgs_one_pass(x0[1:2], objective_for([1]), steps=60, guard=guard)
     assert torch.equal(alone[0], x[1]) and torch.equal(alone_trace[:, 0], trace[:, 1])
 
 
@@ -283,7 +283,7 @@ def test_lbfgs_one_pass_a_stuck_pair_costs_no_extra_evaluations():
         return torch.stack([quad[0], torch.tensor(1.0)]), torch.stack([2 * (x[0] - centre[0]), torch.ones(3)])
 
     x0 = torch.full((2, 3), 0.5)
-    x, trace, calls = lbfgs_one_pass(x0, objective, steps=30, max_backtracks=10)
+    x, trace, calls, _ = lbfgs_one_pass(x0, objective, steps=30, max_backtracks=10)
     assert torch.equal(x[1], x0[1]) and (trace[:, 1] == 1).all()  # it never moved...
     assert torch.allclose(x[0], centre[0], atol=1e-5)  # ...and its batch-mate converged meanwhile
     assert calls == 30 + 1
@@ -294,8 +294,8 @@ def test_lbfgs_one_pass_with_the_guard_tries_what_batched_lbfgs_tries():
     the one-pass run is an iterate of batched_lbfgs, reached after the same number of evaluations."""
     objective_for, x0, _ = _quadratics()
     for problem in range(3):
-        _, reference, ref_calls = batched_lbfgs(x0[:1], objective_for([problem]), steps=8)
-        _, trace, _ = lbfgs_one_pass(x0[:1], objective_for([problem]), steps=ref_calls - 1)
+        _, reference, ref_calls, _ = batched_lbfgs(x0[:1], objective_for([problem]), steps=8)
+        _, trace, _, _ = lbfgs_one_pass(x0[:1], objective_for([problem]), steps=ref_calls - 1)
         assert torch.equal(trace[-1, 0], reference[-1, 0])
 
 
