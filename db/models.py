@@ -263,6 +263,8 @@ class Stylization(Base):
     predicted_half: Mapped[str | None] = mapped_column(String(200))  # the answer at half the steps
     precision: Mapped[str | None] = mapped_column(String(8))  # bf16 | fp32: the optimisation's convolutions
     device: Mapped[str | None] = mapped_column(String(16))  # cuda | cpu | mps
+    steps_done: Mapped[int | None]  # iterations the optimisation ran (< steps: stopped early); None: not recorded
+    stop_reason: Mapped[str | None] = mapped_column(String(24))  # steps done | line search gave up | loss not finite
     image_path: Mapped[str] = mapped_column(Text)  # PNG, relative to the artifacts root
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -326,6 +326,8 @@ def stylization_row(
         "outcome": outcome(predicted, c_art, s_art),
         "precision": "bf16" if device.type == "cuda" else "fp32",  # stylize_batch's default autocast is CUDA-only
         "device": device.type,
+        "steps_done": int(result.steps_done[k]),  # < steps: the optimiser stopped the pair early, for stop_reason
+        "stop_reason": result.stop_reason[k],
         "image_path": rel.as_posix(),
     }
 
