@@ -10,7 +10,12 @@ artist), in one run:
      pre-optimisation balance beta * L_style / (alpha * L_content) at each pair's reference noise, raw
      beta against the scale-free dose, on the raw and the normalised network: the spread across pairs
      (max / min) is the "one beta is another treatment for every pair" figure; a dose must keep it
-     within 10x.
+     within 10x;
+  3. what a dose does not hold fixed: at dose 1, the ratio of the two terms' *gradients* at the reference
+     noise, ||grad beta*L_style|| / ||grad alpha*L_content||, per pair, at each of ``--sizes`` on the same
+     pairs. The dose fixes the ratio of the losses there, not of their pulls on the pixels, and the content
+     loss is a sum over positions while the style loss is a mean of Grams, so the pull moves with the size:
+     compare doses only at one image size.
 
     python -m checks.dose --weights DIR --paintings ../shared/realdata/paintings [--size 128] [--norm-images 64]
 """
@@ -26,14 +31,19 @@ import torch
 
 from core.config import StyleConfig
 from corpus.imageio import open_rgb
+from worker.ml.dose import betas_for_doses
 from worker.ml.style import (
     CONTENT_LAYER,
     STYLE_LAYERS,
     build_vgg,
+    content_loss,
     from_pil,
+    gram_matrix,
+    initial_image,
     layer_indices,
     mean_activation_scales,
     resize_long_side,
+    style_loss,
     stylize_batch,
 )
 
@@ -80,6 +90,27 @@ def balances(vgg, contents, styles, size: int, **how) -> torch.Tensor:
     return torch.cat(out)
 
 
+def gradient_ratios(vgg, contents, styles, size: int) -> torch.Tensor:
+    """(pairs,) ||grad(beta*L_style)|| / ||grad(alpha*L_content)|| at each pair's reference noise, dose 1."""
+    cfg = StyleConfig(size=size, steps=1)
+    out = []
+    for i, c in enumerate(contents):
+        others = [s for j, s in enumerate(styles) if j != i]
+        x = initial_image(c[None].expand(len(others), -1, -1, -1), cfg, list(range(len(others)))).requires_grad_()
+        with torch.no_grad():
+            target = vgg(c[None])[CONTENT_LAYER].expand(len(others), -1, -1, -1)
+            grams = [{n: gram_matrix(f) for n, f in vgg(s[None]).items() if n in STYLE_LAYERS} for s in others]
+            grams = {n: torch.cat([g[n] for g in grams]) for n in STYLE_LAYERS}
+        feats = vgg(x)
+        lc, ls = content_loss(feats[CONTENT_LAYER], target), style_loss(feats, grams)
+        alpha = torch.full_like(lc, cfg.content_weight)
+        beta = betas_for_doses(torch.ones_like(lc), alpha, lc.detach(), ls.detach())
+        (gc,) = torch.autograd.grad((alpha * lc).sum(), x, retain_graph=True)
+        (gs,) = torch.autograd.grad((beta * ls).sum(), x)
+        out.append(gs.flatten(1).norm(dim=1) / gc.flatten(1).norm(dim=1))
+    return torch.cat(out)
+
+
 def spread(x: torch.Tensor) -> str:
     return f"{float(x.min()):.3g} .. {float(x.max()):.3g} ({float(x.max() / x.min()):,.1f}x)"
 
@@ -91,6 +122,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--norm-images", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sizes", default="64,128", help="sizes for the gradient ratio at dose 1 (same pairs)")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
     by_artist = paintings(args.paintings)
@@ -123,6 +155,22 @@ def main() -> None:
         print(f"  {label}, raw beta 1e3: {spread(raw_beta)}")
         print(f"  {label}, dose 1:       {spread(dosed)}")
         worst = max(worst, float(dosed.max() / dosed.min()))
+    pulls = {}
+    for size in (int(v) for v in args.sizes.split(",")):
+        rng = random.Random(args.seed)  # the same paintings at every size
+        at = [from_pil(resize_long_side(open_rgb(rng.choice(ps)), size)) for ps in by_artist.values()]
+        at_styles = [from_pil(resize_long_side(open_rgb(rng.choice(ps)), size)) for ps in by_artist.values()]
+        pulls[size] = gradient_ratios(normalised, at, at_styles, size)
+        print(
+            f"  normalised VGG19, dose 1, {size} px: gradient ratio style/content {spread(pulls[size])}, "
+            f"median {float(pulls[size].median()):.3g}"
+        )
+    sizes = sorted(pulls)
+    for a, b in zip(sizes, sizes[1:]):
+        moved = pulls[b] / pulls[a]
+        print(
+            f"  {a} -> {b} px, same pairs: the gradient ratio moves {spread(moved)}, median {float(moved.median()):.3g}x"
+        )
     if worst > MAX_SPREAD:
         sys.exit(f"dose 1 spans {worst:.1f}x across pairs, more than {MAX_SPREAD:g}x: a dose is not one treatment")
 
