@@ -303,3 +303,38 @@ class StyleControl(Base):
     probs: Mapped[dict[str, Any] | None]  # {artist: probability} over every class
     image_path: Mapped[str] = mapped_column(Text)  # the control PNG, relative to the artifacts root
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attributor(Base):
+    """Who else names the artist of a batch's works: a classifier run other than the batch's own, a nearest-centroid
+    attributor in a VGG space (style: Grams, content: relu4_2), or a registered embedding. Its key names what it is
+    and pins it (a checkpoint's sha256, or the hash of its spec), so two answers under one key come from one thing."""
+
+    __tablename__ = "attributors"
+
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)  # run-12@1a2b3c4d5e6f, style-space@9f..., ...
+    kind: Mapped[str] = mapped_column(String(16))  # classifier | style-space | content-space | embedding
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
+    classes: Mapped[list[Any]]  # the artists it can name, in the order of its probabilities
+    spec: Mapped[dict[str, Any]]  # what it is: the run and its sha256, or the VGG, size and training images, ...
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attribution(Base):
+    """One attributor's answer for one stored picture of a batch: a stylization or a matched control."""
+
+    __tablename__ = "attributions"
+    __table_args__ = (UniqueConstraint("attributor", "subject", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attributor: Mapped[str] = mapped_column(ForeignKey("attributors.key", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(String(12))  # stylization | control
+    subject_id: Mapped[int]  # stylizations.id or style_controls.id, as ``subject`` says
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    predicted: Mapped[str] = mapped_column(String(200))
+    probs: Mapped[dict[str, Any]]  # {artist: probability} over every class
+    distances: Mapped[dict[str, Any] | None]  # nearest-centroid attributors: {artist: distance to its centroid}
+    # content-space, stylizations only: cosine of its relu4_2 features to its content image's and its style image's
+    near_content: Mapped[float | None]
+    near_style: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
