@@ -129,7 +129,8 @@ def _prob(probs: Any, artist: str) -> float:
 def load_batch(source: Any, batch_ref: str) -> pd.DataFrame:
     """One row per stylization of the batch (cross-artist and same-artist): the rows of ``attribution_pairs``
     (images, artists, treatment, level, dose, β, outcome, p_content, p_style, predicted_half, the controls'
-    answers) with ``probs`` and ``answers``, and the controls' probabilities of the content and style artist:
+    answers) with ``probs``, ``answers``, ``steps_done`` and ``stop_reason`` (NaN / None where the row predates the
+    record), and the controls' probabilities of the content and style artist:
     ``content_control_p_content``, ``content_control_p_style`` (how much the classifier already takes the content
     image for the style artist) and ``style_control_p_style``. ``pair`` is the (content image, style image) key
     that recurs across doses; ``arm`` is 'cross' or 'same'."""
@@ -146,12 +147,14 @@ def load_batch(source: Any, batch_ref: str) -> pd.DataFrame:
                         Stylization.probs,
                         Stylization.answers,
                         Stylization.top3,
+                        Stylization.steps_done,
+                        Stylization.stop_reason,
                     )
                     .join(StyleBatchPair, StyleBatchPair.pair_hash == Stylization.pair_hash)
                     .where(StyleBatchPair.batch_id == batch.id)
                 ).mappings()
             ],
-            columns=["pair_hash", "stylization_id", "probs", "answers", "top3"],
+            columns=["pair_hash", "stylization_id", "probs", "answers", "top3", "steps_done", "stop_reason"],
         )
         controls = _controls(s, batch.classifier_run_id, _json(batch.spec)["style"]["size"])
     if view.empty:
@@ -200,7 +203,8 @@ VIEW_COLUMNS = (
     "content_correct style_correct content_control_predicted style_control_predicted loss_ratio image_path"
 ).split()
 DERIVED_COLUMNS = (
-    "stylization_id probs answers top3 arm pair content_control_p_content content_control_p_style style_control_p_style"
+    "stylization_id probs answers top3 steps_done stop_reason arm pair content_control_p_content content_control_p_style "
+    "style_control_p_style"
 ).split()
 
 

@@ -65,7 +65,9 @@ def _record(part: pd.DataFrame) -> dict:
 def _settling(part: pd.DataFrame) -> dict:
     """Whether the answers had settled: the share that changed over the last half of the optimisation, the share
     of final answers that are near-ties, and the share that changed among the decisive (not near-tie) ones. The
-    split says whether the optimisation still moves the answer or the classifier cannot tell two artists apart."""
+    split says whether the optimisation still moves the answer or the classifier cannot tell two artists apart.
+    ``stopped_early``: how many stylizations the optimiser stopped before their steps ran out (``stop_reason``
+    says why, on each row); rows that predate the record (no ``steps_done``) are not counted."""
     half = part["predicted_half"] if "predicted_half" in part else pd.Series([None] * len(part))
     known = half.notna().to_numpy()
     changed = half.to_numpy() != part["predicted"].to_numpy()
@@ -77,11 +79,16 @@ def _settling(part: pd.DataFrame) -> dict:
     def share(mask: np.ndarray, of: np.ndarray) -> float:
         return float(mask[of].mean()) if of.any() else float("nan")
 
+    early = 0
+    if "steps_done" in part and "steps" in part:  # a NaN steps_done (not recorded) compares False: not early
+        done, steps = (pd.to_numeric(part[c], errors="coerce") for c in ("steps_done", "steps"))
+        early = int((done < steps).sum())
     return {
         "changed_last_half": share(changed, known),
         "near_ties": share(margins < NEAR_TIE, rated),
         "decisive": int(decisive.sum()),
         "changed_decisive": share(changed, decisive),
+        "stopped_early": early,
     }
 
 
@@ -92,7 +99,8 @@ def attribution_table(records: pd.DataFrame, by: str = "dose", condition: str = 
     over images; NaN with ``interval_note`` where there is no interval), the achieved loss ratio's median and
     quartiles, the target balance, the
     share of answers that changed over the last half of the optimisation, the share of near-ties (top-2 margin
-    below ``NEAR_TIE``) and the share that changed among the ``decisive`` answers."""
+    below ``NEAR_TIE``), the share that changed among the ``decisive`` answers, and how many stylizations were
+    ``stopped_early`` by their optimiser (0 for the control, which was never optimised)."""
     keys = group_keys(by)
     rows = kept(records, condition)
     out = []
@@ -101,7 +109,7 @@ def attribution_table(records: pd.DataFrame, by: str = "dose", condition: str = 
         # The control was never optimised: it has no balance, loss ratio or answer on the way.
         unoptimised = {"median_loss_ratio": np.nan, "loss_ratio_q25": np.nan, "loss_ratio_q75": np.nan}
         unoptimised |= {"target_balance": np.nan, "changed_last_half": np.nan}
-        unoptimised |= {"near_ties": np.nan, "decisive": 0, "changed_decisive": np.nan}
+        unoptimised |= {"near_ties": np.nan, "decisive": 0, "changed_decisive": np.nan, "stopped_early": 0}
         out.append(
             {"treatment": "control", "level": np.nan, **dict(zip(keys, gkey)), **_stratum(control), **unoptimised}
         )

@@ -137,7 +137,7 @@ def level_text(row: dict, level_name: str) -> str:
 def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
     keys = analysis.GROUPS[study.by]
     head = ["arm", *(KEY_COLUMNS[k] for k in keys), "n", "pairs", "content imgs", "style imgs"]
-    head += [*OUTCOMES, "changed in last ½", "near-ties", "changed, decisive"]
+    head += [*OUTCOMES, "changed in last ½", "near-ties", "changed, decisive", "stopped early"]
     head += ["loss ratio achieved: median (quartiles)", "balance (the dose's target)"]
     rows = []
     for r in study.table.to_dict("records"):
@@ -145,7 +145,9 @@ def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
         cells += [str(r["n"]), str(r["pairs"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r[f"{o}_rate"], r[f"{o}_low"], r[f"{o}_high"], r[f"{o}_note"]) for o in OUTCOMES]
         decisive = f"{number(r['changed_decisive'])} of {int(r['decisive'])}" if r["decisive"] else "–"
-        cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive]
+        # Stylizations whose optimiser stopped before their steps ran out; each row's stop_reason says why.
+        early = str(int(r.get("stopped_early", 0))) if r["treatment"] != "control" else "–"
+        cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive, early]
         spread = f"{r['median_loss_ratio']:.3g} ({r['loss_ratio_q25']:.3g}–{r['loss_ratio_q75']:.3g})"
         cells += [spread if not math.isnan(r["median_loss_ratio"]) else "–", number(r["target_balance"], 3)]
         rows.append(cells)
