@@ -23,6 +23,7 @@ TASK_NAMES = {
     "features": "atelier.features",
     "stylize": "atelier.stylize",
     "inspect": "atelier.inspect",  # the feature pass behind a report (core.inspection)
+    "attribute": "atelier.attribute",  # another attributor on a stored batch's pictures (core.attributors)
 }
 QUEUES = ("gpu", "cpu")
 

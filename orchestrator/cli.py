@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from core.errors import ConfigError, one_line
 from core.settings import Settings
 from orchestrator.commands import (
+    attribute,
     broker,
     control,
     dataset,
@@ -69,6 +70,7 @@ for module in (
     train,
     grid,
     stylize,
+    attribute,
     worker,
     status,
     control,

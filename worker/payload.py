@@ -136,6 +136,19 @@ VGG_NORM = {
     ]
 }
 
+# core.attributors.AttributorSpec: who answers. Its spec is checked where it is read (the worker's attribute job);
+# the key and kind are checked here, and a registered embedding's weights path stays under the artifacts root.
+ATTRIBUTOR = _job(
+    {
+        "key": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,60}@[0-9a-f]{12}$"},
+        "kind": {"enum": ["classifier", "style-space", "content-space", "embedding"]},
+        "classes": {"type": "array", "minItems": 2, "maxItems": 100_000, "items": TEXT},
+        "spec": {"type": "object"},
+    },
+    ["key", "kind", "classes", "spec"],
+)
+IDS = {"type": "array", "maxItems": 100_000, "items": ID}
+
 SCHEMAS = {
     # The job's run is the row whose runs.job_id names it (rows from before that may still carry a run_id: ignored).
     "train": _job(
@@ -182,6 +195,10 @@ SCHEMAS = {
         },
         ["batch_id", "classifier_run_id", "style", "pairs", "device_batch"],
     ),
+    "attribute": _job(
+        {"batch_id": SAFE_NAME, "attributor": ATTRIBUTOR, "stylizations": IDS, "controls": IDS, "chunk": COUNT},
+        ["batch_id", "attributor", "stylizations", "controls"],
+    ),
     # core.inspection: the feature pass behind a report; a batch id is a uuid (or any safe folder-like name).
     "inspect": _job(
         {
@@ -223,6 +240,11 @@ def check_params(kind: str, params: Any, artifacts: Path) -> None:
     for key in WEIGHTS_KEYS:
         if isinstance(params.get(key), dict) and params[key].get("path") is not None:
             artifact_path(artifacts, params[key]["path"])
+    if kind == "attribute":
+        for key in ("weights", "vgg_weights"):  # an attributor's files, as a job's own
+            record = params["attributor"]["spec"].get(key)
+            if isinstance(record, dict) and isinstance(record.get("path"), str):
+                artifact_path(artifacts, record["path"])
 
 
 def _short(text: str, limit: int = 200) -> str:

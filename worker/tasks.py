@@ -12,6 +12,7 @@ import logging
 from celery.signals import worker_process_init
 
 from worker import child
+from worker.attribute_job import run_attribute
 from worker.celery_app import app
 from worker.features_job import run_features
 from worker.followups import after_job
@@ -89,3 +90,8 @@ def stylize(self, job_id: str, **labels) -> str:
 @app.task(name="atelier.inspect", bind=True)
 def inspect(self, job_id: str, **labels) -> str:
     return _run(self, "inspect", job_id, run_inspect)
+
+
+@app.task(name="atelier.attribute", bind=True)
+def attribute(self, job_id: str, **labels) -> str:
+    return _run(self, "attribute", job_id, run_attribute)

@@ -1,0 +1,91 @@
+"""Issue 31 end to end through a real worker: a stored batch answered by another classifier, the style and content
+spaces and a registered embedding; asked twice, nothing new; bad attributors refused in one line, nothing written;
+the comparison of two attributors on the same works."""
+
+import json
+
+import pytest
+from safetensors.torch import save_file
+
+from tests.conftest import unique
+from tests.integration.test_stylize import TINY, wait_batch
+from tests.tiny_classifier import tiny_dataset, tiny_run
+from tests.tiny_embedding import weights
+
+pytestmark = pytest.mark.integration
+
+
+def decoded(value):
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@pytest.fixture(scope="module")
+def batch(sqlite_stack, classifier):
+    stack, (name, run) = sqlite_stack, classifier
+    out = stack.json(
+        "stylize", "--dataset", name, "--classifier", str(run), "--vgg-weights", "random", *TINY, "--dose", "0,1,10",
+    )  # fmt: skip
+    wait_batch(stack, out["batch"])
+    return out["batch"]
+
+
+def counts(stack) -> dict:
+    return {t: stack.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("jobs", "attributors", "attributions")}
+
+
+def attributions(stack, key: str) -> list[dict]:
+    return stack.query(f"SELECT * FROM attributions WHERE attributor = '{key}' ORDER BY subject, subject_id")
+
+
+def test_a_stored_batch_answered_by_more_attributors_once(sqlite_stack, classifier, batch, tmp_path):
+    stack, (name, _) = sqlite_stack, classifier
+    other = tiny_run(stack, name)
+    save_file(weights(), str(tmp_path / "tiny.safetensors"))
+    args = ["attribute", batch, "--classifier", str(other), "--style-space", "--content-space", "--embedding", "tiny"]
+    out = stack.json(*args, "--factory", "tests.tiny_embedding:build", "--weights", str(tmp_path / "tiny.safetensors"))
+    wait_batch(stack, batch)
+    works = stack.query(f"SELECT id, content_image_id, style_image_id FROM stylizations WHERE batch_id = '{batch}'")
+    controls = stack.query("SELECT count(*) AS n FROM style_controls")[0]["n"]
+    kinds = {a["kind"]: a["key"] for a in out["attributors"]}
+    assert set(kinds) == {"classifier", "style-space", "content-space", "embedding"}
+    assert kinds["classifier"].startswith(f"run-{other}@")
+    for a in out["attributors"]:
+        assert a["done"] == 0 and a["todo"] == len(works) + controls
+        rows = attributions(stack, a["key"])
+        assert len(rows) == a["todo"] and {r["subject"] for r in rows} == {"stylization", "control"}
+        for r in rows:
+            probs = decoded(r["probs"])
+            assert len(probs) == 3 and sum(probs.values()) == pytest.approx(1, abs=1e-4)
+            assert r["predicted"] == max(probs, key=probs.get)
+            if a["kind"] != "classifier":  # the nearest centroid is the most probable
+                assert r["predicted"] == min(decoded(r["distances"]), key=decoded(r["distances"]).get)
+    motif = [r for r in attributions(stack, kinds["content-space"]) if r["subject"] == "stylization"]
+    assert all(-1 <= r["near_content"] <= 1 and -1 <= r["near_style"] <= 1 for r in motif)
+    # Asked again: every answer is reused, nothing is written (the embedding found again by its name).
+    before = counts(stack)
+    again = stack.json(
+        "attribute", batch, "--classifier", str(other), "--style-space", "--content-space", "--embedding", "tiny"
+    )
+    assert [(a["key"], a["todo"], a["jobs"]) for a in again["attributors"]] == [
+        (a["key"], 0, []) for a in out["attributors"]
+    ]
+    assert counts(stack) == before
+
+
+def test_attributors_that_cannot_answer_are_refused_in_one_line_and_write_nothing(sqlite_stack, classifier, batch):
+    stack, (name, run) = sqlite_stack, classifier
+    elsewhere = tiny_run(stack, tiny_dataset(stack, unique("elsewhere")))
+    training = stack.json("train", "--dataset", name, "--arch", "baseline-cnn", "--epochs", "50", "--image-size", "32")
+    before = counts(stack)
+    for args, says in (
+        ([batch, "--classifier", str(elsewhere)], "another dataset"),
+        ([batch, "--classifier", str(training["run"])], "has not finished training"),
+        (["nosuchbatch", "--style-space"], "no style batch"),
+        ([batch, "--classifier", str(run)], "own classifier"),
+        ([batch], "name an attributor"),
+        ([batch, "--embedding", "nobody"], "no embedding 'nobody'"),
+    ):
+        r = stack.atelier("attribute", *args, expect=1)
+        assert says in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    stack.atelier("cancel", training["job"])
+    assert counts(stack) == before
