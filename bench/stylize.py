@@ -17,9 +17,12 @@ of every result is recomputed in fp32 by one function, so the columns compare.
 Per optimiser: evaluations (forward+backward passes of the batch) per pair per step,
 pairs/hour, peak memory, the fraction of the compute floor (VGG to relu5_1, forward
 plus the gradient w.r.t. the image = 4 x the forward MACs in FLOPs, one evaluation
-per step, at the measured dense-matmul peak of the run's precision, or
---peak-tflops), the mean final loss, and the evaluations per pair it spent to reach
-the tutorial's final loss (read from its own loss trace on the tutorial's pairs).
+per step) at the device's peak (bench/peak.py: --peak-tflops, else a known GPU's
+data-sheet bf16 figure, else large dense work of the run's precision measured here,
+named in the output; a fraction above 1 stops the run), how many pairs the optimiser
+stopped before their steps ran out, the mean final loss, and the evaluations per pair
+it spent to reach the tutorial's final loss (read from its own loss trace on the
+tutorial's pairs).
 
 --cpu-bf16 runs atelier's convolutions under torch.autocast("cpu", bfloat16), the
 CPU stand-in for the bf16 autocast the workers use on CUDA (targets and reported
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -43,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import worker.ml.style.transfer as style_module  # stylize_batch reads _autocast there
+from bench import peak
 from core.config import STYLE_OPTIMIZERS, StyleConfig
 from corpus.synth import make_artists, paint
 from worker.ml.style import (
@@ -158,19 +163,19 @@ def forward_macs(vgg, height: int, width: int) -> float:
     return macs
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Measured dense-matmul FLOP/s in ``dtype``: the ceiling the compute-floor fraction is taken against."""
-    n = 8192 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b  # warm-up
-    sync(device)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 1.0:
-        a @ b
-        reps += 1
-        sync(device)
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+def device_peak(args, device: torch.device, name: str) -> peak.Peak:
+    """The ceiling of the floor fractions: --peak-tflops, a known GPU's data-sheet bf16 figure, or large dense
+    work measured here in the run's precision. A CPU under bf16 autocast is measured in bf16 and in fp32, the
+    better counting: one without bf16 units computes its bf16 convolutions in fp32."""
+    if args.peak_tflops:
+        return peak.Peak(args.peak_tflops * 1e12, "given with --peak-tflops")
+    if device.type == "cuda" and (sheet := peak.datasheet(name)):
+        return sheet
+    if device.type == "cuda":
+        dtypes: tuple[torch.dtype, ...] = (torch.bfloat16,)
+    else:
+        dtypes = (torch.bfloat16, torch.float32) if args.cpu_bf16 else (torch.float32,)
+    return peak.measured(device, dtypes, args.peak_seconds)
 
 
 def evals_to_reach(results: list, tutorial_losses: torch.Tensor) -> float | None:
@@ -242,7 +247,9 @@ def main() -> None:
     p.add_argument("--optimizers", default="lbfgs,lbfgs-onepass,lbfgs-unit",
                    help=f"atelier's optimisers to compare, comma-separated, of {', '.join(STYLE_OPTIMIZERS)}")  # fmt: skip
     p.add_argument("--cpu-bf16", action="store_true", help="atelier's convolutions under CPU bf16 autocast")
-    p.add_argument("--peak-tflops", type=float, default=0, help="the device's peak; 0: a measured dense matmul")
+    p.add_argument("--peak-tflops", type=float, default=0,
+                   help="the device's peak (its data sheet's); 0: a known GPU's data sheet, else measured dense work")  # fmt: skip
+    p.add_argument("--peak-seconds", type=float, default=2.0, help="each of the 3 repetitions of the measured peak")
     p.add_argument("--style-weight", type=float, default=1e5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--doses", default="1e4,1e5,1e6",
@@ -280,13 +287,11 @@ def main() -> None:
         precision = "atelier bf16 autocast (CPU), tutorial fp32" if args.cpu_bf16 else "both fp32"
     torch.manual_seed(args.seed)
     vgg = build_vgg(args.vgg, args.vgg_weights, device, pool="max")  # the tutorial's network: max pooling
-    # bf16 on CUDA; a CPU without bf16 units emulates bf16 matmuls (~100x slower than its fp32 ones) while its
-    # bf16 convolutions compute in fp32, so fp32 is the CPU's ceiling either way.
-    peak = args.peak_tflops * 1e12 or matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    ceiling = device_peak(args, device, name)
     weights = args.vgg_weights or "random init"
     print(
         f"device {name}; {args.vgg} ({weights}); {args.steps} steps, beta {args.style_weight:g}; {precision}; "
-        f"peak {peak / 1e12:.3g} TFLOP/s ({'given' if args.peak_tflops else 'measured matmul'})",
+        f"peak {ceiling}",
         flush=True,
     )
 
@@ -332,7 +337,8 @@ def main() -> None:
                 "pairs_per_hour": n_tut / seconds * 3600,
                 "evals_per_pair_per_step": evals / n_tut / args.steps,
                 "peak_gib": gib,
-                "floor_fraction": floor_flops / peak / (seconds / n_tut),
+                "floor_fraction": peak.fraction(floor_flops, seconds / n_tut, ceiling),
+                "stopped_early": None,  # torch.optim.LBFGS keeps no per-pair record
                 "mean_final_loss": tut_losses.mean().item(),
                 "loss_on_tutorial_pairs": tut_losses.mean().item(),
                 "evals_to_tutorial_loss": evals / n_tut,
@@ -353,7 +359,8 @@ def main() -> None:
                     "pairs_per_hour": n / seconds * 3600,
                     "evals_per_pair_per_step": (evals / n - 1) / args.steps,  # the start's evaluation aside
                     "peak_gib": gib,
-                    "floor_fraction": floor_flops / peak / (seconds / n),
+                    "floor_fraction": peak.fraction(floor_flops, seconds / n, ceiling),
+                    "stopped_early": sum(int((r.steps_done < args.steps).sum()) for r in results),
                     "mean_final_loss": losses.mean().item(),
                     "loss_on_tutorial_pairs": losses[:n_tut].mean().item(),
                     "evals_to_tutorial_loss": evals_to_reach(results, tut_losses),
@@ -368,16 +375,17 @@ def main() -> None:
     print()
     print(
         f"{'size':>9}  {'method':30s} {'pairs':>5} {'evals/pair/step':>15} {'pairs/hour':>11} {'peak GiB':>8} "
-        f"{'of floor':>8} {'mean final loss':>15} {'tutorial pairs':>14} {'evals to tut. loss':>18}"
+        f"{'of floor':>8} {'stopped':>7} {'mean final loss':>15} {'tutorial pairs':>14} {'evals to tut. loss':>18}"
     )
     for sec in sections:
         for r in sec["rows"]:
             gib = f"{r['peak_gib']:8.2f}" if r["peak_gib"] is not None else f"{'-':>8}"
             reach = r["evals_to_tutorial_loss"]
             reach_text = f"{reach:18.0f}" if reach is not None else f"{'not reached':>18}"
+            stopped = f"{r['stopped_early']:7d}" if r["stopped_early"] is not None else f"{'-':>7}"
             print(
                 f"{sec['size']:>9}  {r['method']:30s} {r['pairs']:5d} {r['evals_per_pair_per_step']:15.3f} "
-                f"{r['pairs_per_hour']:11.1f} {gib} {r['floor_fraction']:8.2%} {r['mean_final_loss']:15.6g} "
+                f"{r['pairs_per_hour']:11.1f} {gib} {r['floor_fraction']:8.2%} {stopped} {r['mean_final_loss']:15.6g} "
                 f"{r['loss_on_tutorial_pairs']:14.6g} {reach_text}"
             )
     for m in mixed:
@@ -390,7 +398,8 @@ def main() -> None:
         figures = {
             "device": name,
             "precision": precision,
-            "peak_tflops": peak / 1e12,
+            "peak_tflops": ceiling.flops / 1e12,
+            "peak_source": ceiling.source,
             "steps": args.steps,
             "weights": weights,
             "sizes": [summary(sec) for sec in sections],
@@ -413,6 +422,7 @@ def summary(sec: dict) -> dict:
         "atelier_pairs_per_hour": new["pairs_per_hour"],
         "atelier_evals_per_pair_per_step": new["evals_per_pair_per_step"],
         "atelier_floor_fraction": new["floor_fraction"],
+        "atelier_stopped_early": new["stopped_early"],
         "atelier_peak_gib": new["peak_gib"],
         "speedup_over_tutorial": new["pairs_per_hour"] / tutorial["pairs_per_hour"],
         "speedup_over_lbfgs": new["pairs_per_hour"] / old["pairs_per_hour"],
@@ -443,4 +453,7 @@ def mixed_doses(content, style, vgg, cfg, args, device, batch: int) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except peak.PeakExceeded as err:  # no figure rather than one that cannot be
+        sys.exit(f"bench.stylize: {err}")
