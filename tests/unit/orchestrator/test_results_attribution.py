@@ -320,6 +320,10 @@ def test_bad_inputs_are_one_line_errors(store):
         result = invoke(args, env)
         assert_clean_exit(result, 1)
         assert len(result.output.strip().splitlines()) == 1, result.output
+    for command in ("attribution", "dose-response"):  # an unknown grouping: click's usage error, exit 2
+        result = invoke(["results", command, batch[:8], "--by", "nope"], env)
+        assert_clean_exit(result, 2)
+        assert "Invalid value for '--by'" in result.output.strip().splitlines()[-1], result.output
 
 
 def test_results_runs_and_grid_read_named_rows(store):
