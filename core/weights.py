@@ -23,7 +23,7 @@ IMAGENET = "imagenet"
 WEIGHT_ARCHS = ARCHS + tuple(v for v in VGG_NAMES if v not in ARCHS)
 # torchvision's IMAGENET1K_V1 file of every arch that has one (its url's basename; the 8 hex digits are the
 # start of the file's sha256, which torchvision checks on download). Kept here so finding the file in the
-# torch cache needs no torch import; tests/unit/test_weights_store.py checks it against torchvision.
+# torch cache needs no torch import; tests/unit/worker/test_weights_store.py checks it against torchvision.
 IMAGENET_FILES = {
     "vgg16": "vgg16-397923af.pth",
     "vgg19": "vgg19-dcbb9e9d.pth",

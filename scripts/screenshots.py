@@ -1,10 +1,10 @@
 """The README's pictures of atelier's three HTML reports (run, sweep, style batch), taken in Debian's headless
 chromium the way tests/integration/test_report_browser.py looks at the pages (both use tests/browser.py).
 
-    python scripts/screenshots.py --out docs/
+    python -m scripts.screenshots --out docs/
         builds a tiny synthetic lab (its own redis-server and worker, in a temporary folder: 3 artists,
         a 2-epoch classifier, a 2-cell sweep, a 12-stylization batch) and photographs its three reports
-    python scripts/screenshots.py --run DIR --sweep DIR --batch DIR --out docs/
+    python -m scripts.screenshots --run DIR --sweep DIR --batch DIR --out docs/
         photographs report folders that already exist (each holds an index.html); only those named
 
 Writes OUT/report-run.png, OUT/report-sweep.png, OUT/report-batch.png. A page with a console error, a picture
@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests/browser.py, shared with the browser test
+from tests import browser as tiny  # shared with the browser test
+from tests.browser import Browser
 
-from tests import browser as tiny  # noqa: E402
-from tests.browser import Browser  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 KINDS = ("run", "sweep", "batch")
 WIDTH = 1000  # pixels of a committed picture

@@ -3,15 +3,14 @@ real headless browser (Debian's chromium, driven by Selenium: tests/browser.py):
 picture decodes, each table has its rows, every link to a local file leads somewhere. And the script that
 takes the README's pictures (scripts/screenshots.py) still takes one."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageStat
 
+from scripts import screenshots as script
 from tests import browser as tiny
 from tests.browser import Browser, PageCheck
-from tests.services import ROOT
 from tests.tiny_classifier import ARTISTS
 
 pytestmark = pytest.mark.integration
@@ -73,9 +72,6 @@ def test_batch_report_in_a_browser(sqlite_stack, batch_report, chromium):
 
 def test_the_screenshot_script_photographs_a_report(batch_report, chromium, tmp_path):
     """scripts/screenshots.py, as the README's pictures were made: a PNG that decodes, small and not blank."""
-    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
     _, page = batch_report
     written = script.shoot({"batch": page.parent}, tmp_path, chromium)
     assert written == {"batch": tmp_path / "report-batch.png"}

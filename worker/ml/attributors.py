@@ -38,7 +38,7 @@ class Embedding(Protocol):
     """Images in, one feature vector each out: ``(pictures: list of 8-bit RGB PIL images) -> (N, D) float tensor``.
 
     A registered embedding is built by a factory ``build(state: dict[str, Tensor], device) -> Embedding`` from its
-    safetensors file (docs/attributors.md has a worked example)."""
+    safetensors file (tests/tiny_embedding.py is a worked example)."""
 
     def __call__(self, pictures: list[Image.Image]) -> torch.Tensor: ...
 

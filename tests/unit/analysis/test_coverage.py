@@ -15,7 +15,7 @@ from analysis import clustered, doseresponse
 from tests.unit.analysis import study
 
 TRUTH = study.truth()
-# (test images per artist, pairs per style artist, one effect per image for both roles): the README's batch
+# (test images per artist, pairs per style artist, one effect per image for both roles): docs/findings.md's batch
 # (2 images, 2 pairs per style artist: 16 pairs), a fuller batch (3 images, 7 pairs: 56 pairs) and between.
 DESIGNS = [(2, 2, True), (2, 2, False), (2, 6, True), (3, 7, True), (3, 7, False)]
 
