@@ -45,6 +45,11 @@ _WHERE = {
     "load_controls": "records",
     "top2_margin": "records",
     "attribution_table": "tables",
+    "attributors_of": "attributors",
+    "compare_rates": "attributors",
+    "d50_ratio": "attributors",
+    "load_attribution_controls": "attributors",
+    "load_attributions": "attributors",
     "contrasts": "tables",
 }
 

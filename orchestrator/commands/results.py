@@ -343,6 +343,17 @@ FORMAT = click.option(
 )
 PLOT = click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
 PARTS = ("rates", "contrasts", "baselines", "cells")
+ATTRIBUTOR = click.option(
+    "--attributor",
+    default=None,
+    help="Whose answers: an attributor's key or its prefix (`results attributors`) [default: the batch's classifier].",
+)
+COMPARE = click.option(
+    "--compare",
+    default=None,
+    metavar="A,B",
+    help="Two attributors on the same works ('own': the batch's classifier): their difference, paired.",
+)
 
 
 @results_group.command("attribution")
@@ -358,15 +369,21 @@ PARTS = ("rates", "contrasts", "baselines", "cells")
 @click.option(
     "--part", type=click.Choice(PARTS), default="rates", show_default=True, help="Which table --format csv writes."
 )
+@ATTRIBUTOR
+@COMPARE
 @PLOT
 @FORMAT
 @pass_lab
-def attribution_cmd(lab, batch_ref, by, condition, part, plot_dir, fmt) -> None:
+def attribution_cmd(lab, batch_ref, by, condition, part, attributor, compare, plot_dir, fmt) -> None:
     """Content / style / other per dose with 95 % intervals over images, contrasts on the same pairs, baselines."""
     from orchestrator.reports import attribution as view  # pandas and statsmodels: only when a command computes
+    from orchestrator.reports.attributors import read_attributed
 
+    if compare:
+        compare_attribution(lab, batch_ref, condition, compare, fmt)
+        return
     with lab.sessions() as s:
-        study = view.analyse(view.read_study(s, batch_ref, condition), by)
+        study = view.analyse(read_attributed(s, batch_ref, condition, attributor), by)
         controls = view.control_images(s, study) if plot_dir else {}
     frames = {"rates": study.table, "contrasts": study.contrasts, "baselines": study.baselines, "cells": study.cells}
     if fmt == "json":
@@ -382,12 +399,23 @@ def attribution_cmd(lab, batch_ref, by, condition, part, plot_dir, fmt) -> None:
         frames[part].to_csv(sys.stdout, index=False)
     else:
         print_study(study)
+        print_motif(study)
     if plot_dir:
         from orchestrator.reports import plots  # matplotlib costs half a second of start-up: only when plotting
 
         plot_dir.mkdir(parents=True, exist_ok=True)
         for path in plots.attribution_plots(study, lab.settings.artifacts, controls, plot_dir):
             click.echo(f"wrote {path}")
+
+
+def print_motif(study) -> None:
+    """The content space's motif-copy measure per level, when the study reads it (`--attributor content-space`)."""
+    from analysis.attributors import motif_copy
+    from orchestrator.reports.attributors import motif_rows
+
+    frame = motif_copy(study.records)
+    if not frame.empty:
+        console.print(table("how close the works came to their sources (relu4_2, cosine)", *motif_rows(frame)))
 
 
 def print_study(study) -> None:
@@ -413,20 +441,104 @@ def print_study(study) -> None:
     )
 
 
+def compare_attribution(lab, batch_ref: str, condition: str, compare: str, fmt: str) -> None:
+    """`results attribution --compare A,B`: per level, each attributor's style rate and A − B on the same works."""
+    from analysis.attributors import compare_rates
+    from orchestrator.reports import attributors as view
+
+    with lab.sessions() as s:
+        a, b = view.compared(s, batch_ref, compare)
+        level_name = analysis.LEVEL_NAMES[analysis.batch_info(s, batch_ref)["treatment"]]
+    frame = compare_rates(a, b, condition)
+    if fmt == "json":
+        print_json({"batch": a["batch_id"].iloc[0], "method": analysis.METHOD, "compare": view_plain(frame)})
+    elif fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    else:
+        title = f"style rates of two attributors on the same works ({analysis.METHOD_SHORT}; paired)"
+        console.print(table(title, *view.compare_rows(frame, level_name)))
+        console.print(f"{analysis.CONDITION_TEXT[condition]}, under each attributor's own controls", highlight=False)
+        console.print(analysis.METHOD, highlight=False)
+
+
+def view_plain(frame) -> list[dict]:
+    from orchestrator.reports.attribution import plain
+
+    return plain(frame)
+
+
+def compare_d50(lab, batch_ref: str, condition: str, compare: str, plot_dir: Path | None, fmt: str) -> None:
+    """`results dose-response --compare A,B`: each attributor's d50 on the same works and their ratio."""
+    from analysis.attributors import d50_ratio, paired
+    from orchestrator.reports import attribution as study_view
+    from orchestrator.reports import attributors as view
+
+    with lab.sessions() as s:
+        a, b = view.compared(s, batch_ref, compare)
+        level_name = analysis.LEVEL_NAMES[analysis.batch_info(s, batch_ref)["treatment"]]
+    ka, kb = paired(a, b, condition)
+    fits = pd_concat(
+        [analysis.dose_response(k, "all", "none").assign(attributor=k["attributor"].iloc[0]) for k in (ka, kb)]
+    )
+    ratio = d50_ratio(a, b, condition)
+    if fmt == "json":
+        print_json(
+            {
+                "batch": a["batch_id"].iloc[0],
+                "method": analysis.FIT_METHOD,
+                "fits": view_plain(fits),
+                "ratio": view_plain(ratio),
+            }
+        )
+    elif fmt == "csv":
+        ratio.to_csv(sys.stdout, index=False)
+    else:
+        levels = study_view.tested_levels(ka)
+        for key, part in fits.groupby("attributor", sort=False):
+            console.print(table(f"d50 of {key} on the works both keep", *study_view.d50_rows(part, level_name, levels)))
+        console.print(
+            table(
+                "the ratio of the two d50s (jackknife over images of the log ratio)",
+                *view.ratio_rows(ratio, level_name),
+            )
+        )
+        console.print(analysis.FIT_METHOD, highlight=False)
+    if plot_dir:
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        tag = a["batch_id"].iloc[0][:8]
+        path = view.attributor_curves(
+            {k["attributor"].iloc[0]: k for k in (ka, kb)}, "none", level_name, plot_dir / f"attributors-{tag}.png", tag
+        )
+        if path:
+            click.echo(f"wrote {path}")
+
+
+def pd_concat(frames):
+    import pandas as pd
+
+    return pd.concat(frames, ignore_index=True)
+
+
 @results_group.command("dose-response")
 @click.argument("batch_ref")
 @click.option("--by", type=click.Choice(tuple(analysis.D50_GROUPS)), default="style-artist", show_default=True)
 @CONDITION
+@ATTRIBUTOR
+@COMPARE
 @PLOT
 @FORMAT
 @pass_lab
-def dose_response_cmd(lab, batch_ref, by, condition, plot_dir, fmt) -> None:
+def dose_response_cmd(lab, batch_ref, by, condition, attributor, compare, plot_dir, fmt) -> None:
     """d50 per group: the dose at which the style artist overtakes the content artist, on the named answer and on
     the stored probabilities, fitted in log dose, with Fieller's interval over images and the table's family."""
     from orchestrator.reports import attribution as view
+    from orchestrator.reports.attributors import read_attributed
 
+    if compare:
+        compare_d50(lab, batch_ref, condition, compare, plot_dir, fmt)
+        return
     with lab.sessions() as s:
-        study = view.read_study(s, batch_ref, condition)
+        study = read_attributed(s, batch_ref, condition, attributor)
     fits = analysis.dose_response(study.records, by, condition)
     if fmt == "json":
         print_json({"batch": study.info["batch_id"], "method": analysis.FIT_METHOD, "fits": view.plain(fits)})
@@ -448,6 +560,29 @@ def dose_response_cmd(lab, batch_ref, by, condition, plot_dir, fmt) -> None:
         path = plots.d50_curves(curves, fits, by, study.level_name, plot_dir / f"dose-response-{tag}-{by}.png", tag)
         if path:
             click.echo(f"wrote {path}")
+
+
+@results_group.command("attributors")
+@click.argument("batch_ref")
+@click.option("--json", "as_json", is_flag=True)
+@pass_lab
+def attributors_cmd(lab, batch_ref, as_json) -> None:
+    """The attributors that answered a batch's works (`atelier attribute`), the batch's own classifier first."""
+    from analysis.attributors import attributors_of
+
+    with lab.sessions() as s:
+        frame = attributors_of(s, batch_ref)
+    rows = frame.to_dict("records")
+    if as_json:
+        print_json([{k: (int(v) if k == "stylizations" else v) for k, v in r.items()} for r in rows])
+        return
+    console.print(
+        table(
+            "attributors",
+            ("key", "kind", "stylizations answered"),
+            [[r["key"], r["kind"], str(r["stylizations"])] for r in rows],
+        )
+    )
 
 
 @results_group.command("export")

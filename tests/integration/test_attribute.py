@@ -29,6 +29,10 @@ def batch(sqlite_stack, classifier):
     return out["batch"]
 
 
+def results(stack, *args) -> dict:
+    return json.loads(stack.atelier("results", *args, "--format", "json").stdout)
+
+
 def counts(stack) -> dict:
     return {t: stack.query(f"SELECT count(*) AS n FROM {t}")[0]["n"] for t in ("jobs", "attributors", "attributions")}
 
@@ -37,13 +41,21 @@ def attributions(stack, key: str) -> list[dict]:
     return stack.query(f"SELECT * FROM attributions WHERE attributor = '{key}' ORDER BY subject, subject_id")
 
 
-def test_a_stored_batch_answered_by_more_attributors_once(sqlite_stack, classifier, batch, tmp_path):
+@pytest.fixture(scope="module")
+def attributed(sqlite_stack, classifier, batch, tmp_path_factory):
+    """The batch answered by a second classifier, the two VGG spaces and a tiny registered embedding: (run, out)."""
     stack, (name, _) = sqlite_stack, classifier
     other = tiny_run(stack, name)
-    save_file(weights(), str(tmp_path / "tiny.safetensors"))
+    path = tmp_path_factory.mktemp("embedding") / "tiny.safetensors"
+    save_file(weights(), str(path))
     args = ["attribute", batch, "--classifier", str(other), "--style-space", "--content-space", "--embedding", "tiny"]
-    out = stack.json(*args, "--factory", "tests.tiny_embedding:build", "--weights", str(tmp_path / "tiny.safetensors"))
+    out = stack.json(*args, "--factory", "tests.tiny_embedding:build", "--weights", str(path))
     wait_batch(stack, batch)
+    return other, out
+
+
+def test_a_stored_batch_answered_by_more_attributors_once(sqlite_stack, batch, attributed):
+    stack, (other, out) = sqlite_stack, attributed
     works = stack.query(f"SELECT id, content_image_id, style_image_id FROM stylizations WHERE batch_id = '{batch}'")
     controls = stack.query("SELECT count(*) AS n FROM style_controls")[0]["n"]
     kinds = {a["kind"]: a["key"] for a in out["attributors"]}
@@ -89,3 +101,43 @@ def test_attributors_that_cannot_answer_are_refused_in_one_line_and_write_nothin
         assert says in r.output and len(r.output.strip().splitlines()) == 1, r.output
     stack.atelier("cancel", training["job"])
     assert counts(stack) == before
+
+
+def test_every_table_reads_an_attributor_and_two_compare_on_the_same_works(sqlite_stack, batch, attributed, tmp_path):
+    stack, (_, out) = sqlite_stack, attributed
+    keys = {a["kind"]: a["key"] for a in out["attributors"]}
+    listed = stack.json("results", "attributors", batch)
+    assert [a["key"] for a in listed][1:] == sorted(keys.values()) and listed[0]["kind"] == "batch classifier"
+    for key in keys.values():
+        study = results(stack, "attribution", batch, "--attributor", key, "--condition", "none")
+        assert {r["level"] for r in study["rates"]} - {None} == {0, 1, 10}
+    motif = stack.atelier("results", "attribution", batch, "--attributor", "content-space", "--condition", "none")
+    assert "share closer to the style image" in motif.output
+    # The style space by prefix: its rows are its own answers, reshaped as the batch's.
+    import analysis
+    from analysis.attributors import load_attributions
+
+    url = f"sqlite:///{stack.home / 'home' / 'atelier.db'}"
+    own, styled = analysis.load_batch(url, batch), load_attributions(url, batch, "style-space")
+    assert list(styled.columns[: len(own.columns)]) == list(own.columns) and len(styled) == len(own)
+    rows = {r["subject_id"]: r for r in attributions(stack, keys["style-space"]) if r["subject"] == "stylization"}
+    assert all(r.predicted == rows[r.stylization_id]["predicted"] for r in styled.itertuples())
+    compared = results(stack, "attribution", batch, "--compare", f"own,{keys['style-space']}", "--condition", "none")
+    assert [r["level"] for r in compared["compare"]] == [0, 1, 10]
+    for r in compared["compare"]:
+        assert (
+            r["difference"] == pytest.approx(r["style_a"] - r["style_b"]) and r["attributor_b"] == keys["style-space"]
+        )
+    shown = stack.atelier(
+        "results", "attribution", batch, "--compare", f"own,{keys['style-space']}", "--condition", "none"
+    )
+    assert "A − B" in shown.output and "paired" in shown.output
+    d50 = stack.atelier(
+        "results", "dose-response", batch, "--compare", f"own,{keys['content-space']}", "--condition", "none",
+        "--plot", str(tmp_path),
+    )  # fmt: skip
+    assert "d50 A / d50 B" in d50.output
+    assert list(tmp_path.glob("attributors-*.png"))
+    # An attributor that never answered this batch shares no works with it: refused in one line.
+    r = stack.atelier("results", "attribution", batch, "--compare", "own,nobody@000000000000", expect=1)
+    assert "no attributor" in r.output and len(r.output.strip().splitlines()) == 1
