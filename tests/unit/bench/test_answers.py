@@ -1,0 +1,24 @@
+"""bench/answers.py's pieces that decide its verdict: the threshold, the pairs it draws and the agreement."""
+
+import torch
+
+import analysis
+from bench import answers
+
+
+def test_the_near_tie_threshold_is_the_studys():
+    assert answers.NEAR_TIE == analysis.NEAR_TIE
+
+
+def test_pairs_are_cross_artist_and_every_artist_lends_its_style():
+    classes = ["a", "b", "c"]
+    by_artist = {"a": [0, 1], "b": [2, 3], "c": [4, 5]}
+    artist = {i: a for a, ids in by_artist.items() for i in ids}
+    pairs = answers.choose_pairs(classes, by_artist, 6)
+    assert all(artist[c] != artist[s] for c, s in pairs)
+    assert {artist[s] for _, s in pairs} == set(classes) and len(set(pairs)) == 6  # no pair twice
+
+
+def test_agreement_counts_the_same_answers_overall_and_among_the_decisive():
+    got = answers.agreement(["a", "b", "c", "a"], ["a", "c", "c", "b"], torch.tensor([True, True, False, False]))
+    assert got == {"same": 2, "of": 4, "share": 0.5, "decisive_same": 1, "decisive": 2}
