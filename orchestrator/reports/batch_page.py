@@ -9,7 +9,7 @@ before the output folder exists, so a bad reference or a failed job leaves nothi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -44,6 +44,7 @@ class BatchData:
     unfinished: int = 0  # the batch's jobs still queued or running: its map waits until they have ended
     no_map: str = page.NO_MAP  # why there is no inspection, when there is none
     inspection: page.Inspection | None = None
+    attributors: dict[str, pd.DataFrame] = field(default_factory=dict)  # key -> records, when more than one answered
 
 
 def collect(session, batch_id: str, seed: int) -> BatchData:
@@ -72,7 +73,34 @@ def collect(session, batch_id: str, seed: int) -> BatchData:
         controls=view.control_images(session, study),
         queries=[q_counts, q_rows],
         run_id=study.info["run_id"],
+        attributors=attributor_records(session, study.info["batch_id"]),
     )
+
+
+def attributor_records(session, batch_id: str) -> dict[str, pd.DataFrame]:
+    """Every attributor's records on the batch (``atelier attribute``), the batch's classifier first; empty when
+    it is the only one."""
+    from analysis.attributors import attributors_of, load_attributions
+
+    keys = list(attributors_of(session, batch_id)["key"])
+    return {k: load_attributions(session, batch_id, k) for k in keys} if len(keys) > 1 else {}
+
+
+def attributors_section(data: BatchData, out: Path) -> Section | None:
+    """One dose-response curve per attributor on one plot, each on every cross-artist work it answered."""
+    from orchestrator.reports.attributors import attributor_curves
+
+    if not data.attributors:
+        return None
+    tag = data.batch_id[:8]
+    path = attributor_curves(data.attributors, "none", data.study.level_name, out / f"attributors-{tag}.png", tag)
+    note = (
+        f"<p>{len(data.attributors)} attributors on the same stored works (atelier attribute): "
+        f"{escape(', '.join(data.attributors))}. Every cross-artist work each answered, whatever it makes of the "
+        "controls; `atelier results dose-response BATCH --compare A,B` gives each d50 and their ratio on the works "
+        "both keep.</p>"
+    )
+    return Section("Every attributor on the same works", note + page.plot_images([path] if path else []))
 
 
 def html_rows(table_id: str, head_rows: tuple[list[str], list[list]]) -> str:
@@ -207,6 +235,7 @@ def write(data: BatchData, artifacts: Path, out: Path, per_outcome: int, pages: 
     )
     sections = [
         *study_sections(data, pictures, curves),
+        *([extra] if (extra := attributors_section(data, out)) else []),
         map_section(data, out),
         Section("Stylized works by outcome", galleries(data, artifacts, out, per_outcome, pages, seed)),
     ]

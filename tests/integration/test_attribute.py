@@ -138,6 +138,10 @@ def test_every_table_reads_an_attributor_and_two_compare_on_the_same_works(sqlit
     )  # fmt: skip
     assert "d50 A / d50 B" in d50.output
     assert list(tmp_path.glob("attributors-*.png"))
+    # The batch's report draws one curve per attributor on one plot.
+    stack.atelier("report", batch, "--out", str(tmp_path / "report"))
+    assert "Every attributor on the same works" in (tmp_path / "report" / "index.html").read_text()
+    assert (tmp_path / "report" / f"attributors-{batch[:8]}.png").is_file()
     # An attributor that never answered this batch shares no works with it: refused in one line.
     r = stack.atelier("results", "attribution", batch, "--compare", "own,nobody@000000000000", expect=1)
     assert "no attributor" in r.output and len(r.output.strip().splitlines()) == 1
