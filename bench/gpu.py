@@ -5,8 +5,10 @@ in the same run, style transfer first (the figures the last H200 lease was short
 bench/stylize.py (today's batched L-BFGS, the one-evaluation-per-step L-BFGS variants
 and the tutorial's loop side by side, on one device batch sized from the card's free
 memory, 256 px, 300 steps; mixed doses against one optimisation per dose),
-bench/bf16_style.py (bf16 against fp32), bench/train_throughput.py, bench/load.py with
-real work through real workers (256 pairs at 256 px, 300 steps, the device batch
+bench/answers.py (bf16 against fp32 by the answers a classifier gives on real paintings,
+beside fp32 against itself from another start; it needs the folder that `python -m
+bench.answers pack` writes, carried as out/answers), bench/bf16_style.py (bf16 against
+fp32 by loss), bench/train_throughput.py, bench/load.py with real work through real workers (256 pairs at 256 px, 300 steps, the device batch
 picked from free memory; Adam, the optimiser cost aside, until `atelier stylize`
 accepts the new ones) and bench/grid.py (cut to 1,000 images and 2 epochs: the full
 one did not fit). Then checks that every figure is there and, on CUDA, whether each
@@ -34,6 +36,10 @@ RUNS = {
     "stylize": ("stylize.py", ["--sizes", "256", "--steps", "300", "--pairs", "128", "--tutorial-pairs", "4"],
                 ["--pairs", "2", "--sizes", "32", "--steps", "3", "--batch", "2", "--tutorial-pairs", "1",
                  "--peak-seconds", "0.2"]),
+    # bf16 against fp32 by the classifier's answers on real paintings: the folder `python -m bench.answers pack`
+    # wrote (carried to the device as out/answers); the smoke packs random weights and synthetic art.
+    "answers": ("answers.py", ["--pack", "out/answers", "--pairs", "16", "--doses", "1,10", "--size", "256",
+                "--steps", "300"], ["--synthetic", "--pairs", "2", "--size", "32", "--steps", "3"]),
     "bf16": ("bf16_style.py", [], ["--pairs", "2", "--size", "32", "--steps", "4"]),
     "train": ("train_throughput.py", [], ["--images", "24", "--size", "32", "--long-side", "48", "--arches",
               "resnet18", "--workers", "1", "--batch", "8", "--epochs", "1"]),

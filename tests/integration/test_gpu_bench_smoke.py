@@ -25,7 +25,7 @@ def test_the_gpu_benchmark_produces_every_figure(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads(out.read_text())
-    assert report["smoke"] and set(report["figures"]) >= {"train", "grid", "stylize", "load", "bf16"}
+    assert report["smoke"] and set(report["figures"]) >= {"train", "grid", "stylize", "answers", "load", "bf16"}
     from bench.gpu import TARGETS
 
     assert [t["target"] for t in report["targets"]] == [t[0] for t in TARGETS]
@@ -33,3 +33,5 @@ def test_the_gpu_benchmark_produces_every_figure(tmp_path):
         assert isinstance(t["value"], (int, float)) and t["value"] > 0, t
         assert t["holds"] is None  # a CPU judges no GPU target
     assert report["figures"]["load"]["exactly_once"] is True
+    answers = report["figures"]["answers"]  # on a CPU the bf16 run is fp32: the same answers
+    assert answers["bf16_vs_fp32"]["same"] == answers["bf16_vs_fp32"]["of"] == answers["stylizations"] == 4
