@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.config import STYLE_OPTIMIZERS, StyleConfig
@@ -190,9 +191,8 @@ def load_pack(pack_dir: Path, size: int):
     if missing:
         raise SystemExit(f"--pack {pack_dir}: no {missing[0]}; write it with `python -m bench.answers pack`")
     head = load_file(str(pack_dir / HEAD_FILE))
-    with open(pack_dir / HEAD_FILE, "rb") as f:  # safetensors keeps the metadata in its JSON header
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
-    classes = json.loads(header["__metadata__"]["classes"])
+    with safe_open(str(pack_dir / HEAD_FILE), "pt") as f:
+        classes = json.loads(f.metadata()["classes"])
     pictures, by_artist = [], {}
     for artist in classes:
         for p in sorted((pack_dir / "paintings" / artist).iterdir()):
