@@ -35,8 +35,7 @@ from worker.ml.attributors import Centroids, GramEmbedding, PooledEmbedding, cos
 from worker.ml.checkpoint import atomic_save
 from worker.ml.style import resize_long_side
 from worker.ml.train import pick_device
-from worker.residents import resident_classifier
-from worker.stylize_job import style_vgg
+from worker.residents import resident_classifier, style_vgg
 from worker.weights_store import local_file
 
 SLICE = 32  # pictures answered and written together: a retry redoes at most this many

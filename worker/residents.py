@@ -1,12 +1,13 @@
 """What a worker's jobs read from the store and the artifacts, and keep in the worker's child between jobs.
 
 A dataset's image list and its uint8 cache are shared by the train, features and inspect jobs; a run's
-classifier by the stylize and inspect jobs. Each job module imports them from here, so no job module
-borrows from another.
+classifier by the stylize, inspect and attribute jobs; a batch's style VGG by the stylize and attribute jobs.
+Each job module imports them from here, so no job module borrows from another.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,14 +18,18 @@ from sqlalchemy import select
 from core.artifacts import artifact_path
 from core.config import TrainConfig
 from core.errors import ConfigError
+from core.style_batch import StyleChunk
 from core.weights import WeightsRecord, sha256_file
 from db.models import Dataset, Image, Job, Run
 from worker import child
 from worker.child import file_key
 from worker.lifecycle import JobContext, require_row
 from worker.ml.cache import cached_images, keys_digest
+from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier
+from worker.ml.compiled import compile_in_place
 from worker.ml.models import build_model
+from worker.ml.style import VGGFeatures, build_vgg, from_pil, mean_activation_scales
 from worker.weights_store import local_file
 
 
@@ -101,3 +106,35 @@ def resident_classifier(session, run: Run, classes: list[str], artifacts: Path, 
         return load_classifier(session, run, classes, artifacts, device)  # one line: it has no checkpoint
     key = (run.id, *file_key(artifact_path(artifacts, run.checkpoint_path)), str(device))
     return child.resident().get("classifier", key, lambda: load_classifier(session, run, classes, artifacts, device))
+
+
+def style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
+    """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation. ``chunk``: a
+    stylize chunk, or anything with its ``style``, ``vgg_weights``, ``vgg_identity`` and ``vgg_norm`` (the attribute
+    job's VGG spaces, which must be the very network the batch optimised against).
+
+    The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
+    kept under the artifacts root, so every chunk of a batch, and every batch with that key, optimises
+    against the very same network. The rescaled VGG stays in the worker's child for the chunks after it.
+    """
+    cfg, norm = chunk.style, chunk.vgg_norm
+    key = (cfg.vgg, chunk.vgg_identity, cfg.pool, norm.key if norm else None, str(device))
+    return child.resident().get("vgg", key, lambda: _build_style_vgg(ctx, chunk, device, picture))
+
+
+def _build_style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
+    cfg, norm = chunk.style, chunk.vgg_norm
+    torch.manual_seed(cfg.seed)  # random weights (only when asked for) are drawn from the style seed
+    vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, chunk.vgg_weights), device, cfg.pool)
+    if norm:
+        path = ctx.artifact(Path("vgg-norm") / f"{norm.key}.safetensors")
+        if path.is_file():
+            scales = load_file(str(path))
+        else:
+            ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm.images)} images")
+            scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm.images])
+            images = json.dumps(list(norm.images))
+            atomic_save(scales, path, {"vgg": cfg.vgg, "images": images, "size": str(cfg.size)})
+        vgg.rescale(scales)
+    compile_in_place(vgg, ctx.settings.compile, device)  # once per child: the VGG stays in its cache
+    return vgg

@@ -23,13 +23,11 @@ retried chunk redoes only the batch in flight.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from sqlalchemy import select
 
 from core.config import StyleConfig
@@ -39,25 +37,18 @@ from corpus.imageio import open_rgb
 from corpus.thumbs import save_thumbnail, thumb_relative
 from db.models import Dataset, Image, Run, StyleControl, Stylization
 from db.upsert import upsert
-from worker import child
 from worker.lifecycle import JobContext, require_row
-from worker.ml.checkpoint import atomic_save
 from worker.ml.classify import Classifier, top3
-from worker.ml.compiled import compile_in_place
 from worker.ml.style import (
-    VGGFeatures,
-    build_vgg,
     device_batch_for,
     from_pil,
-    mean_activation_scales,
     resize_long_side,
     stylize_batch,
     to_pil,
 )
 from worker.ml.train import pick_device
 from worker.oom import halve_batch
-from worker.residents import resident_classifier
-from worker.weights_store import local_file
+from worker.residents import resident_classifier, style_vgg
 
 
 def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
@@ -69,36 +60,6 @@ def outcome(predicted: str, content_artist: str, style_artist: str) -> str:
     if predicted == style_artist:
         return "style"
     return "other"
-
-
-def style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
-    """The VGG the batch names, by sha256, rescaled by the batch's mean-activation normalisation.
-
-    The factors are computed once per key (weights, images, size) by whichever chunk needs them first and
-    kept under the artifacts root, so every chunk of a batch, and every batch with that key, optimises
-    against the very same network. The rescaled VGG stays in the worker's child for the chunks after it.
-    """
-    cfg, norm = chunk.style, chunk.vgg_norm
-    key = (cfg.vgg, chunk.vgg_identity, cfg.pool, norm.key if norm else None, str(device))
-    return child.resident().get("vgg", key, lambda: _build_style_vgg(ctx, chunk, device, picture))
-
-
-def _build_style_vgg(ctx: JobContext, chunk: StyleChunk, device, picture) -> VGGFeatures:
-    cfg, norm = chunk.style, chunk.vgg_norm
-    torch.manual_seed(cfg.seed)  # random weights (only when asked for) are drawn from the style seed
-    vgg = build_vgg(cfg.vgg, local_file(ctx.artifacts, chunk.vgg_weights), device, cfg.pool)
-    if norm:
-        path = ctx.artifact(Path("vgg-norm") / f"{norm.key}.safetensors")
-        if path.is_file():
-            scales = load_file(str(path))
-        else:
-            ctx.progress(0.0, f"normalising {cfg.vgg} on {len(norm.images)} images")
-            scales = mean_activation_scales(vgg, [from_pil(picture(i)) for i in norm.images])
-            images = json.dumps(list(norm.images))
-            atomic_save(scales, path, {"vgg": cfg.vgg, "images": images, "size": str(cfg.size)})
-        vgg.rescale(scales)
-    compile_in_place(vgg, ctx.settings.compile, device)  # once per child: the VGG stays in its cache
-    return vgg
 
 
 def run_stylize(ctx: JobContext) -> None:
