@@ -43,10 +43,10 @@ PAIR_SHARE = 0.65  # how much of the pairs' jackknife variance to remove (module
 MIN_CLUSTERS = 10  # fewer distinct content or style images than this: the interval is marked (it rests on few)
 METHOD = (
     "95 % intervals (each on its own): jackknife over images (every stylization that uses an image, as content or "
-    "as style, removed together) less 0.65 of the jackknife over pairs, t with G − 1 df (G: the stratum's "
-    "images); rates clipped to "
-    "[0, 1], differences to [−1, 1]; none where a stratum has fewer than 2 distinct content or style images or its "
-    f"answers leave no variation; marked * where it rests on fewer than {MIN_CLUSTERS} content or style images"
+    f"as style, removed together) less {PAIR_SHARE:g} of the jackknife over pairs, t with G − 1 df (G: the "
+    "stratum's images); rates clipped to [0, 1], differences to [−1, 1]; a rate whose answers all agree: exact "
+    "(Clopper–Pearson) over its images; none where a stratum has fewer than 2 distinct content or style images or a "
+    f"difference leaves no variation; marked * where it rests on fewer than {MIN_CLUSTERS} content or style images"
 )
 METHOD_SHORT = "jackknife over images (either role), 95 %"
 
