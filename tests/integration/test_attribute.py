@@ -145,3 +145,20 @@ def test_every_table_reads_an_attributor_and_two_compare_on_the_same_works(sqlit
     # An attributor that never answered this batch shares no works with it: refused in one line.
     r = stack.atelier("results", "attribution", batch, "--compare", "own,nobody@000000000000", expect=1)
     assert "no attributor" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_chunks_cancelled_before_they_ran_are_planned_again_by_the_next_call(sqlite_stack, batch, tmp_path):
+    stack = sqlite_stack
+    save_file(weights(seed=1), str(tmp_path / "other.safetensors"))
+    args = ["--embedding", "other", "--factory", "tests.tiny_embedding:build", "--weights"]
+    out = stack.json("attribute", batch, *args, str(tmp_path / "other.safetensors"), "--chunk", "2")
+    stack.atelier("cancel", batch)  # the worker has at most begun the first chunk: the rest never start
+    (planned,) = out["attributors"]
+    ended = [stack.wait_job(j)["status"] for j in planned["jobs"]]
+    assert "cancelled" in ended
+    answered = len(attributions(stack, planned["key"]))
+    (again,) = stack.json("attribute", batch, "--embedding", "other", "--chunk", "2")["attributors"]
+    assert again["key"] == planned["key"] and again["done"] == answered and again["todo"] == planned["todo"] - answered
+    assert all(stack.wait_job(j)["status"] == "succeeded" for j in again["jobs"])
+    rows = attributions(stack, planned["key"])
+    assert len(rows) == len({(r["subject"], r["subject_id"]) for r in rows}) == planned["todo"]
