@@ -162,3 +162,23 @@ def test_chunks_cancelled_before_they_ran_are_planned_again_by_the_next_call(sql
     assert all(stack.wait_job(j)["status"] == "succeeded" for j in again["jobs"])
     rows = attributions(stack, planned["key"])
     assert len(rows) == len({(r["subject"], r["subject_id"]) for r in rows}) == planned["todo"]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_batch_is_answered_once_and_compared(pg_stack, tmp_path):
+    """The same flow on a cluster's store: JSON params and specs, the upsert, the comparison."""
+    stack = pg_stack
+    name = tiny_dataset(stack, unique("pgattr"))
+    run, other = tiny_run(stack, name), tiny_run(stack, name)
+    out = stack.json(
+        "stylize", "--dataset", name, "--classifier", str(run), "--vgg-weights", "random", *TINY, "--dose", "1,10",
+    )  # fmt: skip
+    wait_batch(stack, out["batch"])
+    first = stack.json("attribute", out["batch"], "--classifier", str(other), "--style-space")
+    wait_batch(stack, out["batch"])
+    again = stack.json("attribute", out["batch"], "--classifier", str(other), "--style-space")
+    assert [a["todo"] for a in first["attributors"]] == [a["done"] for a in again["attributors"]]
+    assert all(a["todo"] == 0 and not a["jobs"] for a in again["attributors"])
+    key = first["attributors"][1]["key"]
+    compared = results(stack, "attribution", out["batch"], "--compare", f"own,{key}", "--condition", "none")
+    assert [r["level"] for r in compared["compare"]] == [1, 10]
