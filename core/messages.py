@@ -8,6 +8,7 @@ events for Flower) and ``send``, which publishes after the rows are committed.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -111,8 +112,12 @@ def task_labels(job: JobRow) -> dict:
     return labels
 
 
-def send(celery: Celery, jobs: Iterable[JobRow]) -> int:
-    """Publish one message per job over a single producer connection (after its row is committed)."""
+def send(celery: Celery, jobs: Iterable[JobRow], again: bool = False) -> int:
+    """Publish one message per job over a single producer connection (after its row is committed).
+
+    ``again``: jobs sent once more after a retry get a fresh task id. A job cancelled while queued had its message's
+    id revoked, and a worker drops a revoked id for as long as it lives, so the same id would never run again. Two
+    messages for one job still run it once: a worker claims the row with a compare-and-set."""
     sent = 0
     with celery.producer_or_acquire() as producer:
         for job in jobs:
@@ -121,7 +126,7 @@ def send(celery: Celery, jobs: Iterable[JobRow]) -> int:
                 args=[job.id],
                 kwargs=task_labels(job),
                 queue=job.queue,
-                task_id=f"{job.id}.{job.attempts}",
+                task_id=f"{job.id}.{job.attempts}" + (f".{uuid.uuid4().hex[:8]}" if again else ""),
                 producer=producer,
                 ignore_result=True,
             )

@@ -72,5 +72,5 @@ def retry(lab, ref: str) -> Change:
         again = set(jobs.retry(s, [j.id for j in found]))
         # A job waiting for another retried one is sent when that one succeeds (followups.release_dependants).
         ready = [j for j in found if j.id in again and j.depends_on not in again]
-    messages.send(celery, ready)
+    messages.send(celery, ready, again=True)  # fresh task ids: a job cancelled while queued had its id revoked
     return Change(name, len(found), sorted(again))

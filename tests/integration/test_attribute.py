@@ -147,19 +147,23 @@ def test_every_table_reads_an_attributor_and_two_compare_on_the_same_works(sqlit
     assert "no attributor" in r.output and len(r.output.strip().splitlines()) == 1
 
 
-def test_chunks_cancelled_before_they_ran_are_planned_again_by_the_next_call(sqlite_stack, batch, tmp_path):
+def test_chunks_cancelled_before_they_ran_are_retried_by_the_batchs_job_control(sqlite_stack, batch, tmp_path):
     stack = sqlite_stack
     save_file(weights(seed=1), str(tmp_path / "other.safetensors"))
     args = ["--embedding", "other", "--factory", "tests.tiny_embedding:build", "--weights"]
     out = stack.json("attribute", batch, *args, str(tmp_path / "other.safetensors"), "--chunk", "2")
     stack.atelier("cancel", batch)  # the worker has at most begun the first chunk: the rest never start
     (planned,) = out["attributors"]
-    ended = [stack.wait_job(j)["status"] for j in planned["jobs"]]
-    assert "cancelled" in ended
+    assert "cancelled" in [stack.wait_job(j)["status"] for j in planned["jobs"]]
+    # Asked again meanwhile, it plans what the cancelled chunks left (they are neither done nor in flight)...
     answered = len(attributions(stack, planned["key"]))
-    (again,) = stack.json("attribute", batch, "--embedding", "other", "--chunk", "2")["attributors"]
-    assert again["key"] == planned["key"] and again["done"] == answered and again["todo"] == planned["todo"] - answered
-    assert all(stack.wait_job(j)["status"] == "succeeded" for j in again["jobs"])
+    (again,) = stack.json("attribute", batch, "--embedding", "other", "--chunk", "50")["attributors"]
+    assert again["done"] == answered and again["todo"] == planned["todo"] - answered and len(again["jobs"]) == 1
+    assert stack.wait_job(again["jobs"][0])["status"] == "succeeded"
+    # ...and `atelier retry BATCH` runs the cancelled chunks once more (their queued messages were revoked: the
+    # retry sends them under fresh task ids), rewriting the same rows.
+    stack.atelier("retry", batch, "--failed")
+    assert all(stack.wait_job(j)["status"] == "succeeded" for j in planned["jobs"])
     rows = attributions(stack, planned["key"])
     assert len(rows) == len({(r["subject"], r["subject_id"]) for r in rows}) == planned["todo"]
 
