@@ -143,7 +143,26 @@ ATTRIBUTOR = _job(
         "key": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,60}@[0-9a-f]{12}$"},
         "kind": {"enum": ["classifier", "style-space", "content-space", "embedding"]},
         "classes": {"type": "array", "minItems": 2, "maxItems": 100_000, "items": TEXT},
-        "spec": {"type": "object"},
+        "spec": {
+            "type": "object",
+            "properties": {
+                "run_id": ID,
+                "checkpoint_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "style": dataclass_schema(StyleConfig),
+                "vgg_weights": WEIGHTS,
+                "vgg_norm": VGG_NORM,
+                "name": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{0,39}$"},
+                "factory": {"type": "string", "pattern": r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", "maxLength": 300},
+                "weights": WEIGHTS,
+                "size": {**_field_schema("size", int)},
+                # [[image id, artist], ...]: the training images the centroids are fitted on
+                "train": {
+                    "type": "array",
+                    "maxItems": 1_000_000,
+                    "items": {"type": "array", "prefixItems": [ID, TEXT], "minItems": 2, "maxItems": 2},
+                },
+            },
+        },
     },
     ["key", "kind", "classes", "spec"],
 )

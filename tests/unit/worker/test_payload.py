@@ -281,3 +281,20 @@ def test_simulated_oom_spares_small_batches_and_inference():
         with pytest.raises(torch.OutOfMemoryError, match="simulated"):
             layer(torch.zeros(9, 4))
     layer(torch.zeros(64, 4))  # the hook is gone afterwards
+
+
+def test_an_attribute_job_names_its_attributor_and_pictures_and_keeps_its_files_under_the_root(tmp_path):
+    from core.attributors import AttributorSpec, attribute_params
+
+    embedding = {"name": "tiny", "factory": "tests.tiny_embedding:build", "size": 24, "train": [[1, "a"], [2, "b"]]}
+    embedding["weights"] = {"name": "tiny", "sha256": "0" * 64, "path": "embeddings/x.safetensors"}
+    who = AttributorSpec.of("embedding", ["a", "b"], embedding)
+    check_params("attribute", attribute_params("b1", who, [1, 2], [3], 0), tmp_path)
+    for spec, says in (
+        ({**embedding, "weights": {**embedding["weights"], "path": "../../etc/passwd"}}, "leaves the artifacts root"),
+        ({**embedding, "factory": "os.system('x'):y"}, "factory"),
+        ({**embedding, "train": [[1]]}, "train"),
+    ):
+        bad = AttributorSpec("tiny@0123456789ab", "embedding", ("a", "b"), spec)
+        with pytest.raises(ConfigError, match=says):
+            check_params("attribute", attribute_params("b1", bad, [1], [], 0), tmp_path)
