@@ -66,12 +66,16 @@ def ratio_rows(frame: pd.DataFrame, level_name: str) -> tuple[list[str], list[li
     head = ["outcome", f"d50 A ({level_name})", f"d50 B ({level_name})", "d50 A / d50 B", "note"]
     rows = [
         [
-            r["outcome"], f"{r['d50_a']:.3g}", f"{r['d50_b']:.3g}",
+            r["outcome"], _g(r["d50_a"]), _g(r["d50_b"]),
             estimate(r["ratio"], r["ratio_low"], r["ratio_high"], r["note"], digits=3, spec="g"), r["note"] or "",
         ]
         for r in frame.to_dict("records")
     ]  # fmt: skip
     return head, rows
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}" if value == value else "–"
 
 
 def motif_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
