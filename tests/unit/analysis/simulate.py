@@ -7,6 +7,32 @@ import pandas as pd
 from scipy.special import expit
 
 
+def record(cid, content_artist, sid, style_artist, dose, outcome, predicted, share) -> dict:
+    """One stylization's row as ``analysis.load_batch`` gives it, both controls named correctly; ``share`` is
+    p_style / (p_style + p_content)."""
+    return {
+        "content_image_id": cid,
+        "content_artist": content_artist,
+        "style_image_id": sid,
+        "style_artist": style_artist,
+        "treatment": "dose",
+        "level": float(dose),
+        "dose": float(dose),
+        "outcome": outcome,
+        "predicted": predicted,
+        "predicted_half": predicted,
+        "p_style": 0.8 * share,
+        "p_content": 0.8 * (1 - share),
+        "checkpoint_sha256": "c" * 64,
+        "content_correct": True,
+        "style_correct": True,
+        "content_control_predicted": content_artist,
+        "style_control_predicted": style_artist,
+        "loss_ratio": dose,
+        "balance": dose,
+    }
+
+
 def batch(
     seed: int,
     artists: int = 8,
@@ -49,28 +75,8 @@ def batch(
                         outcome = "style" if rng.random() < expit(eta) else "content"
                         predicted = names[a] if outcome == "style" else names[b]
                     rows.append(
-                        {
-                            "pair_hash": f"{cid}-{sid}-{d:g}-{len(rows)}",
-                            "content_image_id": cid,
-                            "content_artist": names[b],
-                            "style_image_id": sid,
-                            "style_artist": names[a],
-                            "treatment": "dose",
-                            "level": float(d),
-                            "dose": float(d),
-                            "outcome": outcome,
-                            "predicted": predicted,
-                            "predicted_half": predicted,
-                            "p_style": 0.8 * share,
-                            "p_content": 0.8 * (1 - share),
-                            "checkpoint_sha256": "c" * 64,
-                            "content_correct": True,
-                            "style_correct": True,
-                            "content_control_predicted": names[b],
-                            "style_control_predicted": names[a],
-                            "loss_ratio": d,
-                            "balance": d,
-                        }
+                        record(cid, names[b], sid, names[a], d, outcome, predicted, share)
+                        | {"pair_hash": f"{cid}-{sid}-{d:g}-{len(rows)}"}
                     )
     frame = pd.DataFrame(rows)
     # one pair, one key across doses (a real batch: one (content image, style image) per pair and seed)

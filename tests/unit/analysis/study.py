@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
+from tests.unit.analysis.simulate import record
+
 DOSES = (0.0, 0.1, 1.0, 10.0, 100.0, 1000.0)
 NULL_LOGIT = -2.0
 
@@ -59,32 +61,8 @@ def batch(
             outcome = "other" if other else ("style" if style else "content")
             predicted = names[(a + 1 + (a + 1 == b)) % artists] if other else names[a if style else b]
             share = expit(eta + rng.normal(0, 0.5))
-            rows.append(
-                {
-                    "pair_hash": f"{k}-{d:g}",
-                    "pair": f"{c}:{s}",
-                    "arm": "cross",
-                    "content_image_id": c,
-                    "content_artist": names[b],
-                    "style_image_id": s,
-                    "style_artist": names[a],
-                    "treatment": "dose",
-                    "level": float(d),
-                    "dose": float(d),
-                    "outcome": outcome,
-                    "predicted": predicted,
-                    "predicted_half": predicted,
-                    "p_style": 0.8 * share,
-                    "p_content": 0.8 * (1 - share),
-                    "checkpoint_sha256": "c" * 64,
-                    "content_correct": True,
-                    "style_correct": True,
-                    "content_control_predicted": names[b],
-                    "style_control_predicted": names[a],
-                    "loss_ratio": d,
-                    "balance": d,
-                }
-            )
+            row = record(c, names[b], s, names[a], d, outcome, predicted, share)
+            rows.append(row | {"pair_hash": f"{k}-{d:g}", "pair": f"{c}:{s}", "arm": "cross"})
     return pd.DataFrame(rows)
 
 
