@@ -15,6 +15,7 @@ intervals): a ratio's interval on the log scale, t with G − 1 df. Both need bo
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from sqlalchemy import select
 from analysis import clustered
 from analysis.doseresponse import OUTCOMES as D50_OUTCOMES
 from analysis.doseresponse import _response, fit_glm, one_step
-from analysis.records import _controls, _json, find_batch, kept, load_batch, session_for
+from analysis.records import _controls, _json, export_frame, find_batch, kept, load_batch, session_for
 from core.attributors import own_key
 from core.errors import ConfigError
 from db.models import Attribution, Attributor, StyleBatchPair, Stylization
@@ -171,6 +172,43 @@ def _as_records(records: pd.DataFrame, answers: pd.DataFrame, controls: pd.DataF
     out["attributor"] = key
     out = out[[*records.columns, *(c for c in out.columns if c not in records.columns)]]  # load_batch's order first
     return out.sort_values(["level", "content_image_id", "style_image_id"], kind="stable").reset_index(drop=True)
+
+
+# The export's fields that belong to whoever answered: an attributor's export carries its own in their place.
+_ANSWER_FIELDS = ("predicted", "probs", "top3", "p_content", "p_style", "outcome", "correct", "answers", "predicted_half")
+
+
+def export_attributed(source: Any, batch_ref: str, attributor: str | None = None) -> pd.DataFrame:
+    """``records.export_frame``'s table with ``attributor``'s answers in place of the batch classifier's: every
+    stylization and matched control it answered (the others are left out, as in ``load_attributions``), its named
+    artist, probabilities, outcome or whether the control is recognised, and an ``attributor`` column. The batch's
+    own classifier (None, 'own') gives ``export_frame``'s table with that column added."""
+    frame = export_frame(source, batch_ref)
+    with session_for(source) as s:
+        batch = find_batch(s, batch_ref)
+        key = resolve_key(s, batch.id, attributor)
+        if key == resolve_key(s, batch.id, None):
+            return frame.assign(attributor=key)
+        ids = {r: [int(i) for i in frame.loc[frame["record"] == r, "id"]] for r in ("stylization", "control")}
+        answers = pd.concat(
+            [_answers(s, key, r, ids[r]).assign(record=r) for r in ("stylization", "control")], ignore_index=True
+        )
+    out = frame.drop(columns=[c for c in _ANSWER_FIELDS if c in frame]).merge(
+        answers.rename(columns={"subject_id": "id"}), on=["record", "id"]
+    )
+    probs = out["probs"].map(_json)
+    styl = out["record"] == "stylization"
+    out["top3"] = probs.map(lambda p: json.dumps(_top3(p)))
+    out["p_content"] = [_prob(p, a) if st else np.nan for p, a, st in zip(probs, out["content_artist"], styl)]
+    out["p_style"] = [_prob(p, a) if st else np.nan for p, a, st in zip(probs, out["style_artist"], styl)]
+    out["outcome"] = [
+        _outcome(*t) if st else None for *t, st in zip(out["predicted"], out["content_artist"], out["style_artist"], styl)
+    ]
+    out["correct"] = [None if st else bool(p == lab) for p, lab, st in zip(out["predicted"], out["label"], styl)]
+    out["probs"] = probs.map(lambda p: json.dumps(p, sort_keys=True))
+    # The batch classifier's identity would misname whose answers these are.
+    out["checkpoint_sha256"], out["classifier_run_id"], out["attributor"] = None, None, key
+    return out.sort_values(["record", "id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
 
 def paired(a: pd.DataFrame, b: pd.DataFrame, condition: str = "both") -> tuple[pd.DataFrame, pd.DataFrame]:

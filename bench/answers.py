@@ -5,8 +5,9 @@ carry. ``pack`` writes, here, one folder that fits in the 64 MiB a run carries: 
 relu5_1 in fp16 (26 MB), a set of real paintings, and a small classifier that names their artists (a
 logistic-regression head on the average-pooled relu3_1, relu4_1 and relu5_1 activations of that same VGG19,
 trained here on the packed paintings; 8 artists x 1280 weights). ``run`` (the default, on the device) stylizes
-cross-artist pairs at each dose three times with the study's defaults (noise init, normalised VGG19, the
-optimiser given): fp32, bf16 autocast, and fp32 from another white-noise start. It names every picture,
+cross-artist pairs at each dose with the study's defaults (noise init, normalised VGG19): in fp32 with the
+reference optimiser (``lbfgs``, the CPU path's), under bf16 autocast with each ``--optimizer`` candidate, and
+in fp32 from another white-noise start. It names every picture,
 after 8-bit rounding as the study stores it, with the packed classifier in fp32, and reports how often bf16
 names the artist fp32 names, beside how often fp32 agrees with itself from another start (the floor: what
 the start alone decides), and among the decisive answers (top-2 margin >= analysis.NEAR_TIE in both).
@@ -156,15 +157,18 @@ def choose_pairs(classes: list[str], by_artist: dict[str, list], n: int) -> list
 
 
 def _stylize_all(content, style, cfg, vgg, doses, batch: int, precision: str, seeds: list[int]):
-    """Every pair at its dose in device batches: (images, evaluations per pair per step, stopped early)."""
-    images, evals, stopped = [], 0, 0
+    """Every pair at its dose in device batches: (images, evaluations per pair per step, {why a pair stopped early:
+    how many})."""
+    images, evals, stopped = [], 0, {}
     for start in range(0, len(content), batch):
         part = slice(start, start + batch)
         r = stylize_batch(content[part], style[part], cfg, vgg, pair_seeds=seeds[part], doses=doses[part],
                           precision=precision)  # fmt: skip
         images.append(r.images)
         evals += (r.evaluations - 1) * len(r.images)
-        stopped += int((r.steps_done < cfg.steps).sum())
+        for done, why in zip(r.steps_done.tolist(), r.stop_reason):
+            if done < cfg.steps:
+                stopped[why] = stopped.get(why, 0) + 1
     return torch.cat(images), evals / len(content) / cfg.steps, stopped
 
 
@@ -228,22 +232,37 @@ def run(args) -> dict:
     figures = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "size": args.size,
                "steps": args.steps, "optimizer": args.optimizer, "doses": doses, "stylizations": len(pairs),
                "batch": batch, "classes": classes, "near_tie": NEAR_TIE}  # fmt: skip
+    candidates = args.optimizer.split(",")
+    figures["reference_optimizer"], figures["candidates"] = args.reference_optimizer, candidates
+    # fp32 first (the reference), then each bf16 candidate, then fp32 from another start (the floor): a run cut
+    # short still leaves the comparisons it reached in the JSON.
+    runs = [("fp32", args.reference_optimizer, "fp32", 0), *((f"bf16 {o}", o, "bf16", 0) for o in candidates),
+            ("fp32_other_start", args.reference_optimizer, "fp32", 1)]  # fmt: skip
     answers, margins = {}, {}
-    for name, precision, seed in (("fp32", "fp32", 0), ("bf16", "bf16", 0), ("fp32_other_start", "fp32", 1)):
-        cfg = StyleConfig(steps=args.steps, size=args.size, optimizer=args.optimizer, seed=seed)
+    for name, optimizer, precision, seed in runs:
+        cfg = StyleConfig(steps=args.steps, size=args.size, optimizer=optimizer, seed=seed)
         t0 = time.perf_counter()
         images, per_step, stopped = _stylize_all(content, style, cfg, vgg, dose, batch, precision, seeds)
         answers[name], margins[name] = _named(head_vgg, head, images, classes)
-        figures[name] = {"seconds": round(time.perf_counter() - t0, 2), "evals_per_pair_per_step": per_step,
-                         "stopped_early": stopped, "answers": answers[name]}  # fmt: skip
-        print(f"{name}: {figures[name]['seconds']} s, {per_step:.3f} evaluations per pair per step, "
-              f"{stopped} of {len(pairs)} stopped early", flush=True)  # fmt: skip
-    decisive = (margins["fp32"] >= NEAR_TIE) & (margins["bf16"] >= NEAR_TIE)
-    floor_decisive = (margins["fp32"] >= NEAR_TIE) & (margins["fp32_other_start"] >= NEAR_TIE)
-    figures["bf16_vs_fp32"] = agreement(answers["bf16"], answers["fp32"], decisive)
-    figures["fp32_vs_other_start"] = agreement(answers["fp32_other_start"], answers["fp32"], floor_decisive)
-    b, f = figures["bf16_vs_fp32"], figures["fp32_vs_other_start"]
-    figures["holds"] = b["same"] >= f["same"] and b["decisive_same"] == b["decisive"]
+        figures[name] = {"optimizer": optimizer, "precision": precision, "seed": seed,
+                         "seconds": round(time.perf_counter() - t0, 2), "evals_per_pair_per_step": per_step,
+                         "stopped_early": stopped, "answers": answers[name],
+                         "margins": [round(m, 4) for m in margins[name].tolist()]}  # fmt: skip
+        print(f"{name} ({optimizer}): {figures[name]['seconds']} s, {per_step:.3f} evaluations per pair per step, "
+              f"stopped early: {stopped or 'none'}", flush=True)  # fmt: skip
+        for other in answers:
+            if other.startswith("bf16"):
+                decisive = (margins["fp32"] >= NEAR_TIE) & (margins[other] >= NEAR_TIE)
+                figures[other]["vs_fp32"] = agreement(answers[other], answers["fp32"], decisive)
+        if "fp32_other_start" in answers:
+            floor_decisive = (margins["fp32"] >= NEAR_TIE) & (margins["fp32_other_start"] >= NEAR_TIE)
+            floor = agreement(answers["fp32_other_start"], answers["fp32"], floor_decisive)
+            figures["fp32_vs_other_start"] = floor
+            for other in (n for n in answers if n.startswith("bf16")):
+                b = figures[other]["vs_fp32"]
+                figures[other]["holds"] = b["same"] >= floor["same"] and b["decisive_same"] == b["decisive"]
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1))
     return figures
 
 
@@ -263,7 +282,9 @@ def main() -> None:
     rn.add_argument("--doses", default="1,10")
     rn.add_argument("--size", type=int, default=256)
     rn.add_argument("--steps", type=int, default=300)
-    rn.add_argument("--optimizer", default="lbfgs", choices=STYLE_OPTIMIZERS)
+    rn.add_argument("--optimizer", default="lbfgs", help="the bf16 run's optimiser; a comma list runs each in turn")
+    rn.add_argument("--reference-optimizer", default="lbfgs", choices=STYLE_OPTIMIZERS,
+                    help="the fp32 runs' optimiser (the CPU path's, the study's)")
     rn.add_argument("--batch", type=int, default=0, help="pairs per device batch; 0: from free memory (CUDA), 4")
     rn.add_argument("--cpu-bf16", action="store_true", help="the bf16 run under CPU bf16 autocast")
     rn.add_argument("--json", type=Path, default=None)
@@ -276,16 +297,20 @@ def main() -> None:
         print(f"{args.out}: {manifest['mib']} MiB, {manifest['images']} paintings of {len(manifest['classes'])} "
               f"artists; the head names {manifest['head_train_accuracy']:.0%} of them right")  # fmt: skip
         return
+    unknown = [o for o in args.optimizer.split(",") if o not in STYLE_OPTIMIZERS]
+    if unknown:
+        p.error(f"--optimizer {unknown[0]!r}: choose from {', '.join(STYLE_OPTIMIZERS)}")
     with tempfile.TemporaryDirectory(prefix="atelier-answers-") as tmp:
         if args.synthetic:
             args.pack = Path(tmp)
             pack(args.pack, None, None, 3, args.size)
         figures = run(args)
-    b, f = figures["bf16_vs_fp32"], figures["fp32_vs_other_start"]
-    print(f"bf16 names fp32's artist on {b['same']} of {b['of']} ({b['decisive_same']} of {b['decisive']} decisive); "
-          f"fp32 from another start on {f['same']} of {f['of']}: {'holds' if figures['holds'] else 'MISSED'}")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+    f = figures["fp32_vs_other_start"]
+    for name in (n for n in figures if n.startswith("bf16 ")):
+        b = figures[name]["vs_fp32"]
+        print(f"{name} names fp32's artist on {b['same']} of {b['of']} ({b['decisive_same']} of {b['decisive']} "
+              f"decisive); fp32 from another start on {f['same']} of {f['of']}: "
+              f"{'holds' if figures[name]['holds'] else 'MISSED'}")  # fmt: skip
 
 
 if __name__ == "__main__":

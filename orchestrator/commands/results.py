@@ -595,13 +595,24 @@ def attributors_cmd(lab, batch_ref, as_json) -> None:
     default=None,
     help="The file to write (default for csv: standard output; parquet needs it).",
 )
+@click.option(
+    "--attributor",
+    default=None,
+    help="Whose answers: an attributor's key or its prefix (`results attributors`); the works it answered, with an "
+    "`attributor` column [default: the batch's classifier, every work].",
+)
 @pass_lab
-def export_cmd(lab, batch_ref, fmt, out) -> None:
+def export_cmd(lab, batch_ref, fmt, out, attributor) -> None:
     """Every stylization and matched control of a batch with its full record (one table; `record` says which)."""
     if fmt == "parquet" and out is None:
         raise ConfigError("--format parquet writes a file: give --out FILE")
     with lab.sessions() as s:
-        frame = analysis.export_frame(s, batch_ref)
+        if attributor is None:
+            frame = analysis.export_frame(s, batch_ref)
+        else:
+            from analysis.attributors import export_attributed
+
+            frame = export_attributed(s, batch_ref, attributor)
     if fmt == "csv":
         frame.to_csv(out if out else sys.stdout, index=False)
     else:

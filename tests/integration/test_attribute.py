@@ -147,6 +147,32 @@ def test_every_table_reads_an_attributor_and_two_compare_on_the_same_works(sqlit
     assert "no attributor" in r.output and len(r.output.strip().splitlines()) == 1
 
 
+def test_an_attributors_answers_export_in_place_of_the_classifiers(sqlite_stack, batch, attributed, tmp_path):
+    import pandas as pd
+
+    stack, (_, out) = sqlite_stack, attributed
+    key = {a["kind"]: a["key"] for a in out["attributors"]}["style-space"]
+    stack.atelier("results", "export", batch, "--out", str(tmp_path / "own.csv"))
+    stack.atelier("results", "export", batch, "--attributor", "style-space", "--out", str(tmp_path / "style.csv"))
+    own, styled = pd.read_csv(tmp_path / "own.csv"), pd.read_csv(tmp_path / "style.csv")
+    answered = {(r["subject"], r["subject_id"]): r for r in attributions(stack, key)}
+    assert len(styled) == len(answered) and set(styled["attributor"]) == {key}
+    assert set(styled.columns) - set(own.columns) == {"attributor", "near_content", "near_style"}
+    for r in styled.itertuples():
+        a = answered[(r.record, r.id)]
+        assert r.predicted == a["predicted"] and json.loads(r.probs) == pytest.approx(decoded(a["probs"]))
+        if r.record == "stylization":
+            named = {r.content_artist: "content", r.style_artist: "style"}.get(r.predicted, "other")
+            assert r.outcome == ("same" if r.content_artist == r.style_artist else named)
+        else:
+            assert r.correct == (r.predicted == r.label)
+    # The works are the batch's own, with the pair fields untouched.
+    merged = styled.merge(own, on=["record", "id"], suffixes=("", "_own"))
+    assert len(merged) == len(styled) and (merged["pair_hash"].fillna("") == merged["pair_hash_own"].fillna("")).all()
+    r = stack.atelier("results", "export", batch, "--attributor", "nobody", expect=1)
+    assert "nobody" in r.output and len(r.output.strip().splitlines()) == 1
+
+
 def test_chunks_cancelled_before_they_ran_are_retried_by_the_batchs_job_control(sqlite_stack, batch, tmp_path):
     stack = sqlite_stack
     save_file(weights(seed=1), str(tmp_path / "other.safetensors"))
