@@ -299,6 +299,13 @@ def d50_ratio(a: pd.DataFrame, b: pd.DataFrame, condition: str = "both") -> pd.D
             continue
         log_ratio = -pa[0] / pa[1] + pb[0] / pb[1]
         row |= {"d50_a": float(np.exp(-pa[0] / pa[1])), "d50_b": float(np.exp(-pb[0] / pb[1]))}
+        levels = pd.to_numeric(pd.concat([da["level"], db["level"]]))
+        lo, hi = float(levels.min()), float(levels.max())
+        if not all(lo <= d <= hi for d in (row["d50_a"], row["d50_b"])):
+            # A d50 past the tested doses is the fitted line's extrapolation (1e-8, 1e+6 on real paintings); a
+            # ratio of two such numbers says nothing about which attributor follows the style first.
+            out.append(row | {"note": f"a d50 lies outside the doses tested ({lo:g}–{hi:g}): no ratio"})
+            continue
         row["ratio"] = float(np.exp(log_ratio))
         content = [*da["content_image_id"], *db["content_image_id"]]
         style = [*da["style_image_id"], *db["style_image_id"]]

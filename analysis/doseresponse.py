@@ -64,6 +64,26 @@ def _glm(y: np.ndarray, X: np.ndarray, start=None):
     return res
 
 
+def separation(log_level: np.ndarray, y: np.ndarray) -> str:
+    """Why no fit stands when the log dose separates named answers (all 0 or 1), completely or quasi-completely
+    (the two sets of doses meet at most at one dose); "" otherwise. With one covariate that is exactly when the
+    likelihood has no maximum (Albert & Anderson 1984): the slope runs off to infinity, the optimiser stops
+    wherever its tolerance says, and its leave-outs stop there too, so a jackknife interval around that slope
+    would be narrow and meaningless. statsmodels' warning only sees fitted values at 0 or 1, not the quasi case."""
+    if not np.isin(y, (0.0, 1.0)).all() or y.min() == y.max():
+        return ""
+    ones, zeros = log_level[y == 1], log_level[y == 0]  # y = 1: the style artist named
+    for low, high, first, then in ((zeros, ones, "content", "style"), (ones, zeros, "style", "content")):
+        if low.max() < high.min():
+            where = f"≤ {np.exp(low.max()):.3g}, the {then} artist at every dose ≥ {np.exp(high.min()):.3g}"
+        elif low.max() == high.min():
+            where = f"below {np.exp(low.max()):.3g}, the {then} artist above it, both at it"
+        else:
+            continue
+        return f"separation: the {first} artist at every dose {where}; the d50 lies between (the slope is unbounded: no fit)"
+    return ""
+
+
 def fit_glm(rows: pd.DataFrame):
     """(parameters (a, b), their jackknife (covariance, df) or None) of y on (1, log level), or (None, why not)."""
     if rows["level"].nunique() < 2:
@@ -72,6 +92,9 @@ def fit_glm(rows: pd.DataFrame):
         return None, "every answer agrees: no fit"
     y = rows["y"].to_numpy(dtype=float)
     X = np.column_stack([np.ones(len(rows)), np.log(rows["level"].to_numpy(dtype=float))])
+    split = separation(X[:, 1], y)
+    if split:
+        return None, split
     res = _glm(y, X)
     if res is None:
         return None, "the fit failed (separation or no convergence): no d50"

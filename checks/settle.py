@@ -13,7 +13,7 @@ With ``--classifier RUN`` the batch's final pictures are classified again by ano
 store (say, one trained at another input size): its near-ties, its table and how often it names the same
 artist as the batch's classifier, to tell the classifier's resolution from the pictures' ambiguity.
 
-    python -m checks.settle --home HOME --batch 5fc46e3e [--classifier 7]
+    python -m checks.settle --home HOME --batch 892ce95a [--classifier 5]
 """
 
 from __future__ import annotations

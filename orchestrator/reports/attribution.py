@@ -144,7 +144,8 @@ def rate_rows(study: Study) -> tuple[list[str], list[list[str]]]:
         cells = [level_text(r, study.level_name), *(r[k] for k in keys)]
         cells += [str(r["n"]), str(r["pairs"]), str(r["content_images"]), str(r["style_images"])]
         cells += [estimate(r[f"{o}_rate"], r[f"{o}_low"], r[f"{o}_high"], r[f"{o}_note"]) for o in OUTCOMES]
-        decisive = f"{number(r['changed_decisive'])} of {int(r['decisive'])}" if r["decisive"] else "–"
+        # changed_decisive is a share of the decisive answers; "k of n" shows the count it stands for.
+        decisive = f"{round(r['changed_decisive'] * r['decisive'])} of {int(r['decisive'])}" if r["decisive"] else "–"
         # Stylizations whose optimiser stopped before their steps ran out; each row's stop_reason says why.
         early = str(int(r.get("stopped_early", 0))) if r["treatment"] != "control" else "–"
         cells += [number(r["changed_last_half"]), number(r["near_ties"]), decisive, early]

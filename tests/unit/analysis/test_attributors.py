@@ -53,3 +53,12 @@ def test_two_attributors_with_no_shared_works_are_refused_in_one_line():
     with pytest.raises(ConfigError, match="share no works") as err:
         paired(a, b)
     assert "\n" not in str(err.value)
+
+
+def test_no_ratio_when_a_d50_lies_outside_the_tested_doses():
+    """An attributor that names the style artist from the lowest dose on (as the style space does on real
+    paintings) has a d50 far below the doses tested: the ratio to it would be a ratio of extrapolations."""
+    a, b = records("A", 0.3, 1), records("B", 30.0, 2)
+    ratio = d50_ratio(a, b, "none").set_index("outcome").loc["named"]
+    assert ratio["d50_a"] < min(LEVELS) and np.isnan(ratio["ratio"]) and np.isnan(ratio["ratio_low"])
+    assert "outside the doses tested (1–100)" in ratio["note"]

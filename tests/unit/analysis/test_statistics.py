@@ -208,3 +208,22 @@ def test_a_group_with_one_style_image_gets_a_d50_and_no_interval():
     assert named["d50_low"].isna().all()
     curves = analysis.dose_curves(records, "style-artist", "none")  # the plot's curves too
     assert not curves.empty
+
+
+def test_answers_that_the_dose_separates_get_no_slope_and_no_interval():
+    """Two style images whose answers switch from content to style between two doses, with no overlap (as on
+    real paintings at 2 images per artist): the likelihood has no maximum, so no slope or interval is reported,
+    only the doses the d50 lies between. Before, the optimiser stopped near slope 9 and its one-step leave-outs
+    stopped there too, giving a narrow slope interval that meant nothing."""
+    records = simulate.batch(seed=4, artists=2, images=2, per_cell=1, sd_content=0.0, sd_style=0.0)
+    records["outcome"] = np.where(records["level"] >= 3.0, "style", "content")
+    fit = analysis.dose_response(records, "all", "none").set_index("outcome").loc["named"]
+    assert "separation" in fit.note and "≤ 1" in fit.note and "≥ 3" in fit.note
+    assert np.isnan(fit.d50) and np.isnan(fit.slope_low) and np.isnan(fit.d50_low)
+    # One overlap at one dose is still separation (quasi-complete); two overlapping doses are not.
+    records.loc[(records["level"] == 3.0) & (records["content_image_id"] == records["content_image_id"].min()),
+                "outcome"] = "content"  # fmt: skip
+    assert "both at it" in analysis.dose_response(records, "all", "none").set_index("outcome").loc["named"].note
+    records.loc[(records["level"] == 10.0) & (records["content_image_id"] == records["content_image_id"].min()),
+                "outcome"] = "content"  # fmt: skip
+    assert "separation" not in analysis.dose_response(records, "all", "none").set_index("outcome").loc["named"].note
