@@ -226,7 +226,9 @@ class StyleConfig:
     init: str = "noise"  # noise (the paper's white noise) | content: the image the optimisation starts from
     pool: str = "avg"  # avg (the paper: "slightly more appealing results") | max (the network as trained)
     loss: str = "gatys"  # gatys: the paper's E_l and 1/2 sum content loss | tutorial: PyTorch tutorial's MSEs
-    optimizer: str = "lbfgs"  # lbfgs (batched, per pair) | lbfgs-onepass | lbfgs-unit | adam (STYLE_OPTIMIZERS)
+    # lbfgs-onepass: one evaluation of the device batch per step, on CPU (fp32) and under CUDA's bf16 alike, with
+    # lbfgs's answers (docs/benchmarks.md, "The default optimiser") | lbfgs | lbfgs-unit | adam (STYLE_OPTIMIZERS)
+    optimizer: str = "lbfgs-onepass"
     steps: int = 300  # optimiser iterations; an L-BFGS iteration costs >= 1 forward+backward
     size: int = 256  # long side of the output in px, aspect kept (the caller resizes)
     lr: float = 0.02  # Adam step size, in pixel units of [0, 1]; L-BFGS sets its own step by line search

@@ -59,9 +59,11 @@ DOSES_TEXT = ",".join(f"{d:g}" for d in DEFAULT_DOSES)
 @click.option(
     "--optimizer",
     type=click.Choice(STYLE_OPTIMIZERS),
-    default="lbfgs",
+    default=StyleConfig.optimizer,
     show_default=True,
-    help="lbfgs: per-pair line search; lbfgs-onepass / lbfgs-unit: one evaluation per step (bench/stylize.py).",
+    help="lbfgs-onepass: L-BFGS with each pair's line search spread over its steps, one evaluation per step; "
+    "lbfgs: the same line search inside each step (a batch pays for any pair's backtracks); lbfgs-unit: a unit "
+    "step, no line search (docs/benchmarks.md).",
 )
 @click.option(
     "--init",
