@@ -175,7 +175,17 @@ def _as_records(records: pd.DataFrame, answers: pd.DataFrame, controls: pd.DataF
 
 
 # The export's fields that belong to whoever answered: an attributor's export carries its own in their place.
-_ANSWER_FIELDS = ("predicted", "probs", "top3", "p_content", "p_style", "outcome", "correct", "answers", "predicted_half")
+_ANSWER_FIELDS = (
+    "predicted",
+    "probs",
+    "top3",
+    "p_content",
+    "p_style",
+    "outcome",
+    "correct",
+    "answers",
+    "predicted_half",
+)
 
 
 def export_attributed(source: Any, batch_ref: str, attributor: str | None = None) -> pd.DataFrame:
@@ -202,7 +212,8 @@ def export_attributed(source: Any, batch_ref: str, attributor: str | None = None
     out["p_content"] = [_prob(p, a) if st else np.nan for p, a, st in zip(probs, out["content_artist"], styl)]
     out["p_style"] = [_prob(p, a) if st else np.nan for p, a, st in zip(probs, out["style_artist"], styl)]
     out["outcome"] = [
-        _outcome(*t) if st else None for *t, st in zip(out["predicted"], out["content_artist"], out["style_artist"], styl)
+        _outcome(*t) if st else None
+        for *t, st in zip(out["predicted"], out["content_artist"], out["style_artist"], styl)
     ]
     out["correct"] = [None if st else bool(p == lab) for p, lab, st in zip(out["predicted"], out["label"], styl)]
     out["probs"] = probs.map(lambda p: json.dumps(p, sort_keys=True))

@@ -283,10 +283,17 @@ def main() -> None:
     rn.add_argument("--doses", default="1,10")
     rn.add_argument("--size", type=int, default=256)
     rn.add_argument("--steps", type=int, default=300)
-    rn.add_argument("--optimizer", default=StyleConfig.optimizer,
-                    help="the bf16 run's optimiser [default: the study's]; a comma list runs each in turn")
-    rn.add_argument("--reference-optimizer", default="lbfgs", choices=STYLE_OPTIMIZERS,
-                    help="the fp32 runs' optimiser (the CPU path's, the study's)")
+    rn.add_argument(
+        "--optimizer",
+        default=StyleConfig.optimizer,
+        help="the bf16 run's optimiser [default: the study's]; a comma list runs each in turn",
+    )
+    rn.add_argument(
+        "--reference-optimizer",
+        default="lbfgs",
+        choices=STYLE_OPTIMIZERS,
+        help="the fp32 runs' optimiser (the CPU path's, the study's)",
+    )
     rn.add_argument("--batch", type=int, default=0, help="pairs per device batch; 0: from free memory (CUDA), 4")
     rn.add_argument("--cpu-bf16", action="store_true", help="the bf16 run under CPU bf16 autocast")
     rn.add_argument("--json", type=Path, default=None)

@@ -31,7 +31,10 @@ CASES = {
     # The documented real-paintings batch's kind (lbfgs, the default before lbfgs-onepass): doses, from noise at
     # 256 px, ImageNet VGG19 normalised on 8 images.
     "doses, lbfgs, imagenet, normalised": dict(
-        style=StyleConfig(optimizer="lbfgs"), doses=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0], betas=None, vgg=IMAGENET,
+        style=StyleConfig(optimizer="lbfgs"),
+        doses=[0.0, 0.1, 1.0, 10.0, 100.0, 1000.0],
+        betas=None,
+        vgg=IMAGENET,
         norm=8,
     ),
     # The paper's raw betas, Adam from the content image, random VGG, no normalisation, an unpinned classifier.
