@@ -37,9 +37,10 @@ RUNS = {
                 ["--pairs", "2", "--sizes", "32", "--steps", "3", "--batch", "2", "--tutorial-pairs", "1",
                  "--peak-seconds", "0.2"]),
     # bf16 against fp32 by the classifier's answers on real paintings: the folder `python -m bench.answers pack`
-    # wrote (carried to the device as out/answers); the smoke packs random weights and synthetic art.
+    # wrote (carried to the device as out/answers); the smoke packs random weights and synthetic art, and runs its
+    # "bf16" (fp32 on a CPU) with the reference optimiser, so that its answers must equal fp32's.
     "answers": ("answers.py", ["--pack", "out/answers", "--pairs", "16", "--doses", "1,10", "--size", "256",
-                "--steps", "300"], ["--synthetic", "--pairs", "2", "--size", "32", "--steps", "3"]),
+                "--steps", "300"], ["--synthetic", "--pairs", "2", "--size", "32", "--steps", "3", "--optimizer", "lbfgs"]),
     "bf16": ("bf16_style.py", [], ["--pairs", "2", "--size", "32", "--steps", "4"]),
     "train": ("train_throughput.py", [], ["--images", "24", "--size", "32", "--long-side", "48", "--arches",
               "resnet18", "--workers", "1", "--batch", "8", "--epochs", "1"]),
